@@ -1,0 +1,87 @@
+"""The array-module seam: every layer asks this module for ``xp`` (numpy or cupy).
+
+Layers never import numpy-only or cupy-only code paths; they call ``get_array_module(x)`` and use
+the returned module, so the same layer code runs on the CPU (NumPy + numba kernels) or on an
+NVIDIA GPU (CuPy kernels). CuPy is imported lazily, only when the GPU is asked for.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+_DEVICE = "cpu"
+_cupy = None
+
+_INSTALL_HINT = (
+    'install CuPy for your CUDA version: pip install -e ".[gpu]" (CUDA 12, cupy-cuda12x) '
+    "or pip install cupy-cuda13x (CUDA 13)"
+)
+
+
+def _import_cupy():
+    """Import CuPy and check that it can see a GPU; raise one clear error otherwise."""
+    global _cupy
+    if _cupy is not None:
+        return _cupy
+    try:
+        import cupy
+    except ImportError as exc:
+        raise RuntimeError(f"set_device('gpu') needs CuPy, which is not installed: {_INSTALL_HINT}") from exc
+    try:
+        n_gpus = cupy.cuda.runtime.getDeviceCount()
+    except Exception as exc:  # CUDA driver missing or broken
+        raise RuntimeError(f"set_device('gpu'): CuPy is installed but no CUDA GPU is usable ({exc})") from exc
+    if n_gpus < 1:
+        raise RuntimeError("set_device('gpu'): CuPy is installed but no CUDA GPU is visible")
+    _cupy = cupy
+    return cupy
+
+
+def gpu_available() -> bool:
+    """True when CuPy imports and sees at least one GPU (never raises)."""
+    try:
+        _import_cupy()
+    except RuntimeError:
+        return False
+    return True
+
+
+def set_device(device: str) -> None:
+    """Choose where new parameters and batches live: ``"cpu"`` (default) or ``"gpu"``."""
+    global _DEVICE
+    if device not in ("cpu", "gpu"):
+        raise ValueError(f"set_device: expected 'cpu' or 'gpu', got {device!r}")
+    if device == "gpu":
+        _import_cupy()
+    _DEVICE = device
+
+
+def get_device() -> str:
+    return _DEVICE
+
+
+def device_module():
+    """The array module of the current device (numpy on the CPU, cupy on the GPU)."""
+    return _import_cupy() if _DEVICE == "gpu" else np
+
+
+def is_gpu_array(x) -> bool:
+    # Checked by module name so that numpy-only installs never import cupy.
+    return type(x).__module__.startswith("cupy")
+
+
+def get_array_module(x):
+    """numpy for host arrays (and Python scalars), cupy for device arrays."""
+    return _import_cupy() if is_gpu_array(x) else np
+
+
+def to_device(x, dtype=None):
+    """Move an array to the current device (a no-op when it is already there)."""
+    xp = device_module()
+    return xp.asarray(x, dtype=dtype)
+
+
+def to_numpy(x) -> np.ndarray:
+    """Bring an array back to the host as a NumPy array."""
+    if is_gpu_array(x):
+        return x.get()
+    return np.asarray(x)

@@ -1,0 +1,71 @@
+"""Kernel dispatch: the one place that decides which implementation runs.
+
+- CuPy arrays go to ``gpu.py`` (CUDA kernels),
+- NumPy arrays go to ``cpu.py`` (numba), or to ``reference.py`` (plain NumPy) when the reference
+  path is switched on, by ``use_reference_kernels(True)`` or the environment variable
+  ``TINYCONV_KERNELS=reference``. The reference path is slow but every line can be stepped through.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+
+from .. import backend
+from . import reference
+
+_use_reference = os.environ.get("TINYCONV_KERNELS", "fast").lower() == "reference"
+_cpu = None
+_gpu = None
+
+
+def use_reference_kernels(flag: bool = True) -> None:
+    """Run the whole engine on the readable plain-NumPy kernels (``True``) or the fast ones."""
+    global _use_reference
+    _use_reference = bool(flag)
+
+
+def using_reference_kernels() -> bool:
+    return _use_reference
+
+
+@contextlib.contextmanager
+def reference_kernels(flag: bool = True):
+    """``with reference_kernels(): ...`` runs the block on the reference path."""
+    previous = _use_reference
+    use_reference_kernels(flag)
+    try:
+        yield
+    finally:
+        use_reference_kernels(previous)
+
+
+def module_for(x):
+    """The kernel module for an array: gpu for CuPy arrays, else reference or cpu (numba)."""
+    global _cpu, _gpu
+    if backend.is_gpu_array(x):
+        if _gpu is None:
+            from . import gpu as _gpu_module
+            _gpu = _gpu_module
+        return _gpu
+    if _use_reference:
+        return reference
+    if _cpu is None:  # imported lazily: importing numba costs a second
+        from . import cpu as _cpu_module
+        _cpu = _cpu_module
+    return _cpu
+
+
+def im2col(x, kernel_size, strides, padding):
+    return module_for(x).im2col(x, kernel_size, strides, padding)
+
+
+def col2im(cols, x_shape, kernel_size, strides, padding):
+    return module_for(cols).col2im(cols, x_shape, kernel_size, strides, padding)
+
+
+def maxpool_forward(x, pool_size, strides, padding):
+    return module_for(x).maxpool_forward(x, pool_size, strides, padding)
+
+
+def maxpool_backward(dy, argmax, x_shape, pool_size, strides, padding):
+    return module_for(dy).maxpool_backward(dy, argmax, x_shape, pool_size, strides, padding)

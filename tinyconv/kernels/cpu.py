@@ -1,0 +1,156 @@
+"""numba kernels for the CPU: the same functions as ``reference.py``, parallel over the batch.
+
+Each public function has the reference signature; the ``_jit`` helpers do the work on
+preallocated outputs. The first call compiles (seconds); ``cache=True`` keeps the machine code
+on disk for later runs. ``NUMBA_DISABLE_JIT=1`` turns these into plain Python for a debugger.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from .reference import output_size
+
+
+@njit(parallel=True, cache=True)
+def _im2col(x, cols, kh, kw, sh, sw, top, left):
+    n, h, w, c = x.shape
+    _, oh, ow, _, _, _ = cols.shape
+    for b in prange(n * oh):  # one output row per task: no two tasks write the same place
+        nn, r = b // oh, b % oh
+        for q in range(ow):
+            for i in range(kh):
+                row = r * sh + i - top
+                for j in range(kw):
+                    col = q * sw + j - left
+                    if 0 <= row < h and 0 <= col < w:
+                        for ch in range(c):
+                            cols[nn, r, q, i, j, ch] = x[nn, row, col, ch]
+                    else:
+                        for ch in range(c):
+                            cols[nn, r, q, i, j, ch] = 0.0
+
+
+@njit(parallel=True, cache=True)
+def _col2im(cols, dx, sh, sw, top, left):
+    # A gather: each input pixel sums the window entries that saw it, so tasks never collide.
+    n, h, w, c = dx.shape
+    _, oh, ow, kh, kw, _ = cols.shape
+    for b in prange(n * h):
+        nn, row = b // h, b % h
+        for col in range(w):
+            for ch in range(c):
+                dx[nn, row, col, ch] = 0.0
+            for i in range(kh):
+                r_num = row + top - i
+                if r_num < 0 or r_num % sh != 0:
+                    continue
+                r = r_num // sh
+                if r >= oh:
+                    continue
+                for j in range(kw):
+                    q_num = col + left - j
+                    if q_num < 0 or q_num % sw != 0:
+                        continue
+                    q = q_num // sw
+                    if q >= ow:
+                        continue
+                    for ch in range(c):
+                        dx[nn, row, col, ch] += cols[nn, r, q, i, j, ch]
+
+
+@njit(parallel=True, cache=True)
+def _maxpool_forward(x, y, argmax, ph, pw, sh, sw, top, left):
+    n, h, w, c = x.shape
+    _, oh, ow, _ = y.shape
+    for b in prange(n * oh):
+        nn, r = b // oh, b % oh
+        for q in range(ow):
+            for ch in range(c):
+                best = -np.inf
+                best_k = 0
+                for i in range(ph):
+                    row = r * sh + i - top
+                    if row < 0 or row >= h:
+                        continue
+                    for j in range(pw):
+                        col = q * sw + j - left
+                        if col < 0 or col >= w:
+                            continue
+                        v = x[nn, row, col, ch]
+                        if v > best:  # strict: the first maximum wins a tie, as in the reference
+                            best = v
+                            best_k = i * pw + j
+                y[nn, r, q, ch] = best
+                argmax[nn, r, q, ch] = best_k
+
+
+@njit(parallel=True, cache=True)
+def _maxpool_backward(dy, argmax, dx, ph, pw, sh, sw, top, left):
+    # Gather form of the scatter "dx[winner] += dy": each input pixel looks at the windows covering it.
+    n, h, w, c = dx.shape
+    _, oh, ow, _ = dy.shape
+    for b in prange(n * h):
+        nn, row = b // h, b % h
+        for col in range(w):
+            for ch in range(c):
+                dx[nn, row, col, ch] = 0.0
+            for i in range(ph):
+                r_num = row + top - i
+                if r_num < 0 or r_num % sh != 0:
+                    continue
+                r = r_num // sh
+                if r >= oh:
+                    continue
+                for j in range(pw):
+                    q_num = col + left - j
+                    if q_num < 0 or q_num % sw != 0:
+                        continue
+                    q = q_num // sw
+                    if q >= ow:
+                        continue
+                    k = i * pw + j
+                    for ch in range(c):
+                        if argmax[nn, r, q, ch] == k:
+                            dx[nn, row, col, ch] += dy[nn, r, q, ch]
+
+
+def _out_hw(x_shape, kernel_size, strides, padding):
+    (kh, kw), (sh, sw), (top, bottom, left, right) = kernel_size, strides, padding
+    return output_size(x_shape[1], kh, sh, top, bottom), output_size(x_shape[2], kw, sw, left, right)
+
+
+def im2col(x, kernel_size, strides, padding):
+    n, _, _, c = x.shape
+    kh, kw = kernel_size
+    oh, ow = _out_hw(x.shape, kernel_size, strides, padding)
+    cols = np.empty((n, oh, ow, kh, kw, c), dtype=x.dtype)
+    _im2col(np.ascontiguousarray(x), cols, kh, kw, strides[0], strides[1], padding[0], padding[2])
+    return cols.reshape(n * oh * ow, kh * kw * c)
+
+
+def col2im(cols, x_shape, kernel_size, strides, padding):
+    n, _, _, c = x_shape
+    kh, kw = kernel_size
+    oh, ow = _out_hw(x_shape, kernel_size, strides, padding)
+    dx = np.empty(x_shape, dtype=cols.dtype)
+    cols6 = np.ascontiguousarray(cols).reshape(n, oh, ow, kh, kw, c)
+    _col2im(cols6, dx, strides[0], strides[1], padding[0], padding[2])
+    return dx
+
+
+def maxpool_forward(x, pool_size, strides, padding):
+    n, _, _, c = x.shape
+    oh, ow = _out_hw(x.shape, pool_size, strides, padding)
+    y = np.empty((n, oh, ow, c), dtype=x.dtype)
+    argmax = np.empty((n, oh, ow, c), dtype=np.int32)
+    _maxpool_forward(np.ascontiguousarray(x), y, argmax, pool_size[0], pool_size[1],
+                     strides[0], strides[1], padding[0], padding[2])
+    return y, argmax
+
+
+def maxpool_backward(dy, argmax, x_shape, pool_size, strides, padding):
+    dx = np.empty(x_shape, dtype=dy.dtype)
+    _maxpool_backward(np.ascontiguousarray(dy), argmax, dx, pool_size[0], pool_size[1],
+                      strides[0], strides[1], padding[0], padding[2])
+    return dx
