@@ -69,3 +69,11 @@ def maxpool_forward(x, pool_size, strides, padding):
 
 def maxpool_backward(dy, argmax, x_shape, pool_size, strides, padding):
     return module_for(dy).maxpool_backward(dy, argmax, x_shape, pool_size, strides, padding)
+
+
+def affine_warp(images, transforms, fill_mode="nearest", cval=0.0):
+    """Bilinear affine resampling of an (N, H, W, C) batch; ``transforms`` is (N, 2, 3), see reference."""
+    if images.ndim != 4 or transforms.shape != (images.shape[0], 2, 3):
+        raise ValueError(f"affine_warp: expected images (N, H, W, C) and transforms (N, 2, 3), "
+                         f"got {images.shape} and {transforms.shape}")
+    return module_for(images).affine_warp(images, transforms, fill_mode, cval)

@@ -154,3 +154,71 @@ def maxpool_backward(dy, argmax, x_shape, pool_size, strides, padding):
     _maxpool_backward(np.ascontiguousarray(dy), argmax, dx, pool_size[0], pool_size[1],
                       strides[0], strides[1], padding[0], padding[2])
     return dx
+
+
+# ---------------------------------------------------------------------------------------------
+# Affine warp: one bilinear resampling pass per image, parallel over the batch. Same contract and
+# fill modes as reference.affine_warp (which explains them); mode codes index FILL_MODES.
+# ---------------------------------------------------------------------------------------------
+
+from .reference import check_fill_mode  # noqa: E402  (kept beside the section that uses it)
+
+_NEAREST, _CONSTANT, _REFLECT, _WRAP = 0, 1, 2, 3
+
+
+@njit(cache=True)
+def _wrap_coordinate(coord, n):
+    if n == 1:
+        return 0.0
+    period = n - 1
+    if coord < 0:
+        return coord + period * (np.floor(-coord / period) + 1)
+    if coord > period:
+        return coord - period * np.floor(coord / period)
+    return coord
+
+
+@njit(cache=True)
+def _fold_index(i, n, mode):
+    if mode == _REFLECT:
+        i = i % (2 * n)  # numba follows Python: the result is non-negative
+        return 2 * n - 1 - i if i >= n else i
+    return min(max(i, 0), n - 1)
+
+
+@njit(parallel=True, cache=True)
+def _affine_warp(images, transforms, out, mode, cval):
+    n, h, w, c = images.shape
+    for b in prange(n):
+        t = transforms[b]
+        for row in range(h):
+            for col in range(w):
+                src_r = t[0, 0] * row + t[0, 1] * col + t[0, 2]
+                src_c = t[1, 0] * row + t[1, 1] * col + t[1, 2]
+                if mode == _WRAP:
+                    src_r = _wrap_coordinate(src_r, h)
+                    src_c = _wrap_coordinate(src_c, w)
+                if mode == _CONSTANT and not (0.0 <= src_r <= h - 1 and 0.0 <= src_c <= w - 1):
+                    for ch in range(c):
+                        out[b, row, col, ch] = cval
+                    continue
+                lower_r = np.floor(src_r)
+                lower_c = np.floor(src_c)
+                wr = src_r - lower_r
+                wc = src_c - lower_c
+                r0 = _fold_index(int(lower_r), h, mode)
+                r1 = _fold_index(int(lower_r) + 1, h, mode)
+                c0 = _fold_index(int(lower_c), w, mode)
+                c1 = _fold_index(int(lower_c) + 1, w, mode)
+                for ch in range(c):
+                    v = ((1.0 - wr) * (1.0 - wc) * images[b, r0, c0, ch] + (1.0 - wr) * wc * images[b, r0, c1, ch]
+                         + wr * (1.0 - wc) * images[b, r1, c0, ch] + wr * wc * images[b, r1, c1, ch])
+                    out[b, row, col, ch] = v
+
+
+def affine_warp(images, transforms, fill_mode="nearest", cval=0.0):
+    mode = check_fill_mode(fill_mode)
+    out = np.empty(images.shape, dtype=np.float32)
+    _affine_warp(np.ascontiguousarray(images, dtype=np.float32),
+                 np.ascontiguousarray(transforms, dtype=np.float64), out, mode, float(cval))
+    return out

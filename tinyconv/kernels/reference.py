@@ -87,3 +87,90 @@ def maxpool_backward(dy, argmax, x_shape, pool_size, strides, padding):
             routed = np.where(argmax == i * pw + j, dy, 0)
             dx_padded[:, i:i + sh * oh:sh, j:j + sw * ow:sw, :] += routed
     return dx_padded[:, top:top + h, left:left + w, :]
+
+
+# ---------------------------------------------------------------------------------------------
+# Affine warp (used by tinyconv.data.ImageDataGenerator)
+#
+# Each output pixel (row, col) samples the input at T @ (row, col, 1) (inverse mapping) with
+# bilinear interpolation. Outside the image, ``fill_mode`` decides, exactly as
+# scipy.ndimage.affine_transform(order=1) does for the same mode name:
+#   nearest   clamp to the edge                            a a | a b c d | d d
+#   constant  cval wherever a coordinate is outside [0, n - 1] (no blending with cval)
+#   reflect   half-sample symmetric                        b a | a b c d | d c
+#   wrap      periodic with period n - 1 (scipy's "wrap": the first and last samples coincide)
+# ---------------------------------------------------------------------------------------------
+
+FILL_MODES = ("nearest", "constant", "reflect", "wrap")
+
+
+def check_fill_mode(fill_mode: str) -> int:
+    """The position of ``fill_mode`` in FILL_MODES (the code the numba kernel takes)."""
+    if fill_mode not in FILL_MODES:
+        raise ValueError(f"affine_warp: fill_mode must be one of {FILL_MODES}, got {fill_mode!r}")
+    return FILL_MODES.index(fill_mode)
+
+
+def _wrap_coordinate(coord, n):
+    """scipy's "wrap" folds a coordinate outside [0, n - 1] back with period n - 1."""
+    if n == 1:
+        return np.zeros_like(coord)
+    period = n - 1
+    coord = np.where(coord < 0, coord + period * (np.floor(-coord / period) + 1), coord)
+    return np.where(coord > period, coord - period * np.floor(coord / period), coord)
+
+
+def _fold_index(i, n, fill_mode):
+    """Map integer sample indices outside [0, n) into the image."""
+    if fill_mode == "reflect":
+        i = np.mod(i, 2 * n)
+        return np.where(i >= n, 2 * n - 1 - i, i)
+    # "nearest" clamps; for "constant" and "wrap" the coordinate is already inside [0, n - 1]
+    # and clamping only guards the right neighbour of the last sample (whose weight is 0).
+    return np.clip(i, 0, n - 1)
+
+
+def _axis_samples(coord, n, fill_mode):
+    """For coordinates along one axis: the two neighbour indices, the weight of the second, validity."""
+    if fill_mode == "wrap":
+        coord = _wrap_coordinate(coord, n)
+    inside = (coord >= 0) & (coord <= n - 1)
+    lower = np.floor(coord)
+    weight = coord - lower
+    lower = lower.astype(np.int64)
+    return _fold_index(lower, n, fill_mode), _fold_index(lower + 1, n, fill_mode), weight, inside
+
+
+def affine_warp(images, transforms, fill_mode="nearest", cval=0.0):
+    """Resample each image at affinely mapped coordinates, bilinearly.
+
+    Parameters
+    ----------
+    images : (N, H, W, C) float array
+    transforms : (N, 2, 3) float64
+        ``transforms[k] @ (row, col, 1)`` is the input coordinate (row, col) that output pixel
+        (row, col) of image k samples.
+    fill_mode : {"nearest", "constant", "reflect", "wrap"}
+    cval : float
+        The value outside the image for ``fill_mode="constant"``.
+
+    Returns
+    -------
+    (N, H, W, C) float32
+    """
+    check_fill_mode(fill_mode)
+    n, h, w, c = images.shape
+    rows, cols = np.meshgrid(np.arange(h, dtype=np.float64), np.arange(w, dtype=np.float64), indexing="ij")
+    t = np.asarray(transforms, dtype=np.float64)[:, :, :, None, None]  # broadcast over (H, W)
+    src_rows = t[:, 0, 0] * rows + t[:, 0, 1] * cols + t[:, 0, 2]  # (N, H, W)
+    src_cols = t[:, 1, 0] * rows + t[:, 1, 1] * cols + t[:, 1, 2]
+    r0, r1, wr, inside_r = _axis_samples(src_rows, h, fill_mode)
+    c0, c1, wc, inside_c = _axis_samples(src_cols, w, fill_mode)
+    batch = np.arange(n)[:, None, None]
+    x = images.astype(np.float64)
+    wr, wc = wr[..., None], wc[..., None]
+    out = ((1 - wr) * (1 - wc) * x[batch, r0, c0] + (1 - wr) * wc * x[batch, r0, c1]
+           + wr * (1 - wc) * x[batch, r1, c0] + wr * wc * x[batch, r1, c1])
+    if fill_mode == "constant":
+        out = np.where((inside_r & inside_c)[..., None], out, cval)
+    return out.astype(np.float32)
