@@ -4,3 +4,4 @@ from .config import floatx, set_floatx
 from .random import set_seed
 
 __version__ = "0.1.0"
+from .model import Model, Sequential

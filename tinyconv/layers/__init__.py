@@ -1,0 +1,10 @@
+"""Layers with Keras names, arguments and defaults; each file is one page of math."""
+from .activations import Activation, LeakyReLU, ReLU, Sigmoid
+from .base import Input, InputLayer, Layer, SymbolicTensor, reset_names
+from .conv import Conv2D
+from .dense import Dense, Flatten
+from .dropout import Dropout
+from .pooling import MaxPooling2D
+
+__all__ = ["Activation", "Conv2D", "Dense", "Dropout", "Flatten", "Input", "InputLayer", "Layer",
+           "LeakyReLU", "MaxPooling2D", "ReLU", "Sigmoid", "SymbolicTensor", "reset_names"]

@@ -1,0 +1,90 @@
+r"""Element-wise activations: LeakyReLU, ReLU, sigmoid, and the ``Activation(name)`` layer.
+
+All keep the shape: ``x`` (N, ...) -> ``y`` (N, ...), and backward multiplies by the derivative:
+``dx = dy * f'(x)``.
+
+- LeakyReLU: ``y = x`` for x > 0, ``alpha * x`` otherwise; ``f'(x) = 1`` or ``alpha``. Keras's
+  default slope is 0.3 (not the 0.01 many texts use).
+- ReLU: LeakyReLU with slope 0.
+- Sigmoid: ``y = 1 / (1 + exp(-x))``; ``f'(x) = y * (1 - y)``, computed from the cached output.
+  Evaluated as ``exp(min(x, 0)) / (1 + exp(-|x|))`` so no exp overflows for large |x|.
+
+At x = 0 the (Leaky)ReLU derivative is taken as ``alpha`` (the left one).
+"""
+from __future__ import annotations
+
+from ..backend import get_array_module
+from .base import Layer
+
+
+class LeakyReLU(Layer):
+    def __init__(self, alpha: float | None = None, negative_slope: float | None = None,
+                 name: str | None = None, input_shape=None):
+        super().__init__(name=name, input_shape=input_shape)
+        if alpha is not None and negative_slope is not None and alpha != negative_slope:
+            raise ValueError(f"layer {self.name!r}: give alpha or negative_slope, not both "
+                             f"(got {alpha} and {negative_slope})")
+        slope = next((s for s in (alpha, negative_slope) if s is not None), 0.3)
+        if slope < 0:
+            raise ValueError(f"layer {self.name!r}: the negative slope must be >= 0, got {slope}")
+        self.alpha = float(slope)
+
+    def forward(self, x, training: bool = False):
+        self.check_input(x)
+        xp = get_array_module(x)
+        self.positive = x > 0
+        return xp.where(self.positive, x, x * x.dtype.type(self.alpha))
+
+    def backward(self, dy):
+        xp = get_array_module(dy)
+        return xp.where(self.positive, dy, dy * dy.dtype.type(self.alpha))
+
+
+class ReLU(LeakyReLU):
+    def __init__(self, name: str | None = None, input_shape=None):
+        super().__init__(alpha=0.0, name=name, input_shape=input_shape)
+
+
+class Sigmoid(Layer):
+    def forward(self, x, training: bool = False):
+        self.check_input(x)
+        xp = get_array_module(x)
+        # exp of a non-positive number never overflows; both branches equal 1 / (1 + exp(-x)).
+        e = xp.exp(-xp.abs(x))
+        self.y = xp.where(x >= 0, 1 / (1 + e), e / (1 + e))
+        return self.y
+
+    def backward(self, dy):
+        return dy * self.y * (1 - self.y)
+
+
+# Identifiers accepted by ``activation=`` and ``Activation(...)``; None and "linear" mean no activation.
+_ACTIVATIONS = {"relu": ReLU, "leaky_relu": LeakyReLU, "sigmoid": Sigmoid}
+
+
+def get(identifier, owner: str = "activation"):
+    """An activation layer for a name (``"relu"``, ``"sigmoid"``, ...), a Layer, or None for linear."""
+    if identifier is None or identifier == "linear":
+        return None
+    if isinstance(identifier, Layer):
+        return identifier
+    if identifier not in _ACTIVATIONS:
+        raise ValueError(f"{owner}: unknown activation {identifier!r}; expected one of "
+                         f"{sorted(_ACTIVATIONS) + ['linear', None]}")
+    return _ACTIVATIONS[identifier](name=identifier)
+
+
+class Activation(Layer):
+    """``Activation("sigmoid")``: an activation as a layer of its own."""
+
+    def __init__(self, activation, name: str | None = None, input_shape=None):
+        super().__init__(name=name, input_shape=input_shape)
+        self.function = get(activation, owner=f"layer {self.name!r}")
+        self.activation_name = activation if isinstance(activation, str) else type(activation).__name__
+
+    def forward(self, x, training: bool = False):
+        self.check_input(x)
+        return x if self.function is None else self.function.forward(x, training)
+
+    def backward(self, dy):
+        return dy if self.function is None else self.function.backward(dy)

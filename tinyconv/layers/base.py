@@ -1,0 +1,248 @@
+"""The Layer contract, the symbolic tensors of the functional API, and ``Input``.
+
+Every layer maps a batch ``x`` of shape ``(N, *input_shape)`` to ``y`` of shape
+``(N, *output_shape)`` and, given the upstream gradient ``dL/dy``, returns ``dL/dx`` and fills
+``grads`` (same keys as ``params``). ``forward`` caches what ``backward`` needs; ``backward``
+never modifies the gradient it receives.
+
+Functional API: ``Input(shape)`` returns a ``SymbolicTensor``; calling a layer on a symbolic
+tensor builds the layer for that shape and returns the symbolic output, which ``Model`` follows
+back to the input.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import backend, config, initializers
+
+_name_counts: dict[str, int] = {}
+
+
+def unique_name(base: str) -> str:
+    """Keras-style names: ``conv2d``, ``conv2d_1``, ``conv2d_2``, ..."""
+    count = _name_counts.get(base, 0)
+    _name_counts[base] = count + 1
+    return base if count == 0 else f"{base}_{count}"
+
+
+def reset_names() -> None:
+    """Restart the name counters (as ``keras.backend.clear_session`` does)."""
+    _name_counts.clear()
+
+
+def _snake_case(class_name: str) -> str:
+    out = ""
+    for i, ch in enumerate(class_name):
+        if ch.isupper() and i > 0 and (not class_name[i - 1].isupper() or
+                                       (i + 1 < len(class_name) and class_name[i + 1].islower())):
+            out += "_"
+        out += ch.lower()
+    return out.replace("2_d", "2d")
+
+
+def as_pair(value, what: str, owner: str) -> tuple[int, int]:
+    """Accept an int or a pair of positive ints (kernel size, strides, pool size)."""
+    pair = (value, value) if isinstance(value, (int, np.integer)) else tuple(value)
+    if len(pair) != 2 or not all(isinstance(v, (int, np.integer)) and v >= 1 for v in pair):
+        raise ValueError(f"{owner}: {what} must be a positive int or a pair of them, got {value!r}")
+    return int(pair[0]), int(pair[1])
+
+
+class SymbolicTensor:
+    """A placeholder for the batch flowing through the graph: its shape and the layer that made it."""
+
+    def __init__(self, shape: tuple, layer: "Layer", parent: "SymbolicTensor | None"):
+        self.shape = (None, *shape)
+        self.layer = layer
+        self.parent = parent
+
+    def __repr__(self) -> str:
+        return f"SymbolicTensor(shape={self.shape}, layer={self.layer.name!r})"
+
+
+class Layer:
+    """Base class: naming, building, input checks, weights access and the functional call."""
+
+    def __init__(self, name: str | None = None, input_shape: tuple | None = None):
+        self.name = name if name is not None else unique_name(_snake_case(type(self).__name__))
+        self.params: dict[str, object] = {}
+        self.grads: dict[str, object] = {}
+        self.built = False
+        self.input_shape: tuple | None = None
+        self.output_shape: tuple | None = None
+        self.declared_input_shape = tuple(input_shape) if input_shape is not None else None
+
+    # --- building -------------------------------------------------------------------------
+    def build(self, input_shape: tuple) -> None:
+        """Create parameters for inputs of shape ``input_shape`` (without the batch axis)."""
+        input_shape = tuple(int(d) for d in input_shape)
+        self.output_shape = self.compute_output_shape(input_shape)
+        self.input_shape = input_shape
+        self.built = True
+
+    def compute_output_shape(self, input_shape: tuple) -> tuple:
+        return input_shape
+
+    def add_param(self, name: str, shape: tuple, initializer) -> None:
+        init = initializers.get(initializer, owner=f"layer {self.name!r}")
+        value = np.asarray(init(tuple(shape)), dtype=config.float_dtype())
+        self.params[name] = backend.to_device(value)
+        self.grads[name] = None
+
+    def __call__(self, tensor: SymbolicTensor) -> SymbolicTensor:
+        if not isinstance(tensor, SymbolicTensor):
+            raise TypeError(
+                f"layer {self.name!r}: calling a layer builds the graph and needs a symbolic tensor "
+                f"(from Input(...)), got {type(tensor).__name__}; use layer.forward(x) for arrays")
+        if self.built:
+            raise ValueError(f"layer {self.name!r} is already part of a graph; create a new layer instead")
+        self.build(tensor.shape[1:])
+        return SymbolicTensor(self.output_shape, self, tensor)
+
+    # --- checks -----------------------------------------------------------------------------
+    def check_input(self, x) -> None:
+        """Fail clearly on a wrong type, dtype or shape before any arithmetic happens."""
+        if not hasattr(x, "shape") or not hasattr(x, "dtype"):
+            raise TypeError(f"layer {self.name!r}: expected an array, got {type(x).__name__}")
+        if x.dtype.kind != "f":
+            raise TypeError(f"layer {self.name!r}: expected a floating-point array, got dtype {x.dtype}")
+        if not self.built:
+            self.build(x.shape[1:])
+        if x.ndim != len(self.input_shape) + 1 or tuple(x.shape[1:]) != self.input_shape:
+            raise ValueError(
+                f"layer {self.name!r} ({type(self).__name__}): expected input of shape "
+                f"(batch, {', '.join(map(str, self.input_shape))}), got {tuple(x.shape)}")
+
+    # --- weights ----------------------------------------------------------------------------
+    def get_weights(self) -> list[np.ndarray]:
+        """Parameters as host arrays, in Keras order (kernel, bias)."""
+        return [backend.to_numpy(p).copy() for p in self.params.values()]
+
+    def set_weights(self, weights: list) -> None:
+        if len(weights) != len(self.params):
+            raise ValueError(
+                f"layer {self.name!r}: expected {len(self.params)} weight arrays, got {len(weights)}")
+        for (key, current), new in zip(self.params.items(), weights):
+            new = np.asarray(new)
+            if new.shape != tuple(current.shape):
+                raise ValueError(
+                    f"layer {self.name!r}: weight {key!r} expected shape {tuple(current.shape)}, "
+                    f"got {new.shape}")
+            current[...] = backend.get_array_module(current).asarray(new, dtype=current.dtype)
+
+    def count_params(self) -> int:
+        return int(sum(int(np.prod(p.shape)) for p in self.params.values()))
+
+    # --- receptive field ----------------------------------------------------------------------
+    def receptive_field(self, field: tuple[int, int, int, int] | None):
+        """Propagate (size_h, size_w, jump_h, jump_w) of one output pixel; ``None`` means the whole input.
+
+        Only layers that slide a window change it: size grows by ``(k - 1) * jump``, jump by the stride.
+        """
+        return field
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r})"
+
+
+class WindowLayer(Layer):
+    """A layer that slides a (KH, KW) window with strides over an NHWC image (Conv2D, MaxPooling2D).
+
+    Holds the shared size arithmetic: for ``"valid"`` no padding and ``OH = floor((H - KH) / SH) + 1``;
+    for ``"same"`` Keras/TensorFlow padding ``total = max((ceil(H / SH) - 1) * SH + KH - H, 0)`` split
+    as ``top = total // 2`` and the rest (one more when odd) at the bottom, so ``OH = ceil(H / SH)``.
+    """
+
+    def __init__(self, window, strides, padding: str, **kwargs):
+        super().__init__(**kwargs)
+        self.window = as_pair(window, "window size", f"layer {self.name!r}")
+        self.strides = as_pair(strides, "strides", f"layer {self.name!r}")
+        if padding not in ("valid", "same"):
+            raise ValueError(f"layer {self.name!r}: padding must be 'valid' or 'same', got {padding!r}")
+        self.padding = padding
+        self.pads = (0, 0, 0, 0)
+
+    def compute_output_shape(self, input_shape):
+        if len(input_shape) != 3:
+            raise ValueError(
+                f"layer {self.name!r} ({type(self).__name__}): expected input of shape "
+                f"(batch, height, width, channels), got (batch, {', '.join(map(str, input_shape))})")
+        h, w, _ = input_shape
+        self.pads = self._padding_amounts(h, w)
+        top, bottom, left, right = self.pads
+        (kh, kw), (sh, sw) = self.window, self.strides
+        oh, ow = (h + top + bottom - kh) // sh + 1, (w + left + right - kw) // sw + 1
+        if oh < 1 or ow < 1:
+            raise ValueError(
+                f"layer {self.name!r}: a {kh}x{kw} window with padding {self.padding!r} does not fit an "
+                f"input of {h}x{w}; the output would be {oh}x{ow}")
+        return oh, ow, self.output_channels(input_shape[2])
+
+    def output_channels(self, input_channels: int) -> int:
+        return input_channels
+
+    def _padding_amounts(self, h: int, w: int) -> tuple[int, int, int, int]:
+        if self.padding == "valid":
+            return 0, 0, 0, 0
+        (kh, kw), (sh, sw) = self.window, self.strides
+        total_h = max((-(-h // sh) - 1) * sh + kh - h, 0)
+        total_w = max((-(-w // sw) - 1) * sw + kw - w, 0)
+        return total_h // 2, total_h - total_h // 2, total_w // 2, total_w - total_w // 2
+
+    def receptive_field(self, field):
+        if field is None:
+            return None
+        size_h, size_w, jump_h, jump_w = field
+        (kh, kw), (sh, sw) = self.window, self.strides
+        return size_h + (kh - 1) * jump_h, size_w + (kw - 1) * jump_w, jump_h * sh, jump_w * sw
+
+
+class LinearLayer(Layer):
+    """A layer computing ``z = linear(x)`` then ``y = activation(z)`` (Conv2D, Dense).
+
+    Subclasses implement ``forward_linear`` and ``backward_linear``. Keeping the two steps apart
+    lets a model skip a final sigmoid when it is fused with the loss (gradient ``(p - y) / (N*L)``).
+    """
+
+    def __init__(self, activation=None, **kwargs):
+        super().__init__(**kwargs)
+        from . import activations  # activations are layers too
+        self.activation = activations.get(activation, owner=f"layer {self.name!r}")
+
+    def forward(self, x, training: bool = False):
+        z = self.forward_linear(x)
+        return z if self.activation is None else self.activation.forward(z, training)
+
+    def backward(self, dy):
+        dz = dy if self.activation is None else self.activation.backward(dy)
+        return self.backward_linear(dz)
+
+
+class InputLayer(Layer):
+    """The graph's entry: holds the input shape (without the batch axis)."""
+
+    def __init__(self, shape: tuple, name: str | None = None):
+        super().__init__(name=name)
+        self.build(shape)
+
+    def forward(self, x, training: bool = False):
+        self.check_input(x)
+        return x
+
+    def backward(self, dy):
+        return dy
+
+    def receptive_field(self, field):
+        return 1, 1, 1, 1
+
+
+def Input(shape: tuple, name: str | None = None) -> SymbolicTensor:
+    """The functional API's start: ``inputs = Input(shape=(32, 32, 3))`` (no batch axis)."""
+    try:
+        shape = tuple(int(d) for d in shape)
+    except TypeError:
+        raise TypeError(f"Input: shape must be a tuple of ints like (32, 32, 3), got {shape!r}") from None
+    if not shape or any(d < 1 for d in shape):
+        raise ValueError(f"Input: shape must hold positive sizes, got {shape!r}")
+    layer = InputLayer(shape, name=name)
+    return SymbolicTensor(shape, layer, None)

@@ -1,0 +1,73 @@
+r"""Dense (fully connected) and Flatten.
+
+Dense, with ``x`` (N, D), kernel ``W`` (D, U), bias ``b`` (U,):
+
+    forward:   z = x @ W + b                (N, U)
+    backward:  dW = x^T @ dz   (D, U)
+               db = sum over the batch of dz (U,)
+               dx = dz @ W^T   (N, D)
+
+Flatten: (N, H, W, C) -> (N, H*W*C) in row-major order (channels fastest, as Keras does for
+channels-last data); backward reshapes the gradient back. No arithmetic, no copy.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .base import Layer, LinearLayer
+
+
+class Dense(LinearLayer):
+    def __init__(self, units: int, activation=None, use_bias: bool = True,
+                 kernel_initializer="glorot_uniform", bias_initializer="zeros",
+                 name: str | None = None, input_shape=None):
+        super().__init__(activation=activation, name=name, input_shape=input_shape)
+        if not isinstance(units, int) or units < 1:
+            raise ValueError(f"layer {self.name!r}: units must be a positive int, got {units!r}")
+        self.units = units
+        self.use_bias = use_bias
+        self.kernel_initializer = kernel_initializer
+        self.bias_initializer = bias_initializer
+
+    def compute_output_shape(self, input_shape):
+        if len(input_shape) != 1:
+            raise ValueError(
+                f"layer {self.name!r} (Dense): expected input of shape (batch, features), got "
+                f"(batch, {', '.join(map(str, input_shape))}); put a Flatten() before it")
+        return (self.units,)
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        self.add_param("kernel", (input_shape[0], self.units), self.kernel_initializer)
+        if self.use_bias:
+            self.add_param("bias", (self.units,), self.bias_initializer)
+
+    def forward_linear(self, x):
+        self.check_input(x)
+        self.x = x
+        z = x @ self.params["kernel"]
+        if self.use_bias:
+            z += self.params["bias"]
+        return z
+
+    def backward_linear(self, dz):
+        self.grads["kernel"] = self.x.T @ dz
+        if self.use_bias:
+            self.grads["bias"] = dz.sum(axis=0)
+        return dz @ self.params["kernel"].T
+
+    def receptive_field(self, field):
+        return None  # every output sees the whole input
+
+
+class Flatten(Layer):
+    def compute_output_shape(self, input_shape):
+        return (int(np.prod(input_shape)),)
+
+    def forward(self, x, training: bool = False):
+        self.check_input(x)
+        self.x_shape = x.shape
+        return x.reshape(x.shape[0], -1)
+
+    def backward(self, dy):
+        return dy.reshape(self.x_shape)

@@ -1,0 +1,43 @@
+r"""Dropout, inverted: zero each unit with probability ``rate`` while training, scale the rest.
+
+Shapes are kept. With a mask ``m`` of independent Bernoulli(1 - rate) draws:
+
+    training:   y = x * m / (1 - rate)        backward: dx = dy * m / (1 - rate)
+    inference:  y = x                         backward: dx = dy
+
+Scaling at training time keeps the expected activation equal in both modes, so nothing has to
+change at inference. The mask is drawn on the host from the seeded "dropout" generator (or the
+layer's own, when ``seed`` is given) and moved to the array's device, so a seed fixes it on
+either device.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import random
+from ..backend import get_array_module
+from .base import Layer
+
+
+class Dropout(Layer):
+    def __init__(self, rate: float, seed: int | None = None, name: str | None = None, input_shape=None):
+        super().__init__(name=name, input_shape=input_shape)
+        if not 0 <= rate < 1:
+            raise ValueError(f"layer {self.name!r}: rate must be in [0, 1), got {rate!r}")
+        self.rate = float(rate)
+        self.seed = seed
+        self.generator = np.random.default_rng(seed) if seed is not None else None
+
+    def forward(self, x, training: bool = False):
+        self.check_input(x)
+        if not training or self.rate == 0:
+            self.scaled_mask = None
+            return x
+        rng = self.generator if self.generator is not None else random.generator("dropout")
+        keep = rng.random(x.shape) >= self.rate
+        xp = get_array_module(x)
+        self.scaled_mask = xp.asarray(keep, dtype=x.dtype) * x.dtype.type(1 / (1 - self.rate))
+        return x * self.scaled_mask
+
+    def backward(self, dy):
+        return dy if self.scaled_mask is None else dy * self.scaled_mask

@@ -1,0 +1,89 @@
+r"""Binary cross-entropy for multi-label outputs: predictions and targets of shape (N, L).
+
+Probability form (``from_logits=False``, Keras's default), with p clipped to [eps, 1 - eps], eps = 1e-7:
+
+    loss = mean over n and l of  -( y log p + (1 - y) log(1 - p) )
+    dL/dp = ( -y / p + (1 - y) / (1 - p) ) / (N * L)      (0 where p was clipped, as in Keras)
+
+Logits form (``from_logits=True``), stable for any z because no exp overflows:
+
+    loss = mean of  max(z, 0) - z * y + log(1 + exp(-|z|))
+    dL/dz = ( sigmoid(z) - y ) / (N * L)
+
+Fusion: when a model ends in a sigmoid and is trained with the probability form, the training
+step skips the sigmoid and uses the logits form on its input z. It is the same function of z
+without the clipping, and its gradient ``(p - y) / (N*L)`` keeps full precision where
+``p (1 - p)`` would underflow.
+"""
+from __future__ import annotations
+
+from .backend import get_array_module
+
+EPSILON = 1e-7
+
+
+def _check(y_pred, y_true, owner: str):
+    if not hasattr(y_pred, "shape") or not hasattr(y_true, "shape"):
+        raise TypeError(f"{owner}: expected arrays, got {type(y_pred).__name__} and {type(y_true).__name__}")
+    if y_pred.shape != y_true.shape:
+        raise ValueError(f"{owner}: predictions of shape {tuple(y_pred.shape)} and labels of shape "
+                         f"{tuple(y_true.shape)} differ; expected the same (batch, labels) shape")
+    if y_pred.ndim != 2:
+        raise ValueError(f"{owner}: expected 2-D (batch, labels) arrays, got shape {tuple(y_pred.shape)}")
+    xp = get_array_module(y_pred)
+    if not bool(xp.isfinite(y_pred).all()):
+        raise ValueError(f"{owner}: predictions contain NaN or inf")
+    if not bool(((y_true >= 0) & (y_true <= 1)).all()):
+        bad = y_true[~((y_true >= 0) & (y_true <= 1))]
+        raise ValueError(f"{owner}: labels must lie in [0, 1], got values such as {bad.ravel()[:3].tolist()}")
+
+
+class BinaryCrossentropy:
+    def __init__(self, from_logits: bool = False):
+        self.from_logits = bool(from_logits)
+        self.name = "binary_crossentropy"
+
+    def forward(self, y_pred, y_true) -> float:
+        """The mean loss of a batch; caches what ``backward`` needs."""
+        owner = f"BinaryCrossentropy(from_logits={self.from_logits})"
+        _check(y_pred, y_true, owner)
+        xp = get_array_module(y_pred)
+        y = y_true.astype(y_pred.dtype, copy=False)
+        if self.from_logits:
+            z = y_pred
+            per_element = xp.maximum(z, 0) - z * y + xp.log1p(xp.exp(-xp.abs(z)))
+            e = xp.exp(-xp.abs(z))
+            self.cache = xp.where(z >= 0, 1 / (1 + e), e / (1 + e)), y
+        else:
+            if not bool(((y_pred >= 0) & (y_pred <= 1)).all()):
+                raise ValueError(f"{owner}: predictions must be probabilities in [0, 1]; "
+                                 "use from_logits=True for raw scores")
+            p = xp.clip(y_pred, EPSILON, 1 - EPSILON)
+            per_element = -(y * xp.log(p) + (1 - y) * xp.log(1 - p))
+            inside = (y_pred > EPSILON) & (y_pred < 1 - EPSILON)
+            self.cache = p, y, inside
+        return float(per_element.mean())
+
+    def backward(self):
+        """dL/d(y_pred), shape (N, L)."""
+        if self.from_logits:
+            p, y = self.cache
+            return (p - y) / p.size
+        p, y, inside = self.cache
+        return (-y / p + (1 - y) / (1 - p)) * inside / p.size
+
+    def __call__(self, y_true, y_pred) -> float:
+        """Keras call order: ``loss(y_true, y_pred)``."""
+        return self.forward(y_pred, y_true)
+
+
+LOSSES = {"binary_crossentropy": BinaryCrossentropy}
+
+
+def get(identifier):
+    if isinstance(identifier, BinaryCrossentropy):
+        return identifier
+    if identifier not in LOSSES:
+        raise ValueError(f"loss: unknown loss {identifier!r}; expected one of {sorted(LOSSES)} "
+                         "or a BinaryCrossentropy instance")
+    return LOSSES[identifier]()

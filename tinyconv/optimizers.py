@@ -1,0 +1,116 @@
+r"""Optimizers that update parameter arrays in place: Adam and SGD (with momentum).
+
+Adam (Keras defaults lr=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7), at step t = 1, 2, ...:
+
+    m = beta_1 m + (1 - beta_1) g
+    v = beta_2 v + (1 - beta_2) g^2
+    a = lr * sqrt(1 - beta_2^t) / (1 - beta_1^t)      (bias correction folded into the step size)
+    w = w - a * m / (sqrt(v) + epsilon)
+
+This is Keras's placement of epsilon (outside the bias-corrected sqrt), which differs slightly
+from the paper's ``m_hat / (sqrt(v_hat) + eps)``.
+
+SGD (Keras): ``velocity = momentum * velocity - lr * g``; ``w += velocity``
+(Nesterov: ``w += momentum * velocity - lr * g``).
+
+The state (step count and moment arrays) can be read and restored, for checkpoints.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .backend import get_array_module, to_numpy
+
+
+class Optimizer:
+    slot_names: tuple[str, ...] = ()
+
+    def __init__(self, learning_rate: float, lr: float | None = None):
+        self.learning_rate = float(lr if lr is not None else learning_rate)
+        if self.learning_rate <= 0:
+            raise ValueError(f"{type(self).__name__}: learning_rate must be > 0, got {self.learning_rate}")
+        self.iterations = 0
+        self.slots: dict[str, list] = {name: [] for name in self.slot_names}
+
+    def _ensure_slots(self, params) -> None:
+        if not self.slots or len(next(iter(self.slots.values()))) != len(params):
+            for name in self.slot_names:
+                self.slots[name] = [get_array_module(p).zeros_like(p) for p in params]
+
+    def step(self, params: list, grads: list) -> None:
+        """Update every array of ``params`` in place from ``grads`` (same order and shapes)."""
+        if len(params) != len(grads):
+            raise ValueError(f"{type(self).__name__}.step: {len(params)} parameters but {len(grads)} gradients")
+        self._ensure_slots(params)
+        self.iterations += 1
+        self.apply(params, grads)
+
+    def get_state(self) -> dict:
+        """``{"iterations": t, "slots": {name: [host arrays]}}``."""
+        return {"iterations": self.iterations,
+                "slots": {name: [to_numpy(a).copy() for a in arrays] for name, arrays in self.slots.items()}}
+
+    def set_state(self, state: dict, params: list) -> None:
+        self._ensure_slots(params)
+        for name, arrays in state["slots"].items():
+            if name not in self.slots or len(arrays) != len(self.slots[name]):
+                raise ValueError(f"{type(self).__name__}.set_state: state slot {name!r} does not fit the "
+                                 f"{len(params)} parameters of this model")
+            for current, saved in zip(self.slots[name], arrays):
+                if tuple(current.shape) != tuple(np.shape(saved)):
+                    raise ValueError(f"{type(self).__name__}.set_state: slot {name!r} expected shape "
+                                     f"{tuple(current.shape)}, got {np.shape(saved)}")
+                current[...] = get_array_module(current).asarray(saved, dtype=current.dtype)
+        self.iterations = int(state["iterations"])
+
+
+class Adam(Optimizer):
+    slot_names = ("m", "v")
+
+    def __init__(self, learning_rate: float = 0.001, beta_1: float = 0.9, beta_2: float = 0.999,
+                 epsilon: float = 1e-7, lr: float | None = None):
+        super().__init__(learning_rate, lr)
+        self.beta_1, self.beta_2, self.epsilon = float(beta_1), float(beta_2), float(epsilon)
+
+    def apply(self, params, grads):
+        t = self.iterations
+        step_size = self.learning_rate * np.sqrt(1 - self.beta_2 ** t) / (1 - self.beta_1 ** t)
+        for w, g, m, v in zip(params, grads, self.slots["m"], self.slots["v"]):
+            xp = get_array_module(w)
+            m *= self.beta_1
+            m += (1 - self.beta_1) * g
+            v *= self.beta_2
+            v += (1 - self.beta_2) * g * g
+            w -= (step_size * m / (xp.sqrt(v) + self.epsilon)).astype(w.dtype, copy=False)
+
+
+class SGD(Optimizer):
+    slot_names = ("velocity",)
+
+    def __init__(self, learning_rate: float = 0.01, momentum: float = 0.0, nesterov: bool = False,
+                 lr: float | None = None):
+        super().__init__(learning_rate, lr)
+        if not 0 <= momentum < 1:
+            raise ValueError(f"SGD: momentum must be in [0, 1), got {momentum}")
+        self.momentum, self.nesterov = float(momentum), bool(nesterov)
+
+    def apply(self, params, grads):
+        for w, g, velocity in zip(params, grads, self.slots["velocity"]):
+            velocity *= self.momentum
+            velocity -= self.learning_rate * g
+            if self.nesterov:
+                w += self.momentum * velocity - self.learning_rate * g
+            else:
+                w += velocity
+
+
+OPTIMIZERS = {"adam": Adam, "sgd": SGD}
+
+
+def get(identifier):
+    if isinstance(identifier, Optimizer):
+        return identifier
+    if identifier not in OPTIMIZERS:
+        raise ValueError(f"optimizer: unknown optimizer {identifier!r}; expected one of {sorted(OPTIMIZERS)} "
+                         "or an Optimizer instance")
+    return OPTIMIZERS[identifier]()
