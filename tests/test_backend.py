@@ -1,0 +1,72 @@
+"""The array-module seam and the kernel switch."""
+import builtins
+
+import numpy as np
+import pytest
+
+import tinyconv
+from tinyconv import backend, kernels
+from tinyconv.kernels import cpu, reference
+from tinyconv.zoo import seed_cnn
+
+pytestmark = pytest.mark.backend
+
+
+def test_numpy_arrays_use_numpy():
+    assert tinyconv.get_array_module(np.zeros(3)) is np
+    assert backend.to_numpy(backend.to_device([1.0, 2.0])).tolist() == [1.0, 2.0]
+
+
+def test_gpu_request_without_cupy_says_what_to_install(monkeypatch):
+    real_import = builtins.__import__
+
+    def no_cupy(name, *args, **kwargs):
+        if name == "cupy":
+            raise ImportError("No module named 'cupy'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(backend, "_cupy", None)
+    monkeypatch.setattr(builtins, "__import__", no_cupy)
+    with pytest.raises(RuntimeError, match=r"needs CuPy.*pip install -e \"\.\[gpu\]\".*cupy-cuda13x"):
+        tinyconv.set_device("gpu")
+    assert tinyconv.get_device() == "cpu"
+
+
+def test_unknown_device():
+    with pytest.raises(ValueError, match="'cpu' or 'gpu', got 'tpu'"):
+        tinyconv.set_device("tpu")
+
+
+def test_reference_switch_routes_every_kernel(rng):
+    assert kernels.module_for(np.zeros(1)) is cpu
+    with kernels.reference_kernels():
+        assert kernels.module_for(np.zeros(1)) is reference
+    assert kernels.module_for(np.zeros(1)) is cpu
+
+
+def test_reference_and_numba_paths_train_identically(rng):
+    """One whole training step on each path: the same loss and nearly the same weights."""
+    x = rng.random((4, 12, 12, 3)).astype(np.float32)
+    y = (rng.random((4, 18)) > 0.5).astype(np.float32)
+    results = []
+    for use_reference in (False, True):
+        tinyconv.set_seed(3)
+        model = seed_cnn((12, 12, 3))
+        model.compile("adam", "binary_crossentropy")
+        with kernels.reference_kernels(use_reference):
+            loss, _ = model.train_step(x, y)
+        results.append((loss, model.get_weights()))
+    assert results[0][0] == pytest.approx(results[1][0], rel=1e-6)
+    for a, b in zip(results[0][1], results[1][1]):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_seed_fixes_initialisation():
+    tinyconv.set_seed(11)
+    a = seed_cnn((8, 8, 3)).get_weights()
+    tinyconv.set_seed(11)
+    b = seed_cnn((8, 8, 3)).get_weights()
+    tinyconv.set_seed(12)
+    c = seed_cnn((8, 8, 3)).get_weights()
+    assert all(np.array_equal(p, q) for p, q in zip(a, b))
+    assert not np.array_equal(a[0], c[0])

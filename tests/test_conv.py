@@ -1,0 +1,82 @@
+"""Conv2D against a direct nested-loop convolution, and Keras's output-size and padding rules."""
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from tinyconv.layers import Conv2D, Input, MaxPooling2D
+
+pytestmark = pytest.mark.conv
+
+
+def direct_convolution(x, kernel, bias, strides, padding):
+    """The definition, written as plainly as possible: pad, then slide the window with loops."""
+    n, h, w, c = x.shape
+    kh, kw, _, f = kernel.shape
+    sh, sw = strides
+    if padding == "same":
+        ph = max((math.ceil(h / sh) - 1) * sh + kh - h, 0)
+        pw = max((math.ceil(w / sw) - 1) * sw + kw - w, 0)
+        top, left = ph // 2, pw // 2
+        x = np.pad(x, ((0, 0), (top, ph - top), (left, pw - left), (0, 0)))
+    oh = (x.shape[1] - kh) // sh + 1
+    ow = (x.shape[2] - kw) // sw + 1
+    y = np.zeros((n, oh, ow, f))
+    for b in range(n):
+        for r in range(oh):
+            for q in range(ow):
+                for o in range(f):
+                    total = bias[o]
+                    for i in range(kh):
+                        for j in range(kw):
+                            for ch in range(c):
+                                total += x[b, r * sh + i, q * sw + j, ch] * kernel[i, j, ch, o]
+                    y[b, r, q, o] = total
+    return y
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(1, 2), h=st.integers(3, 8), w=st.integers(3, 8), c=st.integers(1, 3),
+       f=st.integers(1, 3), kh=st.integers(1, 3), kw=st.integers(1, 3), sh=st.integers(1, 3),
+       sw=st.integers(1, 3), padding=st.sampled_from(["valid", "same"]), seed=st.integers(0, 1000))
+def test_forward_equals_nested_loops(n, h, w, c, f, kh, kw, sh, sw, padding, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, h, w, c))
+    layer = Conv2D(f, (kh, kw), strides=(sh, sw), padding=padding)
+    layer.build((h, w, c))
+    kernel, bias = rng.standard_normal((kh, kw, c, f)), rng.standard_normal(f)
+    layer.set_weights([kernel, bias])
+    expected = direct_convolution(x, kernel, bias, (sh, sw), padding)
+    np.testing.assert_allclose(layer.forward(x.astype(np.float32)), expected, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("n, k, s, padding, expected", [
+    (32, 3, 1, "same", 32), (32, 3, 1, "valid", 30), (7, 3, 2, "same", 4), (7, 3, 2, "valid", 3),
+    (8, 2, 2, "same", 4), (5, 4, 3, "valid", 1), (5, 4, 3, "same", 2), (9, 1, 3, "valid", 3),
+])
+def test_output_size_follows_keras(n, k, s, padding, expected):
+    layer = Conv2D(2, (k, 1), strides=(s, 1), padding=padding)
+    out = layer(Input((n, 4, 1)))
+    assert out.shape == (None, expected, 4, 2)
+
+
+def test_same_padding_puts_the_extra_pixel_bottom_right():
+    # n=6, k=2, s=1: total padding 1, TensorFlow puts it at the bottom/right.
+    layer = Conv2D(1, (2, 2), padding="same")
+    layer.build((6, 6, 1))
+    assert layer.pads == (0, 1, 0, 1)
+    layer = Conv2D(1, (4, 4), strides=(2, 2), padding="same")
+    layer.build((7, 7, 1))  # ceil(7/2)=4 outputs, total = 3*2 + 4 - 7 = 3 -> (1, 2)
+    assert layer.pads == (1, 2, 1, 2)
+
+
+def test_pooling_output_shapes():
+    assert MaxPooling2D((2, 2))(Input((7, 6, 3))).shape == (None, 3, 3, 3)
+    assert MaxPooling2D((2, 2), padding="same")(Input((7, 6, 3))).shape == (None, 4, 3, 3)
+    assert MaxPooling2D((3, 3), strides=1)(Input((7, 6, 3))).shape == (None, 5, 4, 3)
+
+
+def test_window_larger_than_input_is_refused():
+    with pytest.raises(ValueError, match=r"5x5 window.*does not fit an input of 3x3"):
+        Conv2D(1, 5)(Input((3, 3, 1)))

@@ -1,0 +1,70 @@
+"""The numba kernels equal the readable reference kernels on random shapes."""
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from tinyconv.kernels import cpu, reference
+
+pytestmark = pytest.mark.kernels
+
+
+@st.composite
+def window_problems(draw):
+    """A random NHWC batch with a window, strides and explicit padding that fit it."""
+    kh, kw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    sh, sw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    pads = tuple(draw(st.integers(0, k - 1)) for k in (kh, kh, kw, kw))
+    h = draw(st.integers(max(1, kh - pads[0] - pads[1]), 9))
+    w = draw(st.integers(max(1, kw - pads[2] - pads[3]), 9))
+    n, c = draw(st.integers(1, 3)), draw(st.integers(1, 4))
+    dtype = draw(st.sampled_from([np.float32, np.float64]))
+    seed = draw(st.integers(0, 2**32 - 1))
+    x = np.random.default_rng(seed).standard_normal((n, h, w, c)).astype(dtype)
+    return x, (kh, kw), (sh, sw), pads
+
+
+@settings(max_examples=60, deadline=None)
+@given(window_problems())
+def test_im2col_and_col2im_match_reference(problem):
+    x, window, strides, pads = problem
+    cols = cpu.im2col(x, window, strides, pads)
+    np.testing.assert_array_equal(cols, reference.im2col(x, window, strides, pads))
+    upstream = np.random.default_rng(0).standard_normal(cols.shape).astype(x.dtype)
+    np.testing.assert_allclose(cpu.col2im(upstream, x.shape, window, strides, pads),
+                               reference.col2im(upstream, x.shape, window, strides, pads),
+                               rtol=1e-5, atol=1e-5)
+
+
+@settings(max_examples=60, deadline=None)
+@given(window_problems())
+def test_maxpool_matches_reference(problem):
+    x, window, strides, pads = problem
+    y, argmax = cpu.maxpool_forward(x, window, strides, pads)
+    y_ref, argmax_ref = reference.maxpool_forward(x, window, strides, pads)
+    np.testing.assert_array_equal(y, y_ref)
+    np.testing.assert_array_equal(argmax, argmax_ref)
+    dy = np.random.default_rng(1).standard_normal(y.shape).astype(x.dtype)
+    np.testing.assert_allclose(cpu.maxpool_backward(dy, argmax, x.shape, window, strides, pads),
+                               reference.maxpool_backward(dy, argmax, x.shape, window, strides, pads),
+                               rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("module", [reference, cpu], ids=["reference", "numba"])
+def test_col2im_is_the_adjoint_of_im2col(module, rng):
+    """<im2col(x), c> == <x, col2im(c)> for every x and c: overlaps are summed, not overwritten."""
+    x = rng.standard_normal((2, 7, 8, 3))
+    window, strides, pads = (3, 2), (2, 1), (1, 1, 0, 1)
+    cols = rng.standard_normal(module.im2col(x, window, strides, pads).shape)
+    lhs = np.sum(module.im2col(x, window, strides, pads) * cols)
+    rhs = np.sum(x * module.col2im(cols, x.shape, window, strides, pads))
+    assert lhs == pytest.approx(rhs, rel=1e-12)
+
+
+@pytest.mark.parametrize("module", [reference, cpu], ids=["reference", "numba"])
+def test_maxpool_tie_goes_to_one_input_and_padding_never_wins(module):
+    x = -np.ones((1, 3, 3, 1))  # all negative, all tied
+    y, argmax = module.maxpool_forward(x, (2, 2), (2, 2), (0, 1, 0, 1))
+    np.testing.assert_array_equal(y, -np.ones((1, 2, 2, 1)))  # padding (-inf) never wins
+    dx = module.maxpool_backward(np.ones_like(y), argmax, x.shape, (2, 2), (2, 2), (0, 1, 0, 1))
+    assert dx.sum() == 4  # each window routes its gradient to exactly one input
+    assert dx.max() == 1

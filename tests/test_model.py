@@ -1,0 +1,94 @@
+"""Functional Model and Sequential: Keras's parameter totals, summary, weights in memory and on disk."""
+import numpy as np
+import pytest
+
+import tinyconv
+from tinyconv import Model, Sequential
+from tinyconv.layers import Conv2D, Dense, Flatten, Input, LeakyReLU, MaxPooling2D
+from tinyconv.zoo import seed_cnn
+
+pytestmark = pytest.mark.model
+
+
+def keras_seed_total(h, w, c):
+    """The seed CNN's parameter count, from the layer formulas (independent of the code)."""
+    convs = (3 * 3 * c * 64 + 64) + (3 * 3 * 64 * 64 + 64) + (3 * 3 * 64 * 128 + 128) + (3 * 3 * 128 * 128 + 128)
+    flat = (h // 2 // 2) * (w // 2 // 2) * 128
+    return convs + flat * 128 + 128 + 128 * 18 + 18
+
+
+@pytest.mark.parametrize("shape, keras_total", [((32, 32, 3), 1_311_186), ((48, 48, 3), 2_621_906),
+                                                ((64, 64, 3), 4_456_914), ((64, 64, 1), 4_455_762)])
+def test_parameter_totals_equal_keras(shape, keras_total):
+    assert keras_seed_total(*shape) == keras_total
+    assert seed_cnn(shape).count_params() == keras_total
+
+
+def test_summary_table_with_receptive_fields():
+    lines = []
+    seed_cnn((32, 32, 3)).summary(print_fn=lines.append)
+    text = "\n".join(lines)
+    assert "Total params: 1,311,186" in text
+    assert "Trainable params: 1,311,186" in text
+    rows = {line.split()[0]: line for line in lines if "(" in line and "Layer" not in line and "Model" not in line}
+    assert "(None, 32, 32, 64)" in rows["conv2d"] and "1,792" in rows["conv2d"]
+    # Receptive fields: 3, 5, pool -> 6, 10, 14, pool -> 16 (size grows by (k-1) * jump).
+    expected = {"conv2d": "3x3", "conv2d_1": "5x5", "max_pooling2d": "6x6", "conv2d_2": "10x10",
+                "conv2d_3": "14x14", "max_pooling2d_1": "16x16", "dense": "whole input"}
+    for name, field in expected.items():
+        assert rows[name].rstrip().endswith(field), rows[name]
+
+
+def test_seed_forward_backward_float32_batch32(rng):
+    model = seed_cnn((32, 32, 3))
+    x = rng.random((32, 32, 32, 3)).astype(np.float32)
+    y = model.forward(x, training=True)
+    assert y.shape == (32, 18) and y.dtype == np.float32
+    assert np.all((y > 0) & (y < 1))
+    dx = model.backward(np.ones_like(y) / y.size)
+    assert dx.shape == x.shape and dx.dtype == np.float32
+    assert all(g.dtype == np.float32 and np.isfinite(g).all() for g in model.gradients())
+
+
+def test_sequential_equals_functional(rng):
+    layers = lambda: [Conv2D(4, 3, padding="same"), LeakyReLU(), MaxPooling2D(), Flatten(), Dense(2)]
+    inputs = Input((6, 6, 2))
+    x = inputs
+    for layer in layers():
+        x = layer(x)
+    functional = Model(inputs, x)
+    sequential = Sequential([Input((6, 6, 2)), *layers()])
+    deferred = Sequential(layers())  # shape taken from the first batch
+    batch = rng.standard_normal((3, 6, 6, 2)).astype(np.float32)
+    deferred.forward(batch)
+    sequential.set_weights(functional.get_weights())
+    deferred.set_weights(functional.get_weights())
+    np.testing.assert_array_equal(sequential.forward(batch), functional.forward(batch))
+    np.testing.assert_array_equal(deferred.forward(batch), functional.forward(batch))
+    with_input_shape = Sequential([Conv2D(4, 3, input_shape=(6, 6, 2))])
+    assert with_input_shape.output_shape == (None, 4, 4, 4)
+
+
+def test_weights_round_trip_through_npz(tmp_path, rng):
+    model = seed_cnn((8, 8, 3))
+    path = tmp_path / "w.npz"
+    model.save_weights(path)
+    other = seed_cnn((8, 8, 3))
+    assert not np.array_equal(other.get_weights()[0], model.get_weights()[0])
+    other.load_weights(path)
+    for a, b in zip(model.get_weights(), other.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert [p.name for p in tmp_path.iterdir()] == ["w.npz"]  # no temporary file left behind
+
+
+def test_float64_models(rng):
+    tinyconv.set_floatx("float64")
+    model = seed_cnn((8, 8, 1))
+    assert model.dtype == np.float64
+    assert model.forward(rng.random((2, 8, 8, 1))).dtype == np.float64
+
+
+def test_int_images_are_cast_to_the_model_dtype(rng):
+    model = seed_cnn((8, 8, 1))
+    images = rng.integers(0, 255, (2, 8, 8, 1)).astype(np.uint8)
+    np.testing.assert_allclose(model.forward(images), model.forward(images.astype(np.float32)))
