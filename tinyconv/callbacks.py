@@ -1,0 +1,348 @@
+"""Callbacks: code that ``fit`` runs at fixed points of the training loop (Keras names and defaults).
+
+The loop calls, in this order::
+
+    on_train_begin
+    for each epoch:   on_epoch_begin, (on_train_batch_end after every batch), on_epoch_end
+    on_interrupt      (only after Ctrl-C, at the end of the batch that was running)
+    on_train_end
+
+``logs`` are dicts of floats: ``loss`` and ``accuracy`` (running means over the epoch's batches so
+far, weighted by batch size), and at the end of an epoch also ``val_loss`` and ``val_accuracy``.
+A callback stops training by setting ``self.model.stop_training = True``. ``get_state`` and
+``set_state`` carry a callback's memory through a training checkpoint, so that a resumed run
+behaves as if it had never stopped (Keras forgets EarlyStopping's counters on resume).
+"""
+from __future__ import annotations
+
+import csv
+import math
+import os
+import sys
+import time
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from . import checkpoint
+
+
+class Callback:
+    """Base class: every hook does nothing; ``self.model`` and ``self.params`` are set by ``fit``.
+
+    ``params`` holds ``epochs``, ``steps``, ``verbose``, ``initial_epoch``, ``data`` (the training
+    iterator) and ``callbacks`` (all callbacks of the run, in order).
+    """
+
+    def __init__(self):
+        self.model = None
+        self.params: dict = {}
+
+    def set_model(self, model) -> None:
+        self.model = model
+
+    def set_params(self, params: dict) -> None:
+        self.params = params
+
+    def on_train_begin(self, logs: dict | None = None) -> None: ...
+    def on_train_end(self, logs: dict | None = None) -> None: ...
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None: ...
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None: ...
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None: ...
+    def on_interrupt(self, epoch: int) -> None: ...
+
+    def get_state(self) -> dict:
+        return {}
+
+    def set_state(self, state: dict) -> None:
+        pass
+
+
+def _monitor_op(monitor: str, mode: str, owner: str):
+    """``np.less`` when smaller is better, ``np.greater`` when larger is; ``auto`` decides by the name."""
+    if mode not in ("auto", "min", "max"):
+        raise ValueError(f"{owner}: mode must be 'auto', 'min' or 'max', got {mode!r}")
+    if mode == "auto":
+        mode = "max" if monitor.endswith(("acc", "accuracy", "auc")) else "min"
+    return np.less if mode == "min" else np.greater
+
+
+def weights_are_finite(model) -> bool:
+    return all(bool(np.isfinite(w).all()) for w in model.get_weights())
+
+
+class EarlyStopping(Callback):
+    """Stop when ``monitor`` has not improved for ``patience`` epochs.
+
+    An epoch improves when its value beats the best so far by more than ``min_delta``. Each epoch
+    without improvement adds one to ``wait``; training stops at the end of the epoch where ``wait``
+    reaches ``patience``. With ``restore_best_weights`` the model gets the best epoch's weights back
+    when training ends. Example: ``val_loss`` = 1.0, 0.9, 0.95, 0.92, 0.91 with patience 3 stops after
+    the fifth epoch (index 4): the best is 0.9 at index 1, then three epochs do not beat it.
+    """
+
+    def __init__(self, monitor: str = "val_loss", min_delta: float = 0.0, patience: int = 0,
+                 verbose: int = 0, mode: str = "auto", restore_best_weights: bool = False):
+        super().__init__()
+        if patience < 0:
+            raise ValueError(f"EarlyStopping: patience must be >= 0, got {patience}")
+        self.monitor = monitor
+        self.min_delta = abs(float(min_delta))
+        self.patience = int(patience)
+        self.verbose = verbose
+        self.restore_best_weights = restore_best_weights
+        self.monitor_op = _monitor_op(monitor, mode, "EarlyStopping")
+        self._resumed = False
+        self._reset()
+
+    def _reset(self) -> None:
+        self.wait = 0
+        self.stopped_epoch = 0
+        self.best = np.inf if self.monitor_op is np.less else -np.inf
+        self.best_epoch = 0
+        self.best_weights = None
+
+    def _is_improvement(self, value: float) -> bool:
+        signed_delta = -self.min_delta if self.monitor_op is np.less else self.min_delta
+        return bool(self.monitor_op(value - signed_delta, self.best))
+
+    def on_train_begin(self, logs=None):
+        if not self._resumed:  # a resumed run keeps the counters it had
+            self._reset()
+        self._resumed = False
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get(self.monitor)
+        if value is None:
+            print(f"EarlyStopping: metric {self.monitor!r} is not available; available: {sorted(logs or {})}",
+                  file=sys.stderr)
+            return
+        self.wait += 1
+        if self._is_improvement(value):
+            self.best, self.best_epoch, self.wait = float(value), epoch, 0
+            if self.restore_best_weights:
+                self.best_weights = self.model.get_weights()
+            return
+        if self.wait >= self.patience:
+            self.stopped_epoch = epoch
+            self.model.stop_training = True
+
+    def on_train_end(self, logs=None):
+        if self.stopped_epoch > 0 and self.verbose > 0:
+            print(f"Epoch {self.stopped_epoch + 1}: early stopping "
+                  f"(best {self.monitor} {self.best:.4f} at epoch {self.best_epoch + 1})")
+        if self.restore_best_weights and self.best_weights is not None:
+            self.model.set_weights(self.best_weights)
+
+    def get_state(self) -> dict:
+        return {"wait": self.wait, "best": self.best, "best_epoch": self.best_epoch,
+                "stopped_epoch": self.stopped_epoch, "best_weights": self.best_weights}
+
+    def set_state(self, state: dict) -> None:
+        self.wait, self.best = int(state["wait"]), float(state["best"])
+        self.best_epoch, self.stopped_epoch = int(state["best_epoch"]), int(state["stopped_epoch"])
+        self.best_weights = state["best_weights"]
+        self._resumed = True
+
+
+class CSVLogger(Callback):
+    """One CSV row per epoch: header ``epoch,<sorted metric names>``, ``epoch`` counted from 0.
+
+    Each row is flushed when written. ``append=True`` continues an existing file; a resumed run
+    (restored from a checkpoint) always appends, first dropping rows of epochs it will redo.
+    """
+
+    def __init__(self, filename: str | os.PathLike, separator: str = ",", append: bool = False):
+        super().__init__()
+        self.filename = os.fspath(filename)
+        self.separator = separator
+        self.append = append
+        self.keys: list[str] | None = None
+        self.file = None
+
+    def on_train_begin(self, logs=None):
+        folder = os.path.dirname(os.path.abspath(self.filename))
+        os.makedirs(folder, exist_ok=True)
+        if self.append and os.path.exists(self.filename):
+            self._drop_rows_from(self.params.get("initial_epoch", 0))
+            with open(self.filename, newline="") as f:
+                header = next(csv.reader(f, delimiter=self.separator), None)
+            self.keys = header[1:] if header else None
+            self.file = open(self.filename, "a", newline="")
+        else:
+            self.keys = None
+            self.file = open(self.filename, "w", newline="")
+
+    def _drop_rows_from(self, epoch: int) -> None:
+        """Keep the header and the rows of epochs before ``epoch`` (a crash may have left later ones)."""
+        with open(self.filename, newline="") as f:
+            rows = list(csv.reader(f, delimiter=self.separator))
+        kept = rows[:1] + [row for row in rows[1:] if row and int(row[0]) < epoch]
+        if len(kept) != len(rows):
+            with open(self.filename, "w", newline="") as f:
+                csv.writer(f, delimiter=self.separator).writerows(kept)
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        writer = csv.writer(self.file, delimiter=self.separator)
+        if self.keys is None:
+            self.keys = sorted(logs)
+            writer.writerow(["epoch", *self.keys])
+        writer.writerow([epoch, *(logs.get(key, "NA") for key in self.keys)])
+        self.file.flush()
+
+    def on_train_end(self, logs=None):
+        if self.file is not None:
+            self.file.close()
+            self.file = None
+
+    def set_state(self, state: dict) -> None:
+        self.append = True  # a resumed run continues the log
+
+
+class ModelCheckpoint(Callback):
+    """Save the weights (``.npz``) after each epoch, or only when ``monitor`` improves.
+
+    ``filepath`` may hold format fields: ``"weights-{epoch:02d}-{val_loss:.3f}.npz"`` (``epoch``
+    counted from 1, as Keras names the files). Weights holding NaN or inf are never written, so a
+    diverged run leaves the last good file in place.
+    """
+
+    def __init__(self, filepath: str | os.PathLike, monitor: str = "val_loss", verbose: int = 0,
+                 save_best_only: bool = False, mode: str = "auto"):
+        super().__init__()
+        self.filepath = os.fspath(filepath)
+        self.monitor = monitor
+        self.verbose = verbose
+        self.save_best_only = save_best_only
+        self.monitor_op = _monitor_op(monitor, mode, "ModelCheckpoint")
+        self.best = np.inf if self.monitor_op is np.less else -np.inf
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        path = self.filepath.format(epoch=epoch + 1, **logs)
+        if self.save_best_only:
+            value = logs.get(self.monitor)
+            if value is None:
+                print(f"ModelCheckpoint: metric {self.monitor!r} is not available; skipping", file=sys.stderr)
+                return
+            if not self.monitor_op(value, self.best):
+                return
+            self.best = float(value)
+        if not weights_are_finite(self.model):
+            print(f"ModelCheckpoint: epoch {epoch + 1}: the weights hold NaN or inf; not saving {path}",
+                  file=sys.stderr)
+            return
+        self.model.save_weights(path)
+        if self.verbose > 0:
+            print(f"Epoch {epoch + 1}: saved weights to {path}")
+
+    def get_state(self) -> dict:
+        return {"best": self.best}
+
+    def set_state(self, state: dict) -> None:
+        self.best = float(state["best"])
+
+
+class TerminateOnNaN(Callback):
+    """Stop at the end of the first batch whose loss is NaN or inf (the run has diverged)."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(loss):
+            print(f"TerminateOnNaN: epoch {self.epoch + 1}, batch {batch + 1}: the loss is {loss}; the training "
+                  "has diverged (try a smaller learning rate). Stopping; checkpoints of earlier epochs "
+                  "are kept as they were.", file=sys.stderr)
+            self.model.stop_training = True
+
+
+class TrainingCheckpoint(Callback):
+    """Write a full training checkpoint (``tinyconv.checkpoint``) after every epoch, and on Ctrl-C.
+
+    The state at the start of each epoch is kept in memory; after Ctrl-C (which ``fit`` turns into
+    a stop at the end of the running batch) it is written, so that resuming re-runs the interrupted
+    epoch from its start and ends bit for bit where an uninterrupted run would. Nothing is written
+    once the weights hold NaN or inf.
+
+    Parameters
+    ----------
+    filepath : the checkpoint file (``.npz``), overwritten atomically each time.
+    resume_command : printed after Ctrl-C, e.g. ``"python examples/train_cells.py --resume runs/x"``.
+    """
+
+    def __init__(self, filepath: str | os.PathLike, resume_command: str | None = None):
+        super().__init__()
+        self.filepath = os.fspath(filepath)
+        self.resume_command = resume_command
+        self.epoch_start_state = None
+
+    def _capture(self, epoch: int) -> dict:
+        return checkpoint.capture(self.model, epoch, self.params.get("callbacks", ()), self.params.get("data"))
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch_start_state = self._capture(epoch)
+
+    def on_epoch_end(self, epoch, logs=None):
+        loss = (logs or {}).get("loss", 0.0)
+        if not math.isfinite(loss) or not weights_are_finite(self.model):
+            print(f"TrainingCheckpoint: epoch {epoch + 1} diverged; keeping {self.filepath} as it was",
+                  file=sys.stderr)
+            return
+        checkpoint.write(self.filepath, self._capture(epoch + 1))
+
+    def on_interrupt(self, epoch):
+        if self.epoch_start_state is None:
+            return
+        checkpoint.write(self.filepath, self.epoch_start_state)
+        print(f"\nInterrupted during epoch {epoch + 1}. Saved the state after epoch {epoch} to {self.filepath}.")
+        if self.resume_command:
+            print(f"Resume with:\n    {self.resume_command}")
+        else:
+            print(f"Resume with tinyconv.checkpoint.load_checkpoint({self.filepath!r}, model, callbacks, data) "
+                  f"and model.fit(..., initial_epoch={epoch}).")
+
+
+class ProgressBar(Callback):
+    """``verbose=1``: a tqdm bar per epoch with the running loss and accuracy; ``verbose=2``: one line
+    per epoch; ``verbose=0``: silence. ``fit`` adds it for you."""
+
+    def __init__(self, verbose: int = 1, file=None):
+        super().__init__()
+        self.verbose = verbose
+        self.file = file
+        self.bar = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.start = time.perf_counter()
+        title = f"Epoch {epoch + 1}/{self.params['epochs']}"
+        if self.verbose == 1:
+            self.bar = tqdm(total=self.params["steps"], desc=title, unit="batch", leave=True,
+                            file=self.file or sys.stdout, dynamic_ncols=True)
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.bar is not None:
+            self.bar.set_postfix_str(_format_logs(logs), refresh=False)
+            self.bar.update(1)
+
+    def on_epoch_end(self, epoch, logs=None):
+        text = _format_logs(logs)
+        if self.bar is not None:
+            self.bar.set_postfix_str(text)
+            self.bar.close()
+            self.bar = None
+        elif self.verbose == 2:
+            seconds = time.perf_counter() - self.start
+            print(f"Epoch {epoch + 1}/{self.params['epochs']} - {seconds:.1f}s - {text}",
+                  file=self.file or sys.stdout, flush=True)
+
+    def on_train_end(self, logs=None):
+        if self.bar is not None:  # interrupted mid-epoch
+            self.bar.close()
+            self.bar = None
+
+
+def _format_logs(logs: dict | None) -> str:
+    return " - ".join(f"{key}: {value:.4f}" for key, value in (logs or {}).items())

@@ -1,0 +1,156 @@
+"""Training checkpoints: everything needed to resume a run exactly where it stopped.
+
+A checkpoint is one ``.npz`` file written atomically (temporary file, fsync, rename), so a kill
+during the write leaves the previous checkpoint whole. It holds:
+
+- the weights (as ``model.save_weights`` writes them),
+- the optimizer's state (step count, Adam's moments),
+- ``epoch``: the number of finished epochs, i.e. the ``initial_epoch`` that resumes the run,
+- each callback's state (EarlyStopping's best value and wait counter, ...),
+- every random generator: ``tinyconv.random``'s (shuffling, augmentation, dropout), those of layers
+  with their own seed, and the data iterator's (when it has ``get_state``).
+
+Arrays are stored as arrays; everything else goes into one JSON document stored in the same file
+under ``__state__``. Restoring all of it before ``fit(..., initial_epoch=epoch)`` makes the resumed
+run produce, on the CPU, the same weights bit for bit as a run that was never interrupted.
+"""
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+
+from . import model as model_io  # module import: model.py imports training, which imports this
+from . import random
+
+FORMAT = "tinyconv-training-checkpoint-1"
+STATE_KEY = "__state__"
+
+
+def capture(model, epoch: int, callbacks=(), data=None) -> dict:
+    """A host-side copy of the training state after ``epoch`` finished epochs."""
+    if model.optimizer is None:
+        raise RuntimeError(f"model {model.name!r}: compile it before saving a training checkpoint")
+    optimizer = model.optimizer
+    return {
+        "format": FORMAT,
+        "epoch": int(epoch),
+        "weights": {key: np.array(value) for key, value in model.weight_arrays().items()},
+        "optimizer": {"class": type(optimizer).__name__, **optimizer.get_state()},
+        "random": random.get_state(),
+        "layer_generators": {layer.name: layer.generator.bit_generator.state
+                             for layer in model.layers if getattr(layer, "generator", None) is not None},
+        "callbacks": [{"class": type(cb).__name__, "state": cb.get_state()} for cb in callbacks],
+        "data": data.get_state() if hasattr(data, "get_state") else None,
+    }
+
+
+def _split_arrays(obj, prefix: str, arrays: dict):
+    """Replace every array inside ``obj`` by ``{"__array__": key}`` and collect it in ``arrays``."""
+    if isinstance(obj, np.ndarray):
+        arrays[prefix] = obj
+        return {"__array__": prefix}
+    if isinstance(obj, dict):
+        return {str(k): _split_arrays(v, f"{prefix}/{k}", arrays) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_split_arrays(v, f"{prefix}/{i}", arrays) for i, v in enumerate(obj)]
+    if isinstance(obj, np.generic):
+        return obj.item()
+    return obj
+
+
+def _join_arrays(obj, arrays: dict, source: str):
+    if isinstance(obj, dict):
+        if set(obj) == {"__array__"}:
+            if obj["__array__"] not in arrays:
+                raise ValueError(f"{source}: incomplete checkpoint, array {obj['__array__']!r} is missing")
+            return arrays[obj["__array__"]]
+        return {k: _join_arrays(v, arrays, source) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_join_arrays(v, arrays, source) for v in obj]
+    return obj
+
+
+def write(path: str | os.PathLike, state: dict) -> None:
+    """Write a ``capture()``d state to ``path`` atomically."""
+    arrays: dict[str, np.ndarray] = {}
+    document = _split_arrays(state, "", arrays)
+    arrays[STATE_KEY] = np.frombuffer(json.dumps(document).encode("utf-8"), dtype=np.uint8)
+    model_io.write_npz_atomically(path, arrays)
+
+
+def read(path: str | os.PathLike) -> dict:
+    """Read a checkpoint; a truncated, damaged or foreign file raises ``ValueError``."""
+    source = os.fspath(path)
+    arrays = model_io.read_npz(source)
+    if STATE_KEY not in arrays:
+        raise ValueError(f"{source}: not a tinyconv training checkpoint (no {STATE_KEY!r} entry); "
+                         "a weights-only file loads with model.load_weights")
+    try:
+        document = json.loads(arrays.pop(STATE_KEY).tobytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{source}: damaged checkpoint state ({exc})") from exc
+    if document.get("format") != FORMAT:
+        raise ValueError(f"{source}: expected checkpoint format {FORMAT!r}, got {document.get('format')!r}")
+    return _join_arrays(document, arrays, source)
+
+
+def save_checkpoint(path: str | os.PathLike, model, epoch: int, callbacks=(), data=None) -> None:
+    """Capture and write the training state after ``epoch`` finished epochs."""
+    write(path, capture(model, epoch, callbacks, data))
+
+
+def restore(state: dict, model, callbacks=(), data=None, source: str = "checkpoint") -> int:
+    """Put a ``capture()``d state back into the model, its optimizer, the callbacks, the generators
+    and ``data``; returns the epoch to pass as ``fit(..., initial_epoch=...)``.
+
+    Everything is checked against the model and the callbacks before anything is changed.
+    """
+    if model.optimizer is None:
+        raise RuntimeError(f"model {model.name!r}: compile it before loading a training checkpoint")
+    saved_optimizer = state["optimizer"]["class"]
+    if saved_optimizer != type(model.optimizer).__name__:
+        raise ValueError(f"{source}: the checkpoint was trained with {saved_optimizer}, "
+                         f"this model is compiled with {type(model.optimizer).__name__}")
+    saved_callbacks = [entry["class"] for entry in state["callbacks"]]
+    given_callbacks = [type(cb).__name__ for cb in callbacks]
+    if saved_callbacks != given_callbacks:
+        raise ValueError(f"{source}: the checkpoint holds the state of callbacks {saved_callbacks}, "
+                         f"got callbacks {given_callbacks}; pass the same callbacks in the same order")
+    generators = {layer.name: layer for layer in model.layers if getattr(layer, "generator", None) is not None}
+    if set(generators) != set(state["layer_generators"]):
+        raise ValueError(f"{source}: the checkpoint has generators for layers {sorted(state['layer_generators'])}, "
+                         f"this model has them for {sorted(generators)}")
+    model.set_weight_arrays(state["weights"], source=source)  # checks every layer before setting any
+    model.optimizer.set_state(state["optimizer"], model.trainable_params())
+    random.set_state(state["random"])
+    for name, bit_state in state["layer_generators"].items():
+        generators[name].generator.bit_generator.state = bit_state
+    for callback, entry in zip(callbacks, state["callbacks"]):
+        callback.set_state(entry["state"])
+    if data is not None and state["data"] is not None:
+        data.set_state(state["data"])
+    else:
+        # Arrays passed to fit are batched by an iterator that fit creates; it takes this over.
+        model.pending_data_state = state["data"]
+    return int(state["epoch"])
+
+
+def load_checkpoint(path: str | os.PathLike, model, callbacks=(), data=None) -> int:
+    """Restore a checkpoint written by ``save_checkpoint`` (or ``TrainingCheckpoint``).
+
+    Parameters
+    ----------
+    path : the ``.npz`` checkpoint.
+    model : a compiled model of the same architecture and optimizer type.
+    callbacks : the callbacks of the run, in the same order as when it was saved.
+    data : the training iterator (e.g. ``ImageDataGenerator.flow(...)``) whose position and
+        generator the checkpoint holds; leave it out when fitting on arrays (the next ``fit``
+        restores the position of the batches it draws from them).
+
+    Returns
+    -------
+    int : the number of finished epochs, to pass as ``fit(..., initial_epoch=...)``.
+    """
+    return restore(read(path), model, callbacks, data, source=os.fspath(path))
