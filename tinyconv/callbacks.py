@@ -67,8 +67,10 @@ def _monitor_op(monitor: str, mode: str, owner: str):
     return np.less if mode == "min" else np.greater
 
 
-def weights_are_finite(model) -> bool:
-    return all(bool(np.isfinite(w).all()) for w in model.get_weights())
+def diverged(model, logs: dict | None) -> bool:
+    """True when the epoch's loss or any weight is NaN or inf: such a state is never saved."""
+    loss = (logs or {}).get("loss", 0.0)
+    return not math.isfinite(loss) or not all(bool(np.isfinite(w).all()) for w in model.get_weights())
 
 
 class EarlyStopping(Callback):
@@ -159,12 +161,15 @@ class CSVLogger(Callback):
         self.append = append
         self.keys: list[str] | None = None
         self.file = None
+        self._resumed = False
 
     def on_train_begin(self, logs=None):
         folder = os.path.dirname(os.path.abspath(self.filename))
         os.makedirs(folder, exist_ok=True)
         if self.append and os.path.exists(self.filename):
-            self._drop_rows_from(self.params.get("initial_epoch", 0))
+            if self._resumed:
+                self._drop_rows_from(self.params.get("initial_epoch", 0))
+                self._resumed = False
             with open(self.filename, newline="") as f:
                 header = next(csv.reader(f, delimiter=self.separator), None)
             self.keys = header[1:] if header else None
@@ -197,7 +202,7 @@ class CSVLogger(Callback):
             self.file = None
 
     def set_state(self, state: dict) -> None:
-        self.append = True  # a resumed run continues the log
+        self.append = self._resumed = True  # a resumed run continues the log
 
 
 class ModelCheckpoint(Callback):
@@ -229,9 +234,8 @@ class ModelCheckpoint(Callback):
             if not self.monitor_op(value, self.best):
                 return
             self.best = float(value)
-        if not weights_are_finite(self.model):
-            print(f"ModelCheckpoint: epoch {epoch + 1}: the weights hold NaN or inf; not saving {path}",
-                  file=sys.stderr)
+        if diverged(self.model, logs):
+            print(f"ModelCheckpoint: epoch {epoch + 1} diverged (NaN or inf); not saving {path}", file=sys.stderr)
             return
         self.model.save_weights(path)
         if self.verbose > 0:
@@ -286,8 +290,7 @@ class TrainingCheckpoint(Callback):
         self.epoch_start_state = self._capture(epoch)
 
     def on_epoch_end(self, epoch, logs=None):
-        loss = (logs or {}).get("loss", 0.0)
-        if not math.isfinite(loss) or not weights_are_finite(self.model):
+        if diverged(self.model, logs):
             print(f"TrainingCheckpoint: epoch {epoch + 1} diverged; keeping {self.filepath} as it was",
                   file=sys.stderr)
             return

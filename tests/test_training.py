@@ -1,0 +1,177 @@
+"""fit / evaluate / predict on a tiny model, on every available device."""
+import os
+import signal
+
+import numpy as np
+import pytest
+
+import tinyconv
+from tinyconv import backend
+from tinyconv.batches import ArrayIterator
+from tinyconv.callbacks import Callback
+from tinyconv.losses import BinaryCrossentropy
+from tinyconv.optimizers import SGD
+
+from training_fixtures import tiny_data, tiny_model
+
+pytestmark = pytest.mark.training
+
+
+def test_fit_learns_and_logs_every_epoch(device):
+    x, y = tiny_data()
+    model = tiny_model()
+    history = model.fit(x, y, batch_size=8, epochs=8, verbose=0, validation_data=(x, y))
+    assert set(history.history) == {"loss", "accuracy", "val_loss", "val_accuracy"}
+    assert all(len(v) == 8 for v in history.history.values())
+    assert history.epoch == list(range(8))
+    assert history.history["loss"][-1] < 0.8 * history.history["loss"][0]
+    assert history.history["val_accuracy"][-1] > 0.8
+
+
+def test_epoch_logs_are_batch_size_weighted_means_of_the_steps(device):
+    """Replays the same steps by hand: 20 samples in batches of 8, 8, 4, no shuffling."""
+    x, y = tiny_data(n=20)
+    model = tiny_model()
+    history = model.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0)
+
+    replay = tiny_model()  # same seed: same initial weights, same dropout draws
+    losses, accuracies, sizes = [], [], []
+    for start in range(0, 20, 8):
+        xb, yb = x[start:start + 8], y[start:start + 8]
+        loss, p = replay.train_step(xb, yb)
+        losses.append(loss)
+        accuracies.append(np.mean(yb == (backend.to_numpy(p) > 0.5)))
+        sizes.append(len(xb))
+    assert sizes == [8, 8, 4]
+    assert history.history["loss"][0] == pytest.approx(np.average(losses, weights=sizes), rel=1e-6)
+    assert history.history["accuracy"][0] == pytest.approx(np.average(accuracies, weights=sizes), rel=1e-6)
+
+
+def test_evaluate_and_predict_in_batches_equal_one_big_batch(device):
+    x, y = tiny_data(n=23)
+    model = tiny_model()
+    model.fit(x, y, batch_size=8, epochs=2, verbose=0)
+    p_whole = backend.to_numpy(model.forward(x))
+    p = model.predict(x, batch_size=5)
+    assert type(p) is np.ndarray and p.shape == (23, 3)
+    np.testing.assert_allclose(p, p_whole, rtol=1e-5, atol=1e-6)
+
+    loss, accuracy = model.evaluate(x, y, batch_size=7)
+    expected = BinaryCrossentropy().forward(p_whole.astype(np.float64), y.astype(np.float64))
+    assert loss == pytest.approx(expected, rel=1e-5)
+    assert accuracy == pytest.approx(np.mean(y == (p_whole > 0.5)))
+    assert model.evaluate(x, y, return_dict=True) == pytest.approx({"loss": loss, "accuracy": accuracy})
+
+
+def test_fit_accepts_an_iterator_of_batches(device):
+    x, y = tiny_data()
+    model = tiny_model()
+    batches = ArrayIterator(x, y, batch_size=10)
+    history = model.fit(batches, epochs=2, verbose=0, validation_data=ArrayIterator(x, y, 12, shuffle=False))
+    assert len(history.history["val_loss"]) == 2
+
+
+def test_steps_per_epoch_limits_the_batches(device):
+    x, y = tiny_data()
+    model = tiny_model()
+    seen = []
+
+    class Count(Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            seen.append(batch)
+
+    model.fit(x, y, batch_size=4, epochs=2, steps_per_epoch=3, verbose=0, callbacks=[Count()])
+    assert seen == [0, 1, 2, 0, 1, 2]
+    assert model.optimizer.iterations == 6
+
+
+def test_ctrl_c_stops_at_the_end_of_the_batch_and_restores_the_handler():
+    x, y = tiny_data()
+    model = tiny_model()
+    steps = []
+
+    class PressCtrlC(Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            steps.append(batch)
+            if len(steps) == 2:
+                os.kill(os.getpid(), signal.SIGINT)
+
+    before = signal.getsignal(signal.SIGINT)
+    history = model.fit(x, y, batch_size=4, epochs=3, verbose=0, callbacks=[PressCtrlC()])
+    assert history.interrupted
+    assert steps == [0, 1] and model.optimizer.iterations == 2
+    assert history.epoch == []  # the interrupted epoch is not logged
+    assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_verbose_modes(capsys):
+    x, y = tiny_data()
+    model = tiny_model()
+    model.fit(x, y, batch_size=12, epochs=2, verbose=0)
+    assert capsys.readouterr().out == ""
+    model.fit(x, y, batch_size=12, epochs=2, verbose=2)
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 2 and lines[1].startswith("Epoch 2/2") and "loss: " in lines[1]
+    model.fit(x, y, batch_size=12, epochs=1, verbose=1)
+    out = capsys.readouterr().out
+    assert "Epoch 1/1" in out and "3/3" in out and "accuracy: " in out
+
+
+@pytest.mark.errors
+def test_bad_data_fails_before_training():
+    x, y = tiny_data(n=6)
+    model = tiny_model()
+    with pytest.raises(ValueError, match="4-D batch of images"):
+        model.fit(x[0], y)
+    bad = x.copy()
+    bad[4, 1, 1, 0] = np.nan
+    with pytest.raises(ValueError, match="image 4 contains NaN or inf"):
+        model.fit(bad, y)
+    with pytest.raises(ValueError, match=r"labels must lie in \[0, 1\].*2\.0"):
+        model.fit(x, y * 2)
+    with pytest.raises(ValueError, match="6 images but 5 label rows"):
+        model.fit(x, y[:5])
+    with pytest.raises(ValueError, match=r"expects images of shape \(N, 8, 8, 2\), got \(6, 8, 8, 3\)"):
+        model.predict(np.zeros((6, 8, 8, 3), np.float32))
+    with pytest.raises(ValueError, match="3 outputs, the labels have shape"):
+        model.fit(x, y[:, :2])
+    with pytest.raises(ValueError, match="no labels"):
+        model.fit(x)
+    with pytest.raises(ValueError, match="pass y=None"):
+        model.fit(ArrayIterator(x, y), y)
+    with pytest.raises(TypeError, match="iterator of"):
+        model.fit([x, y])
+    with pytest.raises(ValueError, match=r"validation_data.*4-D"):
+        model.fit(x, y, validation_data=(x[0], y))
+    assert model.optimizer.iterations == 0
+
+
+@pytest.mark.errors
+def test_fit_needs_compile():
+    from tinyconv import Model
+    from tinyconv.layers import Dense, Flatten, Input
+    inputs = Input((2, 2, 1))
+    model = Model(inputs, Dense(1, activation="sigmoid")(Flatten()(inputs)))
+    with pytest.raises(RuntimeError, match="call compile"):
+        model.fit(np.zeros((2, 2, 2, 1), np.float32), np.zeros((2, 1), np.float32))
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_a_diverging_step_reports_nan_and_leaves_the_weights():
+    x, y = tiny_data(n=8)
+    model = tiny_model(optimizer=SGD(learning_rate=0.1))
+    model.layers[1].params["kernel"][...] = np.inf
+    before = [w.copy() for w in model.get_weights()]
+    loss, _ = model.train_step(x, y)
+    assert np.isnan(loss)
+    for w0, w1 in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(w0, w1)
+    assert np.isnan(model.evaluate(x, y)[0])
+
+
+def test_gpu_predict_returns_host_arrays(device):
+    x, y = tiny_data(n=5)
+    model = tiny_model()
+    assert backend.is_gpu_array(model.layers[1].params["kernel"]) == (device == "gpu")
+    assert isinstance(model.predict(x), np.ndarray)
+    tinyconv.set_device("cpu")
