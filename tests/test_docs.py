@@ -1,0 +1,200 @@
+"""The documentation cannot drift from the code.
+
+1. Every ```python block of README.md and docs/*.md runs: the blocks of one page run in order in one
+   fresh namespace (a page may build on its earlier blocks), in a temporary working directory, with
+   matplotlib on Agg and tinyconv's global state reset. ```text, ```bash and other blocks are not run.
+2. Every relative link (and image) in those pages points to a file that exists, and a link into a
+   Markdown page with ``#anchor`` names a heading of that page.
+3. A link to code with a line anchor, such as ``[`Conv2D.backward_linear`](../tinyconv/layers/conv.py#L65-L73)``,
+   must name a symbol in backticks whose ``def``/``class`` line lies inside the linked range, so a line
+   link fails here, with the lines it should point to, as soon as the code moves.
+"""
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import matplotlib
+import pytest
+
+import tinyconv
+from tinyconv import kernels
+from tinyconv.layers import reset_names
+
+pytestmark = pytest.mark.docs
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGES = sorted([ROOT / "README.md", *(ROOT / "docs").glob("*.md")])
+
+FENCE = re.compile(r"^(?P<indent>[ ]{0,3})(?P<fence>`{3,}|~{3,})[ \t]*(?P<info>[^\n`]*)$")
+PYTHON_TAGS = {"python", "py", "python3"}
+
+
+def fenced_blocks(text: str, with_span: bool = False):
+    """Yield ``(info, first_line_number, code)`` for every fenced block (line numbers from 1).
+
+    With ``with_span``, yield ``(first, last)`` 0-based indices of the fence lines instead.
+    """
+    lines = text.splitlines()
+    i = 0
+    while i < len(lines):
+        match = FENCE.match(lines[i])
+        if not match:
+            i += 1
+            continue
+        fence, indent = match["fence"], len(match["indent"])
+        info = match["info"].strip().split()[0].lower() if match["info"].strip() else ""
+        start = i + 1
+        j = start
+        while j < len(lines) and not (lines[j].strip().startswith(fence[0] * len(fence))
+                                      and set(lines[j].strip()) == {fence[0]}):
+            j += 1
+        body = [line[indent:] if line[:indent].isspace() else line for line in lines[start:j]]
+        yield (i, j) if with_span else (info, start + 1, "\n".join(body) + "\n")
+        i = j + 1
+
+
+def python_blocks(path: Path):
+    return [(line, code) for info, line, code in fenced_blocks(path.read_text()) if info in PYTHON_TAGS]
+
+
+def page_id(path: Path) -> str:
+    return str(path.relative_to(ROOT))
+
+
+def reset_tinyconv_state() -> None:
+    tinyconv.set_floatx("float32")
+    tinyconv.set_seed(0)
+    tinyconv.set_device("cpu")
+    kernels.use_reference_kernels(False)
+    reset_names()
+
+
+PAGES_WITH_CODE = [p for p in PAGES if python_blocks(p)]
+
+
+@pytest.mark.parametrize("page", PAGES_WITH_CODE, ids=page_id)
+def test_snippets_run(page: Path, tmp_path, monkeypatch):
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    monkeypatch.chdir(tmp_path)
+    reset_tinyconv_state()
+    namespace = {"__name__": "__docs__"}
+    try:
+        for line, code in python_blocks(page):
+            # Pad with blank lines so a traceback's line number is the line in the Markdown file.
+            compiled = compile("\n" * (line - 1) + code, str(page), "exec")
+            exec(compiled, namespace)
+    finally:
+        plt.close("all")
+        reset_tinyconv_state()
+
+
+# --- links ------------------------------------------------------------------------------------
+
+LINK = re.compile(r"!?\[(?P<text>(?:[^\[\]]|\[[^\]]*\])*)\]\((?P<target><[^>]*>|[^)\s]+)(?:\s+\"[^\"]*\")?\)")
+REFERENCE_DEFINITION = re.compile(r"^[ ]{0,3}\[(?P<text>[^\]]+)\]:\s*(?P<target>\S+)", re.MULTILINE)
+HTML_SOURCE = re.compile(r"""<(?:img|a)\b[^>]*?\b(?:src|href)\s*=\s*["'](?P<target>[^"']+)["']""")
+LINE_ANCHOR = re.compile(r"^L(?P<start>\d+)(?:-L(?P<end>\d+))?$")
+EXTERNAL = re.compile(r"^[a-z][a-z0-9+.-]*:", re.IGNORECASE)
+
+
+def without_code_blocks(text: str) -> str:
+    """The page with fenced code blocks blanked out (line numbers kept)."""
+    lines = text.splitlines()
+    for first, last in fenced_blocks(text, with_span=True):
+        for k in range(first, min(last, len(lines) - 1) + 1):
+            lines[k] = ""
+    return "\n".join(lines)
+
+
+def links(path: Path):
+    """``(text, target)`` for every link, image and HTML src/href of a page, outside code blocks."""
+    text = without_code_blocks(path.read_text())
+    found = [(m["text"], m["target"].strip("<>")) for m in LINK.finditer(text)]
+    found += [(m["text"], m["target"]) for m in REFERENCE_DEFINITION.finditer(text)]
+    found += [("", m["target"]) for m in HTML_SOURCE.finditer(text)]
+    return found
+
+
+def relative_links(path: Path):
+    return [(t, target) for t, target in links(path)
+            if target and not EXTERNAL.match(target) and not target.startswith("#")]
+
+
+def heading_slugs(path: Path) -> set[str]:
+    """The anchors a code host gives the headings of a Markdown page (GitHub's rule)."""
+    slugs: set[str] = set()
+    seen: dict[str, int] = {}
+    for line in without_code_blocks(path.read_text()).splitlines():
+        match = re.match(r"^[ ]{0,3}#{1,6}\s+(.*?)\s*#*\s*$", line)
+        if not match:
+            continue
+        slug = re.sub(r"[^\w\- ]", "", match[1].strip().lower()).replace(" ", "-")
+        count = seen.get(slug, 0)
+        seen[slug] = count + 1
+        slugs.add(slug if count == 0 else f"{slug}-{count}")
+    return slugs
+
+
+def symbol_lines(source: Path) -> dict[str, list[tuple[int, int]]]:
+    """For every def/class of a Python file: its name -> [(first line, last line)]."""
+    found: dict[str, list[tuple[int, int]]] = {}
+    for node in ast.walk(ast.parse(source.read_text())):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            first = min([node.lineno, *(d.lineno for d in node.decorator_list)])
+            found.setdefault(node.name, []).append((first, node.end_lineno))
+    return found
+
+
+@pytest.mark.parametrize("page", PAGES, ids=page_id)
+def test_relative_links_exist(page: Path):
+    problems = []
+    for text, target in relative_links(page):
+        file_part, _, anchor = target.partition("#")
+        destination = (page.parent / file_part).resolve()
+        if not destination.exists():
+            problems.append(f"[{text}]({target}): {destination} does not exist")
+        elif anchor and destination.suffix == ".md" and anchor not in heading_slugs(destination):
+            problems.append(f"[{text}]({target}): no heading with anchor #{anchor} in {file_part}")
+    assert not problems, f"{page_id(page)}:\n" + "\n".join(problems)
+
+
+@pytest.mark.parametrize("page", PAGES, ids=page_id)
+def test_line_anchors_cover_named_symbol(page: Path):
+    problems = []
+    for text, target in relative_links(page):
+        file_part, _, anchor = target.partition("#")
+        match = LINE_ANCHOR.match(anchor)
+        if not match:
+            continue
+        source = (page.parent / file_part).resolve()
+        if not source.exists():
+            continue  # reported by test_relative_links_exist
+        start = int(match["start"])
+        end = int(match["end"] or start)
+        named = re.findall(r"`([^`]+)`", text)
+        if not named:
+            problems.append(f"[{text}]({target}): a line link must name its symbol in backticks")
+            continue
+        symbol = named[0].split("(")[0].strip().split(".")[-1]
+        lines = source.read_text().splitlines()[start - 1:end]
+        pattern = re.compile(rf"^\s*(?:async\s+def|def|class)\s+{re.escape(symbol)}\b|^{re.escape(symbol)}\s*[:=]")
+        if any(pattern.match(line) for line in lines):
+            continue
+        hint = ""
+        if source.suffix == ".py":
+            places = symbol_lines(source).get(symbol, [])
+            if places:
+                hint = "; it is now at " + ", ".join(f"#L{a}-L{b}" for a, b in places)
+        problems.append(f"[{text}]({target}): lines {start}-{end} of {file_part} do not contain "
+                        f"`def {symbol}` or `class {symbol}`{hint}")
+    assert not problems, f"{page_id(page)}:\n" + "\n".join(problems)
+
+
+def test_collector_sees_the_pages():
+    """Guards the collector itself: the README has Python snippets and the docs folder has pages."""
+    assert python_blocks(ROOT / "README.md")
+    assert (ROOT / "docs" / "index.md") in PAGES
