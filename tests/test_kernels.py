@@ -68,3 +68,38 @@ def test_maxpool_tie_goes_to_one_input_and_padding_never_wins(module):
     dx = module.maxpool_backward(np.ones_like(y), argmax, x.shape, (2, 2), (2, 2), (0, 1, 0, 1))
     assert dx.sum() == 4  # each window routes its gradient to exactly one input
     assert dx.max() == 1
+
+
+@settings(max_examples=30, deadline=None)
+@given(shape=st.lists(st.integers(1, 7), min_size=1, max_size=4), alpha=st.sampled_from([0.0, 0.3, 0.01]),
+       dtype=st.sampled_from([np.float32, np.float64]), seed=st.integers(0, 1000))
+def test_leaky_relu_kernels_match_reference(shape, alpha, dtype, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(shape).astype(dtype)
+    x.flat[0] = 0.0  # the kink itself takes the left derivative on both paths
+    y = cpu.leaky_relu_forward(x, alpha)
+    np.testing.assert_array_equal(y, reference.leaky_relu_forward(x, alpha))
+    dy = rng.standard_normal(shape).astype(dtype)
+    np.testing.assert_array_equal(cpu.leaky_relu_backward(dy, y, alpha), reference.leaky_relu_backward(dy, y, alpha))
+
+
+@pytest.mark.parametrize("dtype, rtol", [(np.float32, 1e-6), (np.float64, 1e-13)])
+def test_adam_kernel_matches_reference(dtype, rtol, rng):
+    arrays = [rng.standard_normal((5, 7)).astype(dtype) for _ in range(2)] + \
+             [np.abs(rng.standard_normal((5, 7))).astype(dtype) * s for s in (0.1, 0.01)]
+    fast = [a.copy() for a in arrays]
+    slow = [a.copy() for a in arrays]
+    for _ in range(3):
+        cpu.adam_update(fast[0], fast[1], fast[2], fast[3], 1e-3, 0.9, 0.999, 1e-7)
+        reference.adam_update(slow[0], slow[1], slow[2], slow[3], 1e-3, 0.9, 0.999, 1e-7)
+    for a, b in zip(fast, slow):
+        np.testing.assert_allclose(a, b, rtol=rtol)
+
+
+def test_im2col_writes_into_a_given_buffer(rng):
+    x = rng.standard_normal((2, 5, 5, 3)).astype(np.float32)
+    for module in (reference, cpu):
+        out = np.full((2 * 3 * 3, 27), np.nan, dtype=np.float32)
+        result = module.im2col(x, (3, 3), (1, 1), (0, 0, 0, 0), out=out)
+        assert result is out
+        np.testing.assert_array_equal(out, reference.im2col(x, (3, 3), (1, 1), (0, 0, 0, 0)))

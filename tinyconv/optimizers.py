@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import kernels
 from .backend import get_array_module, to_numpy
 
 
@@ -76,12 +77,7 @@ class Adam(Optimizer):
         t = self.iterations
         step_size = self.learning_rate * np.sqrt(1 - self.beta_2 ** t) / (1 - self.beta_1 ** t)
         for w, g, m, v in zip(params, grads, self.slots["m"], self.slots["v"]):
-            xp = get_array_module(w)
-            m *= self.beta_1
-            m += (1 - self.beta_1) * g
-            v *= self.beta_2
-            v += (1 - self.beta_2) * g * g
-            w -= (step_size * m / (xp.sqrt(v) + self.epsilon)).astype(w.dtype, copy=False)
+            kernels.adam_update(w, g, m, v, step_size, self.beta_1, self.beta_2, self.epsilon)
 
 
 class SGD(Optimizer):

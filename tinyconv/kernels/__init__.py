@@ -55,8 +55,8 @@ def module_for(x):
     return _cpu
 
 
-def im2col(x, kernel_size, strides, padding):
-    return module_for(x).im2col(x, kernel_size, strides, padding)
+def im2col(x, kernel_size, strides, padding, out=None):
+    return module_for(x).im2col(x, kernel_size, strides, padding, out)
 
 
 def col2im(cols, x_shape, kernel_size, strides, padding):
@@ -70,6 +70,19 @@ def maxpool_forward(x, pool_size, strides, padding):
 def maxpool_backward(dy, argmax, x_shape, pool_size, strides, padding):
     return module_for(dy).maxpool_backward(dy, argmax, x_shape, pool_size, strides, padding)
 
+
+
+def leaky_relu_forward(x, alpha):
+    return module_for(x).leaky_relu_forward(x, alpha)
+
+
+def leaky_relu_backward(dy, y, alpha):
+    return module_for(dy).leaky_relu_backward(dy, y, alpha)
+
+
+def adam_update(w, g, m, v, step_size, beta_1, beta_2, epsilon):
+    """Update w, m and v in place (see optimizers.Adam)."""
+    module_for(w).adam_update(w, g, m, v, step_size, beta_1, beta_2, epsilon)
 
 def affine_warp(images, transforms, fill_mode="nearest", cval=0.0):
     """Bilinear affine resampling of an (N, H, W, C) batch; ``transforms`` is (N, 2, 3), see reference."""

@@ -67,22 +67,22 @@ def _maxpool_forward(x, y, argmax, ph, pw, sh, sw, top, left):
         nn, r = b // oh, b % oh
         for q in range(ow):
             for ch in range(c):
-                best = -np.inf
-                best_k = 0
-                for i in range(ph):
-                    row = r * sh + i - top
-                    if row < 0 or row >= h:
+                y[nn, r, q, ch] = -np.inf
+                argmax[nn, r, q, ch] = 0
+            # Window taps outermost and channels innermost: contiguous reads that vectorize.
+            for i in range(ph):
+                row = r * sh + i - top
+                if row < 0 or row >= h:
+                    continue
+                for j in range(pw):
+                    col = q * sw + j - left
+                    if col < 0 or col >= w:
                         continue
-                    for j in range(pw):
-                        col = q * sw + j - left
-                        if col < 0 or col >= w:
-                            continue
+                    for ch in range(c):
                         v = x[nn, row, col, ch]
-                        if v > best:  # strict: the first maximum wins a tie, as in the reference
-                            best = v
-                            best_k = i * pw + j
-                y[nn, r, q, ch] = best
-                argmax[nn, r, q, ch] = best_k
+                        if v > y[nn, r, q, ch]:  # strict: the first maximum wins a tie, as in the reference
+                            y[nn, r, q, ch] = v
+                            argmax[nn, r, q, ch] = i * pw + j
 
 
 @njit(parallel=True, cache=True)
@@ -120,13 +120,15 @@ def _out_hw(x_shape, kernel_size, strides, padding):
     return output_size(x_shape[1], kh, sh, top, bottom), output_size(x_shape[2], kw, sw, left, right)
 
 
-def im2col(x, kernel_size, strides, padding):
+def im2col(x, kernel_size, strides, padding, out=None):
     n, _, _, c = x.shape
     kh, kw = kernel_size
     oh, ow = _out_hw(x.shape, kernel_size, strides, padding)
-    cols = np.empty((n, oh, ow, kh, kw, c), dtype=x.dtype)
-    _im2col(np.ascontiguousarray(x), cols, kh, kw, strides[0], strides[1], padding[0], padding[2])
-    return cols.reshape(n * oh * ow, kh * kw * c)
+    if out is None:
+        out = np.empty((n * oh * ow, kh * kw * c), dtype=x.dtype)
+    _im2col(np.ascontiguousarray(x), out.reshape(n, oh, ow, kh, kw, c), kh, kw, strides[0], strides[1],
+            padding[0], padding[2])
+    return out
 
 
 def col2im(cols, x_shape, kernel_size, strides, padding):
@@ -154,6 +156,47 @@ def maxpool_backward(dy, argmax, x_shape, pool_size, strides, padding):
     _maxpool_backward(np.ascontiguousarray(dy), argmax, dx, pool_size[0], pool_size[1],
                       strides[0], strides[1], padding[0], padding[2])
     return dx
+
+
+@njit(parallel=True, cache=True)
+def _leaky_relu_forward(x, y, alpha):
+    for i in prange(x.size):
+        v = x[i]
+        y[i] = v if v > 0 else v * alpha
+
+
+@njit(parallel=True, cache=True)
+def _leaky_relu_backward(dy, y, dx, alpha):
+    for i in prange(dy.size):
+        dx[i] = dy[i] if y[i] > 0 else dy[i] * alpha
+
+
+def leaky_relu_forward(x, alpha):
+    y = np.empty_like(x)
+    _leaky_relu_forward(x.reshape(-1), y.reshape(-1), x.dtype.type(alpha))
+    return y
+
+
+def leaky_relu_backward(dy, y, alpha):
+    dx = np.empty_like(dy)
+    _leaky_relu_backward(np.ascontiguousarray(dy).reshape(-1), y.reshape(-1), dx.reshape(-1),
+                         dy.dtype.type(alpha))
+    return dx
+
+
+@njit(parallel=True, cache=True)
+def _adam_update(w, g, m, v, step_size, beta_1, one_minus_beta_1, beta_2, one_minus_beta_2, epsilon):
+    # One pass over memory instead of the eight temporaries the array expression makes.
+    for i in prange(w.size):
+        m[i] = beta_1 * m[i] + one_minus_beta_1 * g[i]
+        v[i] = beta_2 * v[i] + one_minus_beta_2 * g[i] * g[i]
+        w[i] -= step_size * m[i] / (np.sqrt(v[i]) + epsilon)
+
+
+def adam_update(w, g, m, v, step_size, beta_1, beta_2, epsilon):
+    t = w.dtype.type
+    _adam_update(w.reshape(-1), np.ascontiguousarray(g).reshape(-1), m.reshape(-1), v.reshape(-1),
+                 t(step_size), t(beta_1), t(1 - beta_1), t(beta_2), t(1 - beta_2), t(epsilon))
 
 
 # ---------------------------------------------------------------------------------------------

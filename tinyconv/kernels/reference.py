@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..backend import get_array_module
+
 
 def output_size(n: int, k: int, s: int, pad_before: int, pad_after: int) -> int:
     """Number of window positions along one axis: floor((n + pads - k) / s) + 1."""
@@ -26,8 +28,11 @@ def _windows_shape(x_shape, kernel_size, strides, padding):
     return n, output_size(h, kh, sh, top, bottom), output_size(w, kw, sw, left, right), c
 
 
-def im2col(x, kernel_size, strides, padding):
-    """(N, H, W, C) -> (N*OH*OW, KH*KW*C): one row per output pixel, holding the window it sees."""
+def im2col(x, kernel_size, strides, padding, out=None):
+    """(N, H, W, C) -> (N*OH*OW, KH*KW*C): one row per output pixel, holding the window it sees.
+
+    ``out``, when given, is a buffer of that shape to write into (the layer reuses it every step).
+    """
     kh, kw = kernel_size
     sh, sw = strides
     n, oh, ow, c = _windows_shape(x.shape, kernel_size, strides, padding)
@@ -37,7 +42,10 @@ def im2col(x, kernel_size, strides, padding):
         for j in range(kw):
             # Kernel tap (i, j) sees input rows i, i+sh, ..., i+sh*(oh-1) (same for columns).
             cols[:, :, :, i, j, :] = xp[:, i:i + sh * oh:sh, j:j + sw * ow:sw, :]
-    return cols.reshape(n * oh * ow, kh * kw * c)
+    if out is None:
+        return cols.reshape(n * oh * ow, kh * kw * c)
+    out[...] = cols.reshape(n * oh * ow, kh * kw * c)
+    return out
 
 
 def col2im(cols, x_shape, kernel_size, strides, padding):
@@ -87,6 +95,32 @@ def maxpool_backward(dy, argmax, x_shape, pool_size, strides, padding):
             routed = np.where(argmax == i * pw + j, dy, 0)
             dx_padded[:, i:i + sh * oh:sh, j:j + sw * ow:sw, :] += routed
     return dx_padded[:, top:top + h, left:left + w, :]
+
+
+def leaky_relu_forward(x, alpha):
+    """y = x where x > 0, alpha * x elsewhere (alpha = 0 gives ReLU)."""
+    xp = get_array_module(x)
+    return xp.where(x > 0, x, x * x.dtype.type(alpha))
+
+
+def leaky_relu_backward(dy, y, alpha):
+    """dx = dy where the input was positive, alpha * dy elsewhere.
+
+    Reads the sign from the output y: for alpha >= 0, y > 0 exactly where x > 0, so the layer
+    need not keep its input.
+    """
+    xp = get_array_module(dy)
+    return xp.where(y > 0, dy, dy * dy.dtype.type(alpha))
+
+
+def adam_update(w, g, m, v, step_size, beta_1, beta_2, epsilon):
+    """One Adam step in place: m, v updated, then w -= step_size * m / (sqrt(v) + epsilon)."""
+    xp = get_array_module(w)
+    m *= beta_1
+    m += (1 - beta_1) * g
+    v *= beta_2
+    v += (1 - beta_2) * g * g
+    w -= (step_size * m / (xp.sqrt(v) + epsilon)).astype(w.dtype, copy=False)
 
 
 # ---------------------------------------------------------------------------------------------

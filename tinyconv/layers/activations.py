@@ -13,6 +13,7 @@ At x = 0 the (Leaky)ReLU derivative is taken as ``alpha`` (the left one).
 """
 from __future__ import annotations
 
+from .. import kernels
 from ..backend import get_array_module
 from .base import Layer
 
@@ -31,13 +32,12 @@ class LeakyReLU(Layer):
 
     def forward(self, x, training: bool = False):
         self.check_input(x)
-        xp = get_array_module(x)
-        self.positive = x > 0
-        return xp.where(self.positive, x, x * x.dtype.type(self.alpha))
+        self.y = kernels.leaky_relu_forward(x, self.alpha)
+        return self.y
 
     def backward(self, dy):
-        xp = get_array_module(dy)
-        return xp.where(self.positive, dy, dy * dy.dtype.type(self.alpha))
+        # y > 0 exactly where x > 0 (alpha >= 0), so the output is all backward needs.
+        return kernels.leaky_relu_backward(dy, self.y, self.alpha)
 
 
 class ReLU(LeakyReLU):

@@ -1,0 +1,108 @@
+"""Training step and forward pass of the seed CNN: tinyconv (numba), tinyconv (reference kernels), PyTorch.
+
+Usage: python benchmarks/bench_train_step.py [--sizes 32 48] [--batch 32] [--repeats 10] [--threads 2]
+
+All candidates run in one process and are called in turn (median of ``--repeats`` after warm-up), so
+the ratios hold even on a noisy machine. PyTorch is optional; its rows are skipped when it is missing.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import (interleaved_medians, markdown_table, random_batch, seed_cnn_flops, torch_available,
+                    torch_seed_cnn, write_result)
+
+
+def tinyconv_candidates(size, x, y):
+    import tinyconv
+    from tinyconv import kernels
+    from tinyconv.zoo import seed_cnn
+
+    def make(reference: bool):
+        tinyconv.set_seed(0)
+        model = seed_cnn((size, size, 3))
+        model.compile("adam", "binary_crossentropy")
+
+        def step():
+            with kernels.reference_kernels(reference):
+                model.train_step(x, y)
+
+        def forward():
+            with kernels.reference_kernels(reference):
+                model.forward(x)
+        return step, forward
+
+    fast_step, fast_forward = make(False)
+    ref_step, ref_forward = make(True)
+    return ({"tinyconv": fast_step, "tinyconv reference": ref_step},
+            {"tinyconv": fast_forward, "tinyconv reference": ref_forward})
+
+
+def torch_candidates(size, x, y):
+    import torch
+    torch.manual_seed(0)
+    model = torch_seed_cnn(size)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-7)
+    loss_fn = torch.nn.BCEWithLogitsLoss()
+    xt = torch.from_numpy(x.transpose(0, 3, 1, 2).copy())
+    yt = torch.from_numpy(y)
+
+    def step():
+        model.train()
+        optimizer.zero_grad(set_to_none=True)
+        loss = loss_fn(model(xt), yt)
+        loss.backward()
+        optimizer.step()
+
+    def forward():
+        model.eval()
+        with torch.no_grad():
+            torch.sigmoid(model(xt))
+    return {"PyTorch": step}, {"PyTorch": forward}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[32, 48])
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+
+    have_torch = torch_available()
+    if have_torch:
+        import torch
+        torch.set_num_threads(args.threads)
+    else:
+        print("PyTorch is not installed: its rows are skipped (pip install torch to compare).")
+
+    rows = []
+    for size in args.sizes:
+        x, y = random_batch(args.batch, size)
+        steps, forwards = tinyconv_candidates(size, x, y)
+        if have_torch:
+            torch_steps, torch_forwards = torch_candidates(size, x, y)
+            steps.update(torch_steps)
+            forwards.update(torch_forwards)
+        flops = seed_cnn_flops(size, batch=args.batch)
+        for kind, candidates in (("train step", steps), ("forward", forwards)):
+            medians = interleaved_medians(candidates, args.repeats)
+            base = medians["tinyconv"]
+            work = flops["step" if kind == "train step" else "forward"]
+            for name, seconds in medians.items():
+                rows.append([f"{size}x{size}x3", kind, name, f"{seconds * 1e3:.1f}",
+                             f"{seconds / base:.2f}", f"{args.batch / seconds:.0f}", f"{work / seconds / 1e9:.1f}"])
+    header = ["input", "what", "engine", "ms (median)", "time / tinyconv", "images/s", "GFLOP/s"]
+    table = markdown_table(header, rows)
+    note = (f"batch {args.batch}, float32, {args.threads} threads, median of {args.repeats} calls after "
+            "warm-up, candidates interleaved in one process")
+    print(table)
+    print(note)
+    print("written to", write_result("train_step.md", table + "\n\n" + note))
+
+
+if __name__ == "__main__":
+    main()
