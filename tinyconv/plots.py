@@ -1,0 +1,246 @@
+"""matplotlib figures: simulated cells with their labels, augmentations.
+
+Every function writes a PNG and closes its figure, so it can run in a loop or a test without
+piling up open figures. It uses the Agg backend, which needs no display.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+def _pyplot():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def to_rgb(image: np.ndarray) -> np.ndarray:
+    """An (H, W, C) fluorescence image as (H, W, 3) RGB in [0, 1] for display.
+
+    Three channels (DNA, actin, marker) become blue, green and magenta, the usual false colours;
+    one channel is shown in grey; two as blue (channel 0) and green (channel 1).
+    Each channel is stretched to its 99.5th percentile, as microscopy viewers do.
+    """
+    image = np.asarray(image, dtype=np.float64)
+    if image.ndim != 3 or image.shape[-1] not in (1, 2, 3):
+        raise ValueError(f"plots.to_rgb: expected an (H, W, C) image with C in (1, 2, 3), got {image.shape}")
+    top = np.percentile(image, 99.5, axis=(0, 1))
+    image = np.clip(image / np.maximum(top, 1e-6), 0.0, 1.0)
+    c = image.shape[-1]
+    if c == 1:
+        return np.repeat(image, 3, axis=-1)
+    colours = np.array([[0.1, 0.35, 1.0], [0.0, 1.0, 0.0], [1.0, 0.0, 1.0]])[:c]  # (C, RGB)
+    return np.clip(image @ colours, 0.0, 1.0)
+
+
+def plot_cell_grid(images: np.ndarray, labels: np.ndarray, label_names, path, ncols: int = 6,
+                   max_images: int = 24, title: str | None = None) -> Path:
+    """A grid of images, each captioned with the names of its positive labels.
+
+    Parameters
+    ----------
+    images : (N, H, W, C) array
+    labels : (N, L) array in {0, 1}
+    label_names : sequence of L names
+    path : where to write the PNG (parent folders are created)
+    ncols, max_images : layout; the first ``max_images`` images are shown
+    """
+    images, labels = np.asarray(images), np.asarray(labels)
+    if images.ndim != 4 or labels.ndim != 2 or len(images) != len(labels):
+        raise ValueError(f"plot_cell_grid: expected images (N, H, W, C) and labels (N, L), "
+                         f"got {images.shape} and {labels.shape}")
+    if labels.shape[1] != len(label_names):
+        raise ValueError(f"plot_cell_grid: {labels.shape[1]} label columns but {len(label_names)} label names")
+    plt = _pyplot()
+    count = min(len(images), max_images)
+    nrows = -(-count // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(2.6 * ncols, 3.3 * nrows), squeeze=False)
+    for k, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if k >= count:
+            continue
+        ax.imshow(to_rgb(images[k]), interpolation="nearest")
+        names = [name for name, on in zip(label_names, labels[k]) if on]
+        ax.set_title("\n".join(names) if names else "(none)", fontsize=6.5, loc="left")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return _save(fig, plt, path)
+
+
+def plot_augmentations(generator, image: np.ndarray, path, n: int = 8, seed: int = 0) -> Path:
+    """The original image followed by ``n`` random augmentations of it (seeds ``seed`` .. ``seed + n - 1``).
+
+    ``generator`` is an ``ImageDataGenerator``; ``image`` is one (H, W, C) image. Standardisation
+    is not applied, so the panels show what the network sees before normalisation.
+    """
+    image = np.asarray(image, dtype=np.float32)
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, n + 1, figsize=(2.0 * (n + 1), 2.4), squeeze=False)
+    panels = [("original", image)]
+    for k in range(n):
+        params = generator.get_random_transform(image.shape, seed=seed + k)
+        caption = (f"rot {params['theta']:+.0f}, zoom {params['zx']:.2f}/{params['zy']:.2f}"
+                   + (", flip" if params["flip_horizontal"] else ""))
+        panels.append((caption, generator.apply_transform(image, params)))
+    for ax, (caption, panel) in zip(axes.flat, panels):
+        ax.imshow(to_rgb(panel), interpolation="nearest")
+        ax.set_title(caption, fontsize=7)
+        ax.axis("off")
+    fig.tight_layout()
+    return _save(fig, plt, path)
+
+
+def _save(fig, plt, path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+# --- training: learning curves, per-label AUC, predictions, filters, saliency -------------------
+
+def plot_learning_curves(history: dict, path, title: str | None = None) -> Path:
+    """Loss and accuracy per epoch, training and validation, side by side.
+
+    ``history`` maps ``loss``, ``accuracy``, ``val_loss``, ``val_accuracy`` (any present) to per-epoch
+    lists, as ``History.history`` or a ``CSVLogger`` file read back. Validation loss rising while
+    training loss falls is overfitting; both flat and high is underfitting.
+    """
+    if not history.get("loss"):
+        raise ValueError("plot_learning_curves: the history has no 'loss' values")
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    epochs = np.arange(1, len(history["loss"]) + 1)
+    for ax, metric in zip(axes, ("loss", "accuracy")):
+        for key, style in ((metric, "o-"), (f"val_{metric}", "s--")):
+            if history.get(key):
+                ax.plot(epochs[:len(history[key])], history[key], style, ms=3,
+                        label="train" if key == metric else "valid")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("binary cross-entropy" if metric == "loss" else "binary accuracy")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return _save(fig, plt, path)
+
+
+def plot_label_auc(aucs, label_names, path, baseline_aucs=None) -> Path:
+    """Horizontal bars of each label's test ROC AUC (and a baseline's, when given); 0.5 is chance."""
+    aucs = np.asarray(aucs, dtype=float)
+    if len(aucs) != len(label_names):
+        raise ValueError(f"plot_label_auc: {len(aucs)} AUCs but {len(label_names)} label names")
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 0.32 * len(aucs) + 1.2))
+    rows = np.arange(len(aucs))
+    height = 0.4 if baseline_aucs is not None else 0.7
+    ax.barh(rows, aucs, height=height, color="tab:blue", label=f"CNN (mean {np.nanmean(aucs):.3f})")
+    if baseline_aucs is not None:
+        baseline_aucs = np.asarray(baseline_aucs, dtype=float)
+        ax.barh(rows + height, baseline_aucs, height=height, color="tab:gray",
+                label=f"baseline (mean {np.nanmean(baseline_aucs):.3f})")
+    ax.axvline(0.5, color="k", lw=0.8, ls=":")
+    ax.set_yticks(rows + (height / 2 if baseline_aucs is not None else 0), label_names, fontsize=8)
+    ax.invert_yaxis()
+    lowest = np.nanmin(np.r_[aucs, baseline_aucs if baseline_aucs is not None else []])
+    ax.set_xlim(min(0.4, np.floor(lowest * 10) / 10), 1.0)
+    ax.set_xlabel("test ROC AUC")
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    return _save(fig, plt, path)
+
+
+def plot_predictions(images, labels, probabilities, label_names, path, ncols: int = 4,
+                     max_images: int = 12, threshold: float = 0.5) -> Path:
+    """Test cells captioned with each label that is true or predicted (``p > threshold``).
+
+    A caption line reads ``name p``: green when right (true and predicted), red when predicted
+    but false, orange when true but missed.
+    """
+    images, labels, probabilities = np.asarray(images), np.asarray(labels), np.asarray(probabilities)
+    if labels.shape != probabilities.shape or len(images) != len(labels):
+        raise ValueError(f"plot_predictions: expected images (N, H, W, C) and labels and probabilities (N, L), "
+                         f"got {images.shape}, {labels.shape} and {probabilities.shape}")
+    plt = _pyplot()
+    count = min(len(images), max_images)
+    nrows = -(-count // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.0 * ncols, 2.2 * nrows + 0.4), squeeze=False,
+                             gridspec_kw={"wspace": 1.3})
+    colours = {(True, True): "green", (False, True): "red", (True, False): "darkorange"}
+    for k, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if k >= count:
+            continue
+        ax.imshow(to_rgb(images[k]), interpolation="nearest")
+        lines = [(f"{name} {p:.2f}", colours[(bool(t), bool(p > threshold))])
+                 for name, t, p in zip(label_names, labels[k], probabilities[k]) if t or p > threshold]
+        for i, (text, colour) in enumerate(lines):
+            ax.text(1.04, 1 - 0.09 * i, text, color=colour, fontsize=6.5, va="top", transform=ax.transAxes)
+    fig.suptitle("test cells: green = found, red = false alarm, orange = missed (p = predicted probability)",
+                 fontsize=9)
+    fig.subplots_adjust(left=0.01, right=0.9, top=0.92, bottom=0.02, hspace=0.15)
+    return _save(fig, plt, path)
+
+
+def plot_filters(kernel, path, channel_names=None) -> Path:
+    """The first convolution's filters, one tile each: kernel (KH, KW, C, F).
+
+    Three-channel filters are drawn in the image colours (``to_rgb``'s false colours), each
+    filter stretched so that 0 is mid-grey; otherwise each input channel gets its own row of tiles.
+    """
+    kernel = np.asarray(kernel, dtype=np.float64)
+    if kernel.ndim != 4:
+        raise ValueError(f"plot_filters: expected a conv kernel (KH, KW, C, F), got shape {kernel.shape}")
+    kh, kw, c, f = kernel.shape
+    plt = _pyplot()
+    ncols = int(np.ceil(np.sqrt(f)))
+    nrows = -(-f // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(1.0 * ncols, 1.0 * nrows + 0.5), squeeze=False)
+    colours = np.array([[0.1, 0.35, 1.0], [0.0, 1.0, 0.0], [1.0, 0.0, 1.0]])
+    for k, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if k >= f:
+            continue
+        w = kernel[..., k] / (np.abs(kernel[..., k]).max() + 1e-12)  # in [-1, 1]
+        if c == 3:
+            tile = np.clip(0.5 + 0.5 * (w @ colours), 0, 1)
+            ax.imshow(tile, interpolation="nearest")
+        else:
+            ax.imshow(np.concatenate(list(np.moveaxis(w, -1, 0)), axis=1), cmap="coolwarm", vmin=-1, vmax=1,
+                      interpolation="nearest")
+    names = ", ".join(channel_names) if channel_names else f"{c} channels"
+    fig.suptitle(f"first-layer filters ({f} x {kh}x{kw}x{c}; {names}; grey = 0)", fontsize=9)
+    fig.tight_layout()
+    return _save(fig, plt, path)
+
+
+def plot_saliency(images, maps: dict, path, probabilities: dict | None = None) -> Path:
+    """Each image (a row) next to its saliency map for each label (columns).
+
+    ``maps`` maps a label name to (N, H, W) saliency maps of the N ``images``; ``probabilities``
+    (optional) maps the same names to (N,) predicted probabilities, shown in the titles.
+    """
+    images = np.asarray(images)
+    names = list(maps)
+    plt = _pyplot()
+    n = len(images)
+    fig, axes = plt.subplots(n, len(names) + 1, figsize=(2.1 * (len(names) + 1), 2.2 * n), squeeze=False)
+    for i in range(n):
+        axes[i, 0].imshow(to_rgb(images[i]), interpolation="nearest")
+        axes[i, 0].set_title("cell", fontsize=8)
+        for j, name in enumerate(names):
+            ax = axes[i, j + 1]
+            ax.imshow(maps[name][i], cmap="inferno", interpolation="nearest")
+            p = f"\np = {probabilities[name][i]:.2f}" if probabilities else ""
+            ax.set_title(f"{name}{p}", fontsize=7)
+        for ax in axes[i]:
+            ax.axis("off")
+    fig.suptitle("saliency: |d score / d pixel| (brighter = the label's score changes more)", fontsize=9)
+    fig.tight_layout()
+    return _save(fig, plt, path)
