@@ -136,6 +136,8 @@ def warm_up(model: Model, generator: ImageDataGenerator, images: np.ndarray) -> 
     sample = images[:2]
     model.backward_logits(np.ones_like(tinyconv.to_numpy(model.forward_logits(sample))))
     generator.apply_transform(sample[0], generator.get_random_transform(sample[0].shape, seed=0))
+    scratch = np.zeros(4, dtype=model.dtype)
+    Adam().step([scratch], [scratch.copy()])  # a throwaway optimizer: the model's keeps its state
     print(f"ready in {time.perf_counter() - start:.1f} s")
 
 

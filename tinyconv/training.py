@@ -29,6 +29,7 @@ import sys
 import threading
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from . import backend, losses, optimizers
 from .batches import ArrayIterator, check_images, check_labels
@@ -355,7 +356,6 @@ class _StopOnCtrlC:
 def _progress(iterable, verbose: int, what: str):
     if verbose != 1:
         return iterable
-    from tqdm.auto import tqdm
     return tqdm(iterable, desc=what, unit="batch", file=sys.stdout, leave=False)
 
 
