@@ -144,11 +144,10 @@ def warm_up(model: Model, generator: ImageDataGenerator, images: np.ndarray) -> 
 # --- 6: the baseline -----------------------------------------------------------------------------
 
 def global_statistics(images: np.ndarray) -> np.ndarray:
-    """(N, H, W, C) -> (N, 7 C): per channel mean, std, max and the 10/50/90/99th percentiles."""
-    flat = images.reshape(len(images), -1, images.shape[-1])
-    q = np.percentile(flat, [10, 50, 90, 99], axis=1)  # (4, N, C)
-    parts = [flat.mean(1), flat.std(1), flat.max(1), *q]
-    return np.concatenate(parts, axis=1)
+    """(N, H, W, C) -> (N, 7 C): per channel mean, std and the 5/25/50/75/95th percentiles
+    (the features of the simulator's own baseline test, tests/test_cells.py)."""
+    percentiles = np.percentile(images, [5, 25, 50, 75, 95], axis=(1, 2))  # (5, N, C)
+    return np.concatenate([images.mean(axis=(1, 2)), images.std(axis=(1, 2)), *percentiles], axis=1)
 
 
 def logistic_regression_baseline(x_train, y_train, x_test, steps: int = 2000, l2: float = 1e-3) -> np.ndarray:

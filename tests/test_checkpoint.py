@@ -199,3 +199,25 @@ def test_checkpoint_round_trips_every_part(tmp_path):
     np.testing.assert_array_equal(state["optimizer"]["slots"]["m"][0], model.optimizer.get_state()["slots"]["m"][0])
     assert state["random"] == tinyconv.random.get_state()
     assert model_io.read_npz(path).keys() >= {"__state__", "/weights/001/conv2d/kernel"}
+
+
+def test_resume_with_an_augmenting_flow_iterator(tmp_path):
+    from tinyconv.data import ImageDataGenerator
+
+    x, y = tiny_data()
+    generator = ImageDataGenerator(rotation_range=10, width_shift_range=0.1, horizontal_flip=True,
+                                   featurewise_center=True)
+    generator.fit(x)
+
+    def run(epochs, initial_epoch=0, resume=False, seed=0):
+        model = tiny_model(seed=seed)
+        flow = generator.flow(x, y, batch_size=8)  # its seeds come from the seeded generators
+        callbacks = [TrainingCheckpoint(tmp_path / "s.npz")]
+        if resume:
+            initial_epoch = checkpoint.load_checkpoint(tmp_path / "s.npz", model, callbacks, data=flow)
+        model.fit(flow, epochs=epochs, initial_epoch=initial_epoch, verbose=0, callbacks=callbacks)
+        return model
+
+    straight = run(4)
+    run(2)
+    assert_same_weights(straight, run(4, resume=True, seed=42))
