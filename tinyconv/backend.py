@@ -11,10 +11,8 @@ import numpy as np
 _DEVICE = "cpu"
 _cupy = None
 
-_INSTALL_HINT = (
-    'install CuPy for your CUDA version: pip install -e ".[gpu]" (CUDA 12, cupy-cuda12x) '
-    "or pip install cupy-cuda13x (CUDA 13)"
-)
+_WHEELS = 'pip install -e ".[gpu]" (CUDA 12, cupy-cuda12x) or pip install cupy-cuda13x (CUDA 13)'
+_INSTALL_HINT = f"install CuPy for your CUDA version: {_WHEELS}"
 
 
 def _import_cupy():
@@ -26,12 +24,16 @@ def _import_cupy():
         import cupy
     except ImportError as exc:
         raise RuntimeError(f"set_device('gpu') needs CuPy, which is not installed: {_INSTALL_HINT}") from exc
+    n_gpus, cause = 0, None
     try:
         n_gpus = cupy.cuda.runtime.getDeviceCount()
-    except Exception as exc:  # CUDA driver missing or broken
-        raise RuntimeError(f"set_device('gpu'): CuPy is installed but no CUDA GPU is usable ({exc})") from exc
+    except Exception as exc:  # CUDA driver missing or broken, or a wheel for another CUDA version
+        cause = exc
     if n_gpus < 1:
-        raise RuntimeError("set_device('gpu'): CuPy is installed but no CUDA GPU is visible")
+        reason = "" if cause is None else " (" + " ".join(str(cause).split()) + ")"
+        raise RuntimeError(f"set_device('gpu'): CuPy is installed but no CUDA GPU is visible{reason}; "
+                           "install the NVIDIA driver and the CuPy wheel for the CUDA version that "
+                           f"nvidia-smi shows: {_WHEELS}") from cause
     _cupy = cupy
     return cupy
 
