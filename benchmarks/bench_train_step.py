@@ -11,6 +11,8 @@ import argparse
 import os
 import sys
 
+import numpy as np
+
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import (interleaved_medians, markdown_table, random_batch, seed_cnn_flops, torch_available,
                     torch_seed_cnn, write_result)
@@ -39,6 +41,19 @@ def tinyconv_candidates(size, x, y):
     ref_step, ref_forward = make(True)
     return ({"tinyconv": fast_step, "tinyconv reference": ref_step},
             {"tinyconv": fast_forward, "tinyconv reference": ref_forward})
+
+
+def input_pipeline(size, batch):
+    """The example's input pipeline: seed augmentation + featurewise standardisation + batching."""
+    from tinyconv.data import ImageDataGenerator
+    images, _ = random_batch(max(10 * batch, 320), size)
+    labels = np.zeros((len(images), 18), np.float32)
+    generator = ImageDataGenerator(rotation_range=10, zoom_range=[0.9, 1.1], width_shift_range=0.1,
+                                   height_shift_range=0.1, shear_range=0.1, horizontal_flip=True,
+                                   featurewise_center=True, featurewise_std_normalization=True)
+    generator.fit(images)
+    batches = generator.flow(images, labels, batch_size=batch, seed=0)
+    return lambda: next(batches)
 
 
 def torch_candidates(size, x, y):
@@ -88,13 +103,15 @@ def main() -> None:
             steps.update(torch_steps)
             forwards.update(torch_forwards)
         flops = seed_cnn_flops(size, batch=args.batch)
+        steps["input pipeline"] = input_pipeline(size, args.batch)
         for kind, candidates in (("train step", steps), ("forward", forwards)):
             medians = interleaved_medians(candidates, args.repeats)
             base = medians["tinyconv"]
             work = flops["step" if kind == "train step" else "forward"]
             for name, seconds in medians.items():
+                gflops = "" if name == "input pipeline" else f"{work / seconds / 1e9:.1f}"
                 rows.append([f"{size}x{size}x3", kind, name, f"{seconds * 1e3:.1f}",
-                             f"{seconds / base:.2f}", f"{args.batch / seconds:.0f}", f"{work / seconds / 1e9:.1f}"])
+                             f"{seconds / base:.2f}", f"{args.batch / seconds:.0f}", gflops])
     header = ["input", "what", "engine", "ms (median)", "time / tinyconv", "images/s", "GFLOP/s"]
     table = markdown_table(header, rows)
     note = (f"batch {args.batch}, float32, {args.threads} threads, median of {args.repeats} calls after "

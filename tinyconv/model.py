@@ -52,12 +52,23 @@ class Model(Trainable):
         return np.dtype(params[0].dtype) if params else config.float_dtype()
 
     # --- explicit backprop ---------------------------------------------------------------------
+    @property
+    def array_module(self):
+        """numpy or cupy: where this model's parameters live (the current device if it has none)."""
+        params = self.trainable_params()
+        return backend.get_array_module(params[0]) if params else backend.device_module()
+
+    def to_model_device(self, a):
+        """An array on the model's device, in the model's dtype (no copy when it is already there)."""
+        xp = self.array_module
+        return xp.asarray(backend.to_numpy(a) if xp is np else a, dtype=self.dtype)
+
     def prepare_input(self, x):
-        """Move a batch to the model's device and dtype (no copy when it is already there)."""
+        """Check that a batch is numeric and move it to the model's device and dtype."""
         if not hasattr(x, "dtype") or x.dtype.kind not in "fiu":
             raise TypeError(f"model {self.name!r}: expected a numeric array of images, got "
                             f"{getattr(x, 'dtype', type(x).__name__)}")
-        return backend.to_device(x, dtype=self.dtype)
+        return self.to_model_device(x)
 
     def forward(self, x, training: bool = False):
         """(N, *input_shape) -> (N, *output_shape)."""

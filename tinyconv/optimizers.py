@@ -17,6 +17,8 @@ The state (step count and moment arrays) can be read and restored, for checkpoin
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from . import kernels
@@ -75,7 +77,8 @@ class Adam(Optimizer):
 
     def apply(self, params, grads):
         t = self.iterations
-        step_size = self.learning_rate * np.sqrt(1 - self.beta_2 ** t) / (1 - self.beta_1 ** t)
+        # A Python float: a NumPy float64 scalar would promote float32 arithmetic on some backends.
+        step_size = self.learning_rate * math.sqrt(1 - self.beta_2 ** t) / (1 - self.beta_1 ** t)
         for w, g, m, v in zip(params, grads, self.slots["m"], self.slots["v"]):
             kernels.adam_update(w, g, m, v, step_size, self.beta_1, self.beta_2, self.epsilon)
 

@@ -1,0 +1,127 @@
+"""Where the seed CNN's training step spends its time: per layer, and per kind of work.
+
+Usage: python benchmarks/bench_layers.py [--size 32] [--batch 32] [--repeats 10] [--reference]
+
+Part 1 times each layer's forward and backward inside the real model. Part 2 replays each conv
+layer's pieces on its real shapes (im2col, the three GEMMs, bias, col2im) and the other kernels,
+and groups them: GEMM, im2col, col2im, pooling, elementwise, optimizer.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import markdown_table, random_batch, write_result
+
+import tinyconv
+from tinyconv import kernels
+from tinyconv.layers import Conv2D, LeakyReLU, MaxPooling2D
+from tinyconv.zoo import seed_cnn
+
+
+def median_time(fn, repeats: int) -> float:
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def per_layer(model, x, y, repeats):
+    """Median forward and backward seconds of every layer, measured inside whole training steps."""
+    forward = {layer.name: [] for layer in model.layers}
+    backward = {layer.name: [] for layer in model.layers}
+    model.train_step(x, y)
+    for _ in range(repeats):
+        activation = model.prepare_input(x)
+        for layer in model.layers:
+            start = time.perf_counter()
+            activation = layer.forward(activation, True)
+            forward[layer.name].append(time.perf_counter() - start)
+        grad = np.full_like(activation, 1.0 / activation.size)
+        for layer in reversed(model.layers):
+            start = time.perf_counter()
+            grad = layer.backward(grad)
+            backward[layer.name].append(time.perf_counter() - start)
+    return ({k: statistics.median(v) for k, v in forward.items()},
+            {k: statistics.median(v) for k, v in backward.items()})
+
+
+def by_kind(model, x, repeats):
+    """Replay the step's pieces on the model's real shapes and sum them by kind of work."""
+    kinds = {k: 0.0 for k in ("GEMM", "im2col", "col2im", "pooling", "elementwise", "optimizer")}
+    activation = model.prepare_input(x)
+    for layer in model.layers:
+        inputs = activation
+        activation = layer.forward(activation, True)
+        if isinstance(layer, Conv2D):
+            args = (layer.kernel_size, layer.strides, layer.pads)
+            cols = kernels.im2col(inputs, *args)
+            w = layer.params["kernel"].reshape(-1, layer.filters)
+            dz = np.ones((cols.shape[0], layer.filters), dtype=cols.dtype)
+            dcols = dz @ w.T
+            kinds["im2col"] += median_time(lambda: kernels.im2col(inputs, *args, out=cols), repeats)
+            kinds["GEMM"] += median_time(lambda: cols @ w, repeats)
+            kinds["GEMM"] += median_time(lambda: cols.T @ dz, repeats)
+            kinds["GEMM"] += median_time(lambda: np.matmul(dz, w.T, out=dcols), repeats)
+            kinds["elementwise"] += median_time(lambda: dz.sum(axis=0), repeats)  # bias gradient
+            kinds["col2im"] += median_time(lambda: kernels.col2im(dcols, inputs.shape, *args), repeats)
+        elif isinstance(layer, MaxPooling2D):
+            args = (layer.pool_size, layer.strides, layer.pads)
+            out, argmax = kernels.maxpool_forward(inputs, *args)
+            kinds["pooling"] += median_time(lambda: kernels.maxpool_forward(inputs, *args), repeats)
+            kinds["pooling"] += median_time(
+                lambda: kernels.maxpool_backward(out, argmax, inputs.shape, *args), repeats)
+        elif isinstance(layer, LeakyReLU):
+            out = activation
+            kinds["elementwise"] += median_time(lambda: kernels.leaky_relu_forward(inputs, layer.alpha), repeats)
+            kinds["elementwise"] += median_time(
+                lambda: kernels.leaky_relu_backward(out, out, layer.alpha), repeats)
+    params, grads = model.trainable_params(), [p.copy() for p in model.trainable_params()]
+    model.optimizer.step(params, grads)
+    kinds["optimizer"] = median_time(lambda: model.optimizer.step(params, grads), repeats)
+    return kinds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=32)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--reference", action="store_true", help="time the reference kernels instead")
+    args = parser.parse_args()
+    kernels.use_reference_kernels(args.reference)
+
+    tinyconv.set_seed(0)
+    model = seed_cnn((args.size, args.size, 3))
+    model.compile("adam", "binary_crossentropy")
+    x, y = random_batch(args.batch, args.size)
+    forward, backward = per_layer(model, x, y, args.repeats)
+    step = median_time(lambda: model.train_step(x, y), args.repeats)
+
+    rows = [[name, f"{forward[name] * 1e3:.1f}", f"{backward[name] * 1e3:.1f}",
+             f"{(forward[name] + backward[name]) / step:.1%}"] for name in forward]
+    layer_table = markdown_table(["layer", "forward ms", "backward ms", "share of step"], rows)
+    kinds = by_kind(model, x, args.repeats)
+    total = sum(kinds.values())
+    kind_rows = [[k, f"{v * 1e3:.1f}", f"{v / total:.1%}"] for k, v in kinds.items()]
+    kind_rows.append(["sum of pieces", f"{total * 1e3:.1f}", ""])
+    kind_rows.append(["measured training step", f"{step * 1e3:.1f}", ""])
+    kind_table = markdown_table(["work", "ms", "share"], kind_rows)
+    path_name = "reference" if args.reference else "numba"
+    text = (f"Seed CNN, {args.size}x{args.size}x3, batch {args.batch}, {path_name} kernels, "
+            f"median of {args.repeats}\n\n{layer_table}\n\n{kind_table}")
+    print(text)
+    print("written to", write_result(f"layers_{path_name}_{args.size}.md", text))
+
+
+if __name__ == "__main__":
+    main()
