@@ -209,8 +209,8 @@ class ModelCheckpoint(Callback):
     """Save the weights (``.npz``) after each epoch, or only when ``monitor`` improves.
 
     ``filepath`` may hold format fields: ``"weights-{epoch:02d}-{val_loss:.3f}.npz"`` (``epoch``
-    counted from 1, as Keras names the files). Weights holding NaN or inf are never written, so a
-    diverged run leaves the last good file in place.
+    counted from 1, as Keras names the files). A diverged epoch (NaN or inf in the loss or the
+    weights) is never written, so the last good file stays in place.
     """
 
     def __init__(self, filepath: str | os.PathLike, monitor: str = "val_loss", verbose: int = 0,

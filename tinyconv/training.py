@@ -164,24 +164,26 @@ class Trainable:
         with _StopOnCtrlC() as ctrl_c:
             for callback in ordered:
                 callback.on_train_begin()
-            for epoch in range(initial_epoch, epochs):
-                for callback in ordered:
-                    callback.on_epoch_begin(epoch)
-                logs = self._train_epoch(data, steps, ordered, ctrl_c)
-                if ctrl_c.requested:
-                    history.interrupted = True
+            try:
+                for epoch in range(initial_epoch, epochs):
                     for callback in ordered:
-                        callback.on_interrupt(epoch)
-                    break
-                if validation_data is not None:
-                    val = self.evaluate(*validation_data, batch_size=batch_size, return_dict=True)
-                    logs.update({f"val_{key}": value for key, value in val.items()})
+                        callback.on_epoch_begin(epoch)
+                    logs = self._train_epoch(data, steps, ordered, ctrl_c)
+                    if ctrl_c.requested:  # also when pressed during the last validation: no batch ran
+                        history.interrupted = True
+                        for callback in ordered:
+                            callback.on_interrupt(epoch)
+                        break
+                    if validation_data is not None:
+                        val = self.evaluate(*validation_data, batch_size=batch_size, return_dict=True)
+                        logs.update({f"val_{key}": value for key, value in val.items()})
+                    for callback in ordered:
+                        callback.on_epoch_end(epoch, dict(logs))
+                    if self.stop_training:
+                        break
+            finally:  # close the log file and the progress bar whatever happened
                 for callback in ordered:
-                    callback.on_epoch_end(epoch, dict(logs))
-                if self.stop_training:
-                    break
-            for callback in ordered:
-                callback.on_train_end()
+                    callback.on_train_end()
         return history
 
     def _train_epoch(self, data, steps: int, callbacks: list, ctrl_c) -> dict:
@@ -190,6 +192,8 @@ class Trainable:
         seen = 0
         logs: dict[str, float] = {}
         for step in range(steps):
+            if self.stop_training or ctrl_c.requested:
+                break
             x_batch, y_batch = next(data)
             if not isinstance(data, ArrayIterator):  # arrays were checked once, up front
                 self._check_batch(x_batch, y_batch, "fit")
@@ -201,8 +205,6 @@ class Trainable:
             logs = {key: total / seen for key, total in sums.items()}
             for callback in callbacks:
                 callback.on_train_batch_end(step, dict(logs))
-            if self.stop_training or ctrl_c.requested:
-                break
         return logs
 
     def _batch_metrics(self, loss: float, predictions, y_batch) -> dict[str, float]:
