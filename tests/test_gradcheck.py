@@ -111,3 +111,13 @@ def test_gradcheck_refuses_float32(rng):
     tinyconv.set_floatx("float32")
     with pytest.raises(TypeError, match="float64"):
         gradcheck.check_layer(Dense(2), rng.standard_normal((2, 3)))
+
+
+def test_gradcheck_names_a_backward_that_modifies_its_input(rng):
+    class InPlaceLeakyReLU(LeakyReLU):
+        def backward(self, dy):
+            dy *= 1.0 + (self.y <= 0) * (self.alpha - 1.0)
+            return dy
+
+    with pytest.raises(ValueError, match="modified the upstream gradient"):
+        gradcheck.check_layer(InPlaceLeakyReLU(), away_from_zero(rng, (2, 4, 4, 2)))

@@ -128,7 +128,11 @@ def check_model(model, x, training: bool = False, h: float = 1e-5, max_checks: i
     randomness = _FrozenRandomness(model.layers)
     y = model.forward(x, training)
     projection = xp.asarray(np.random.default_rng(seed + 1).standard_normal(y.shape))
-    dx = model.backward(projection)
+    upstream = projection.copy()
+    dx = model.backward(upstream)
+    if not bool((upstream == projection).all()):
+        raise ValueError("gradcheck: backward modified the upstream gradient it was given (in place); "
+                         "a layer must return a new array and leave dy unchanged")
     analytic = {"input": dx}
     tensors = {"input": x}
     for layer in model.layers:
