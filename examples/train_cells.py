@@ -74,7 +74,8 @@ def fill_defaults(args: argparse.Namespace) -> None:
 
 def load_or_simulate(args) -> tuple[np.ndarray, np.ndarray, list[str], list[str] | None]:
     """Images (N, H, W, C) float32, labels (N, L), label names and channel names."""
-    folder = Path(args.data_dir or f"data/cells-n{args.n_samples}-{args.image_size}px-seed{args.seed}")
+    # The simulator's version is part of the cache's name: a new simulator never reuses old images.
+    folder = Path(args.data_dir or f"data/cells-v{cells.VERSION}-n{args.n_samples}-{args.image_size}px-seed{args.seed}")
     if not folder.is_dir():
         print(f"Simulating {args.n_samples} cells of {args.image_size}x{args.image_size} pixels into {folder} ...")
         start = time.perf_counter()
