@@ -122,6 +122,7 @@ def plot_learning_curves(history: dict, path, title: str | None = None) -> Path:
                 ax.plot(epochs[:len(history[key])], history[key], style, ms=3,
                         label="train" if key == metric else "valid")
         ax.set_xlabel("epoch")
+        ax.xaxis.get_major_locator().set_params(integer=True)
         ax.set_ylabel("binary cross-entropy" if metric == "loss" else "binary accuracy")
         ax.grid(alpha=0.3)
         ax.legend()
