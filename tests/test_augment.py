@@ -80,10 +80,12 @@ def test_two_horizontal_flips_are_the_identity():
 
 
 @pytest.mark.parametrize("fill_mode", ["nearest", "constant", "reflect", "wrap"])
-def test_numba_warp_equals_reference_warp(fill_mode):
+@pytest.mark.parametrize("shape", [(6, 11, 14, 3), (3, 210, 220, 1)])  # the serial and the parallel path
+def test_numba_warp_equals_reference_warp(fill_mode, shape):
     rng = np.random.default_rng(2)
-    x = rng.random((6, 11, 14, 3)).astype(np.float32)
-    transforms = np.concatenate([rng.normal(0, 1.2, (6, 2, 2)), rng.normal(0, 6, (6, 2, 1))], axis=2)
+    n = shape[0]
+    x = rng.random(shape).astype(np.float32)
+    transforms = np.concatenate([rng.normal(0, 1.2, (n, 2, 2)), rng.normal(0, 6, (n, 2, 1))], axis=2)
     fast = cpu.affine_warp(x, transforms, fill_mode, -0.5)
     slow = reference.affine_warp(x, transforms, fill_mode, -0.5)
     assert fast.dtype == slow.dtype == np.float32

@@ -128,7 +128,6 @@ def _roc_auc(score, truth):
     return (ranks[pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
 
 
-@pytest.mark.slow
 def test_labels_are_not_predictable_from_global_image_statistics(sample):
     x, y = sample
     x_test, y_test = cells.generate(1000, seed=321)

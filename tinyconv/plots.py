@@ -57,7 +57,7 @@ def plot_cell_grid(images: np.ndarray, labels: np.ndarray, label_names, path, nc
     plt = _pyplot()
     count = min(len(images), max_images)
     nrows = -(-count // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(2.6 * ncols, 3.3 * nrows), squeeze=False)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(2.6 * ncols, 3.8 * nrows), squeeze=False)
     for k, ax in enumerate(axes.flat):
         ax.axis("off")
         if k >= count:

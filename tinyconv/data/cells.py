@@ -25,10 +25,6 @@ See ``docs/cells.md`` for the label table and the noise model.
 """
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import tempfile
 import time
 from pathlib import Path
 
@@ -69,10 +65,10 @@ PARAMETERS = {
     "cell_radius_px": (8.0, 11.0),          # sqrt(a * b) of the main cell's ellipse
     "cell_aspect_round": (1.0, 1.3),
     "cell_aspect_elongated": (2.1, 2.7),
-    "nucleus_to_cell_ratio": (0.34, 0.40),
-    "nucleus_to_cell_ratio_enlarged": (0.50, 0.56),
+    "nucleus_to_cell_ratio": (0.37, 0.43),
+    "nucleus_to_cell_ratio_enlarged": (0.54, 0.60),
     "psf_sigma_px": 0.6,
-    "photons_full_scale": (150.0, 400.0),
+    "photons_full_scale": (250.0, 600.0),
     "read_noise_photons": 3.0,
     "exposure_gain": (0.5, 1.6),            # per image, log-uniform; times a per-channel factor
     "channel_gain": (0.87, 1.15),
@@ -272,6 +268,7 @@ def _draw_scene(table: _UniformTable, labels: np.ndarray, s: float) -> dict:
         "angle": table.uniform(0, np.pi),
         "amp": table.uniform(0.0, 0.045, 3), "phase": table.uniform(0, 2 * np.pi, 3),
     }
+
     # --- the close neighbour's side, kept inside the picture; protrusions avoid it -------------
     candidates = table.uniform(0, 2 * np.pi, 8)
     if_elongated = np.pi / 2 + table.uniform(-0.5, 0.5, 8) + np.pi * (table.take(8) < 0.5)
@@ -299,7 +296,7 @@ def _draw_scene(table: _UniformTable, labels: np.ndarray, s: float) -> dict:
     r_each = np.where(two, 0.72 * r_nucleus, r_nucleus)
     nuc_aspect = table.uniform(1.0, 1.35)
     mitotic = has["mitotic"]
-    # semi-axes: the long one ("a") is across the pair axis for two nuclei
+    # semi-axes a (long) and b (short), along the nucleus's own angle
     nuc_a = np.where(mitotic, r_each * np.where(two, 0.95, 1.1), r_each * np.sqrt(nuc_aspect))
     nuc_b = np.where(mitotic, r_each * np.where(two, 0.42, 0.50), r_each / np.sqrt(nuc_aspect))
     pair_angle = np.where(aspect > 1.6, cell["angle"], table.uniform(0, np.pi))
@@ -311,13 +308,14 @@ def _draw_scene(table: _UniformTable, labels: np.ndarray, s: float) -> dict:
     # centre distance from the pair's middle: a 1.6 px gap, 5 px between anaphase plates
     separation = np.where(two, nuc_b + np.where(mitotic, 2.5, 0.8) * s, 0.0)
     lobed = has["lobed_nucleus"]
-    lobe_amp = np.where(lobed, table.uniform(0.30, 0.36), table.uniform(0.0, 0.04))
-    lobe_k = np.where(table.take() < 0.5, 3.0, 4.0)
+    lobe_amp = np.where(lobed, table.uniform(0.42, 0.50), table.uniform(0.0, 0.04))
+    lobe_k = np.where(lobed, 3.0, np.where(table.take() < 0.5, 3.0, 4.0))  # lobed: a trefoil
     for slot, sign in ((0, 1.0), (1, -1.0)):
         scene[f"nuc{slot}_cx"] = mid_x + sign * separation * np.cos(pair_angle)
         scene[f"nuc{slot}_cy"] = mid_y + sign * separation * np.sin(pair_angle)
         scene[f"nuc{slot}_a"], scene[f"nuc{slot}_b"] = nuc_a, nuc_b
-        scene[f"nuc{slot}_angle"] = pair_angle + np.pi / 2 + table.uniform(-0.2, 0.2)
+        # a single nucleus lies along the cell's long axis; a pair's long axes are across it
+        scene[f"nuc{slot}_angle"] = pair_angle + np.where(two, np.pi / 2, 0.0) + table.uniform(-0.2, 0.2)
         scene[f"nuc{slot}_lobe_amp"] = lobe_amp
         scene[f"nuc{slot}_lobe_k"] = lobe_k
         scene[f"nuc{slot}_lobe_phase"] = table.uniform(0, 2 * np.pi)
@@ -366,7 +364,7 @@ def _draw_scene(table: _UniformTable, labels: np.ndarray, s: float) -> dict:
     side = np.where(table.take() < 0.5, 1.0, -1.0)
     agg_dir = np.where(two, pair_angle + side * np.pi / 2,
                        np.where(aspect > 1.6, cell["angle"] + (side < 0) * np.pi, table.uniform(0, 2 * np.pi)))
-    agg_dist = np.where(two, nuc_a, extent) + 1.0 * s
+    agg_dist = np.where(two, nuc_a, extent) + 1.2 * s
     scene["agg_x"] = scene["nuc0_cx"] + agg_dist * np.cos(agg_dir)
     scene["agg_y"] = scene["nuc0_cy"] + agg_dist * np.sin(agg_dir)
     scene["agg_on"] = has["perinuclear_aggregate"]
@@ -377,8 +375,8 @@ def _draw_scene(table: _UniformTable, labels: np.ndarray, s: float) -> dict:
     # --- membrane: blebs and filopodia ----------------------------------------------------------
     psi = angles_avoiding(_MAX_BLEBS, 0.8)
     ex, ey, nx, ny = _edge_point(cell, psi)
-    scene["bleb_r"] = table.uniform(1.3, 2.0, _MAX_BLEBS) * s
-    scene["bleb_x"], scene["bleb_y"] = ex + 0.55 * scene["bleb_r"] * nx, ey + 0.55 * scene["bleb_r"] * ny
+    scene["bleb_r"] = table.uniform(1.5, 2.2, _MAX_BLEBS) * s
+    scene["bleb_x"], scene["bleb_y"] = ex + 0.7 * scene["bleb_r"] * nx, ey + 0.7 * scene["bleb_r"] * ny
     scene["bleb_on"] = table.count(4, _MAX_BLEBS, _MAX_BLEBS) & has["membrane_blebbing"][:, None]
     psi = angles_avoiding(_MAX_FILOPODIA, 0.8)
     ex, ey, nx, ny = _edge_point(cell, psi)
@@ -536,8 +534,8 @@ def _render(scene: dict, size: int) -> np.ndarray:
 
     # DNA: chromatin with nucleoli (dark dips) and apoptotic fragments (bright dots)
     dips = _gaussian_spots(coords, coords, scene["nucleoli_x"], scene["nucleoli_y"],
-                           0.85 * scene["nucleoli_on"], 0.75 * s)
-    dna = nucleus * np.clip(1.0 - dips, 0.1, 1.0)
+                           0.9 * scene["nucleoli_on"], 0.85 * s)
+    dna = nucleus * np.clip(1.0 - dips, 0.08, 1.0)
     dna += _gaussian_spots(coords, coords, scene["frag_x"], scene["frag_y"], 1.5 * scene["frag_on"], 0.7 * s)
 
     # actin: cytoplasm (dimmer over the nucleus), cortex, fibres, filopodia; vacuoles are empty
@@ -559,7 +557,7 @@ def _render(scene: dict, size: int) -> np.ndarray:
     marker += _gaussian_spots(coords, coords, scene["foci_x"], scene["foci_y"], 3.0 * scene["foci_on"], 0.6 * s)
     marker += _gaussian_spots(coords, coords, scene["gran_x"], scene["gran_y"], 2.6 * scene["gran_on"], 0.6 * s)
     marker += _gaussian_spots(coords, coords, scene["agg_x"][:, None], scene["agg_y"][:, None],
-                              3.0 * scene["agg_on"][:, None], 1.3 * s)
+                              4.0 * scene["agg_on"][:, None], 1.7 * s)
     marker *= 1.0 - 0.9 * vacuoles
 
     # Each stain's total in the main cell is fixed by the reference geometry and the cell's own
@@ -606,7 +604,7 @@ def _gaussian_blur_matrix(size: int, sigma: float) -> np.ndarray:
 def _camera(stains: np.ndarray, scene: dict, shot_rng: np.random.Generator,
             read_rng: np.random.Generator) -> np.ndarray:
     """Exposure, uneven background, PSF blur, shot and read noise: (n, H, W, 3) -> (n, H, W, 3) in [0, 1]."""
-    n, size = stains.shape[0], stains.shape[1]
+    size = stains.shape[1]
     s = scene["scale"][0]
     coords = (np.arange(size) - size / 2) / size
     ys, xs = coords[None, :, None], coords[None, None, :]
