@@ -175,3 +175,22 @@ def test_gpu_predict_returns_host_arrays(device):
     assert backend.is_gpu_array(model.layers[1].params["kernel"]) == (device == "gpu")
     assert isinstance(model.predict(x), np.ndarray)
     tinyconv.set_device("cpu")
+
+
+def test_saliency_is_the_gradient_of_the_label_score(float64):
+    """Against central differences of the score z_label (the output before the sigmoid)."""
+    from tinyconv.saliency import saliency_map
+
+    x = tiny_data(n=1)[0].astype(np.float64)
+    model = tiny_model()
+    label, h = 1, 1e-6
+    numeric = np.zeros_like(x)
+    for index in np.ndindex(*x.shape):
+        shifted = [x.copy(), x.copy()]
+        shifted[0][index] += h
+        shifted[1][index] -= h
+        z_plus, z_minus = (backend.to_numpy(model.forward_logits(s))[index[0], label] for s in shifted)
+        numeric[index] = (z_plus - z_minus) / (2 * h)
+    np.testing.assert_allclose(saliency_map(model, x, label), np.abs(numeric).max(axis=-1), rtol=1e-6, atol=1e-9)
+    with pytest.raises(ValueError, match=r"label must be in \[0, 3\)"):
+        saliency_map(model, x, 3)
