@@ -2,8 +2,13 @@
 
 Usage: python benchmarks/bench_train_step.py [--sizes 32 48] [--batch 32] [--repeats 10] [--threads 2]
 
-All candidates run in one process and are called in turn (median of ``--repeats`` after warm-up), so
-the ratios hold even on a noisy machine. PyTorch is optional; its rows are skipped when it is missing.
+All candidates run in one process and take turns (median of ``--repeats`` after warm-up), so the
+ratios hold even on a noisy machine. PyTorch is optional; its rows are skipped when it is missing.
+
+Both engines run their OpenMP threads with passive waiting (set below, before either library
+loads): with the default, the threads of whichever engine ran last keep spinning and slow the
+other one down. PyTorch is also timed alone in a process of its own with OpenMP's defaults
+("PyTorch, own process"), its best case on this machine.
 """
 from __future__ import annotations
 
@@ -11,11 +16,13 @@ import argparse
 import os
 import sys
 
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import (interleaved_medians, markdown_table, random_batch, seed_cnn_flops, torch_available,
-                    torch_seed_cnn, write_result)
+from common import (interleaved_medians, markdown_table, random_batch, seed_cnn_flops, torch_alone,
+                    torch_available, torch_seed_cnn, write_result)
 
 
 def tinyconv_candidates(size, x, y):
@@ -104,8 +111,11 @@ def main() -> None:
             forwards.update(torch_forwards)
         flops = seed_cnn_flops(size, batch=args.batch)
         steps["input pipeline"] = input_pipeline(size, args.batch)
-        for kind, candidates in (("train step", steps), ("forward", forwards)):
+        alone = torch_alone(size, args.batch, args.repeats, args.threads) if have_torch else None
+        for index, (kind, candidates) in enumerate((("train step", steps), ("forward", forwards))):
             medians = interleaved_medians(candidates, args.repeats)
+            if alone:
+                medians["PyTorch, own process"] = alone[index]
             base = medians["tinyconv"]
             work = flops["step" if kind == "train step" else "forward"]
             for name, seconds in medians.items():

@@ -49,17 +49,65 @@ def torch_seed_cnn(size: int, channels: int = 3):
     ).to(torch.float32)
 
 
-def interleaved_medians(candidates: dict, repeats: int, warmup: int = 2) -> dict[str, float]:
-    """Median seconds per call of each candidate, calling them in turn so that load drifts hit all alike."""
+TORCH_ALONE = """
+import statistics, sys, time
+sys.path.insert(0, {bench!r})
+import torch
+from common import random_batch, torch_seed_cnn
+torch.set_num_threads({threads})
+size, batch, repeats = {size}, {batch}, {repeats}
+x, y = random_batch(batch, size)
+net = torch_seed_cnn(size)
+opt = torch.optim.Adam(net.parameters(), lr=1e-3, eps=1e-7)
+loss_fn = torch.nn.BCEWithLogitsLoss()
+xt, yt = torch.from_numpy(x.transpose(0, 3, 1, 2).copy()), torch.from_numpy(y)
+def step():
+    opt.zero_grad(set_to_none=True)
+    loss_fn(net(xt), yt).backward()
+    opt.step()
+def forward():
+    with torch.no_grad():
+        torch.sigmoid(net.eval()(xt))
+    net.train()
+for fn in (step, forward):
+    fn(); fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter(); fn(); times.append(time.perf_counter() - start)
+    print(statistics.median(times))
+"""
+
+
+def torch_alone(size: int, batch: int, repeats: int, threads: int) -> tuple[float, float]:
+    """PyTorch's (train step, forward) median seconds in a process of its own, with OpenMP's defaults."""
+    import subprocess
+    import sys
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    code = TORCH_ALONE.format(bench=os.path.dirname(os.path.abspath(__file__)), threads=threads,
+                              size=size, batch=batch, repeats=repeats)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+    step, forward = (float(v) for v in out.stdout.split())
+    return step, forward
+
+
+def interleaved_medians(candidates: dict, repeats: int, warmup: int = 2, block: int = 3) -> dict[str, float]:
+    """Median seconds per call of each candidate, taking turns so that load drifts hit all alike.
+
+    Each turn runs one unmeasured call, then ``block`` measured ones: the thread pools of the
+    previous candidate (OpenMP, OpenBLAS) may still be spinning when a turn starts, and that
+    first call absorbs it instead of being charged to the candidate.
+    """
     for fn in candidates.values():
         for _ in range(warmup):
             fn()
     times: dict[str, list[float]] = {name: [] for name in candidates}
-    for _ in range(repeats):
+    for _ in range(max(1, -(-repeats // block))):
         for name, fn in candidates.items():
-            start = time.perf_counter()
             fn()
-            times[name].append(time.perf_counter() - start)
+            for _ in range(block):
+                start = time.perf_counter()
+                fn()
+                times[name].append(time.perf_counter() - start)
     return {name: statistics.median(values) for name, values in times.items()}
 
 
