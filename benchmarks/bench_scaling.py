@@ -4,8 +4,8 @@ Usage: python benchmarks/bench_scaling.py [--batches 8 16 32 64 128 256] [--size
        [--repeats 5] [--plot docs/figures/scaling.png]
 
 Prints markdown tables (ms per step, ms per image, achieved GFLOP/s, and PyTorch's time when it is
-installed) and saves a plot. Peak memory of one training step is measured in a child process
-(``ru_maxrss``) so that nothing else this script allocated counts.
+installed) and saves a plot. Peak memory of training is measured in a fresh child process (its
+``VmHWM``, the high-water mark of resident memory) so that nothing else this script allocated counts.
 """
 from __future__ import annotations
 
@@ -22,26 +22,32 @@ import tinyconv
 from tinyconv.zoo import seed_cnn
 
 MEMORY_PROBE = """
-import resource, sys
+import sys
 sys.path.insert(0, {bench!r})
 from common import random_batch
 import tinyconv
 from tinyconv.zoo import seed_cnn
+
+def high_water_mb():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM"):
+            return int(line.split()[1]) / 1024
+
 size, batch = {size}, {batch}
 model = seed_cnn((size, size, 3)); model.compile("adam", "binary_crossentropy")
 x, y = random_batch(batch, size)
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+before = high_water_mb()
 for _ in range(3):
     model.train_step(x, y)
-print(before, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+print(before, high_water_mb())
 """
 
 
 def peak_memory_mb(size: int, batch: int) -> tuple[float, float]:
-    """(peak resident MB of the whole process, growth over the process before training)."""
+    """(peak resident MB of a process training the seed CNN, the part reached after the model was built)."""
     code = MEMORY_PROBE.format(bench=os.path.dirname(os.path.abspath(__file__)), size=size, batch=batch)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    before, after = (int(v) / 1024 for v in out.split())  # ru_maxrss is in KiB on Linux
+    before, after = (float(v) for v in out.split())
     return after, after - before
 
 
@@ -102,7 +108,7 @@ def main() -> None:
         "Training step against batch size (32x32x3)", markdown_table(header, batch_rows),
         "Training step against image size (batch 32)", markdown_table(header, size_rows),
         f"Peak resident memory of a process training at batch 32, 48x48x3: {peak:.0f} MB "
-        f"({growth:.0f} MB more than the process before its first step)"])
+        f"({growth:.0f} MB of it reached during the training steps)"])
     print(text)
     print("written to", write_result("scaling.md", text))
     if args.plot:

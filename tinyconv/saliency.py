@@ -33,5 +33,5 @@ def saliency_map(model, images: np.ndarray, label: int) -> np.ndarray:
     z = model.forward_logits(images, training=False)
     upstream = np.zeros(tuple(z.shape), dtype=z.dtype)
     upstream[:, label] = 1
-    grad = backend.to_numpy(model.backward_logits(backend.to_device(upstream)))
+    grad = backend.to_numpy(model.backward_logits(model.to_model_device(upstream)))
     return np.abs(grad).max(axis=-1)

@@ -95,7 +95,7 @@ class Trainable:
         A non-finite output gives a NaN loss and no update, so that callbacks can stop cleanly.
         """
         self._require_compiled("training")
-        y = backend.to_device(y, dtype=self.dtype)
+        y = self.to_model_device(y)
         if self.fuse_sigmoid:
             z = self.forward_logits(x, training=True)
             if not _all_finite(z):
@@ -209,9 +209,13 @@ class Trainable:
 
     def _batch_metrics(self, loss: float, predictions, y_batch) -> dict[str, float]:
         metrics = {"loss": float(loss)}
-        for name in self.metrics:
-            # (batch, labels) is small: comparing on the host avoids mixing host labels with device arrays.
-            metrics[name] = float(np.mean(np.asarray(y_batch) == (backend.to_numpy(predictions) > 0.5)))
+        if self.metrics:
+            # Compared where the predictions live: one scalar comes back, not the whole batch.
+            xp = backend.get_array_module(predictions)
+            hits = self.to_model_device(y_batch) == (predictions > 0.5)
+            accuracy = float(xp.mean(hits))
+            for name in self.metrics:
+                metrics[name] = accuracy
         return metrics
 
     # --- evaluate and predict -------------------------------------------------------------------------
@@ -240,7 +244,7 @@ class Trainable:
 
     def _loss_and_predictions(self, x_batch, y_batch):
         """Inference-mode loss (the same fused form the training step uses) and probabilities."""
-        y = backend.to_device(y_batch, dtype=self.dtype)
+        y = self.to_model_device(y_batch)
         if self.fuse_sigmoid:
             z = self.forward_logits(x_batch, training=False)
             if not _all_finite(z):

@@ -41,7 +41,7 @@ class Conv2D(WindowLayer, LinearLayer):
         self.use_bias = use_bias
         self.kernel_initializer = kernel_initializer
         self.bias_initializer = bias_initializer
-        self.buffers: dict[str, object] = {}
+        self.cols = None
 
     def output_channels(self, input_channels: int) -> int:
         return self.filters
@@ -56,7 +56,7 @@ class Conv2D(WindowLayer, LinearLayer):
     def forward_linear(self, x):
         self.check_input(x)
         n = x.shape[0]
-        cols = kernels.im2col(x, self.kernel_size, self.strides, self.pads, out=self._scratch("cols", x))
+        cols = kernels.im2col(x, self.kernel_size, self.strides, self.pads, out=self._cols_buffer(x))
         weights = self.params["kernel"].reshape(-1, self.filters)
         z = cols @ weights
         if self.use_bias:
@@ -71,19 +71,16 @@ class Conv2D(WindowLayer, LinearLayer):
         self.grads["kernel"] = (cols.T @ dz).reshape(kernel.shape)
         if self.use_bias:
             self.grads["bias"] = dz.sum(axis=0)
-        xp = get_array_module(dz)
-        dcols = xp.matmul(dz, kernel.reshape(-1, self.filters).T, out=self._scratch("dcols", dz))
+        dcols = dz @ kernel.reshape(-1, self.filters).T
         return kernels.col2im(dcols, x_shape, self.kernel_size, self.strides, self.pads)
 
-    def _scratch(self, name: str, like):
-        """A (N*OH*OW, KH*KW*C) buffer kept between steps: the largest arrays of the step are
-        allocated once instead of every step (fresh pages cost as much as filling them)."""
-        n = like.shape[0] if name == "cols" else like.shape[0] // (self.output_shape[0] * self.output_shape[1])
-        shape = (n * self.output_shape[0] * self.output_shape[1],
+    def _cols_buffer(self, x):
+        """The (N*OH*OW, KH*KW*C) im2col matrix, the step's largest array, kept from step to step:
+        it must live from forward to backward anyway, and reusing it saves a fresh allocation."""
+        shape = (x.shape[0] * self.output_shape[0] * self.output_shape[1],
                  self.kernel_size[0] * self.kernel_size[1] * self.input_shape[2])
-        buffer = self.buffers.get(name)
-        if buffer is None or buffer.shape != shape or buffer.dtype != like.dtype or \
-                get_array_module(buffer) is not get_array_module(like):
-            buffer = get_array_module(like).empty(shape, dtype=like.dtype)
-            self.buffers[name] = buffer
-        return buffer
+        xp = get_array_module(x)
+        if self.cols is None or self.cols.shape != shape or self.cols.dtype != x.dtype or \
+                get_array_module(self.cols) is not xp:
+            self.cols = xp.empty(shape, dtype=x.dtype)
+        return self.cols
