@@ -125,6 +125,8 @@ def main() -> None:
             ax.set_xlabel(label)
             ax.set_ylabel("ms per image (training step)")
             ax.set_xscale("log", base=2)
+            ax.set_xticks(xs, [str(v) for v in xs])
+            ax.minorticks_off()
             ax.grid(alpha=0.3)
             ax.legend()
         fig.tight_layout()

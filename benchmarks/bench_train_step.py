@@ -5,7 +5,7 @@ Usage: python benchmarks/bench_train_step.py [--sizes 32 48] [--batch 32] [--rep
 All candidates run in one process and take turns (median of ``--repeats`` after warm-up), so the
 ratios hold even on a noisy machine. PyTorch is optional; its rows are skipped when it is missing.
 
-Both engines run their OpenMP threads with passive waiting (set below, before either library
+Both engines run their OpenMP threads with passive waiting (set by ``common``, before either library
 loads): with the default, the threads of whichever engine ran last keep spinning and slow the
 other one down. PyTorch is also timed alone in a process of its own with OpenMP's defaults
 ("PyTorch, own process"), its best case on this machine.
@@ -15,8 +15,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np
 

@@ -1,7 +1,14 @@
-"""Shared pieces of the benchmarks: the seed CNN in PyTorch (optional), timing, FLOP counts, tables."""
+"""Shared pieces of the benchmarks: the seed CNN in PyTorch (optional), timing, FLOP counts, tables.
+
+Importing this module sets OpenMP's passive waiting for the whole process, before tinyconv or
+PyTorch start their threads: with the default, the threads of whichever engine ran last keep
+spinning and slow the other one down (see docs/performance.md).
+"""
 from __future__ import annotations
 
 import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import statistics
 import time
 
