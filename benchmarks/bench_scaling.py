@@ -16,7 +16,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import (interleaved_medians, markdown_table, random_batch, seed_cnn_flops, torch_available,
-                    torch_seed_cnn, write_result)
+                    torch_seed_cnn_calls, write_result)
 
 import tinyconv
 from tinyconv.zoo import seed_cnn
@@ -58,17 +58,7 @@ def step_candidates(size: int, batch: int, with_torch: bool) -> dict:
     model.compile("adam", "binary_crossentropy")
     candidates = {"tinyconv": lambda: model.train_step(x, y)}
     if with_torch:
-        import torch
-        net = torch_seed_cnn(size)
-        opt = torch.optim.Adam(net.parameters(), lr=1e-3, eps=1e-7)
-        loss_fn = torch.nn.BCEWithLogitsLoss()
-        xt, yt = torch.from_numpy(x.transpose(0, 3, 1, 2).copy()), torch.from_numpy(y)
-
-        def torch_step():
-            opt.zero_grad(set_to_none=True)
-            loss_fn(net(xt), yt).backward()
-            opt.step()
-        candidates["PyTorch"] = torch_step
+        candidates["PyTorch"] = torch_seed_cnn_calls(size, x, y)[0]
     return candidates
 
 

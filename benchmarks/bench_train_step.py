@@ -20,7 +20,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import (interleaved_medians, markdown_table, random_batch, seed_cnn_flops, torch_alone,
-                    torch_available, torch_seed_cnn, write_result)
+                    torch_available, torch_seed_cnn_calls, write_result)
 
 
 def tinyconv_candidates(size, x, y):
@@ -62,25 +62,7 @@ def input_pipeline(size, batch):
 
 
 def torch_candidates(size, x, y):
-    import torch
-    torch.manual_seed(0)
-    model = torch_seed_cnn(size)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-7)
-    loss_fn = torch.nn.BCEWithLogitsLoss()
-    xt = torch.from_numpy(x.transpose(0, 3, 1, 2).copy())
-    yt = torch.from_numpy(y)
-
-    def step():
-        model.train()
-        optimizer.zero_grad(set_to_none=True)
-        loss = loss_fn(model(xt), yt)
-        loss.backward()
-        optimizer.step()
-
-    def forward():
-        model.eval()
-        with torch.no_grad():
-            torch.sigmoid(model(xt))
+    step, forward = torch_seed_cnn_calls(size, x, y)
     return {"PyTorch": step}, {"PyTorch": forward}
 
 

@@ -60,26 +60,13 @@ TORCH_ALONE = """
 import statistics, sys, time
 sys.path.insert(0, {bench!r})
 import torch
-from common import random_batch, torch_seed_cnn
+from common import random_batch, torch_seed_cnn_calls
 torch.set_num_threads({threads})
-size, batch, repeats = {size}, {batch}, {repeats}
-x, y = random_batch(batch, size)
-net = torch_seed_cnn(size)
-opt = torch.optim.Adam(net.parameters(), lr=1e-3, eps=1e-7)
-loss_fn = torch.nn.BCEWithLogitsLoss()
-xt, yt = torch.from_numpy(x.transpose(0, 3, 1, 2).copy()), torch.from_numpy(y)
-def step():
-    opt.zero_grad(set_to_none=True)
-    loss_fn(net(xt), yt).backward()
-    opt.step()
-def forward():
-    with torch.no_grad():
-        torch.sigmoid(net.eval()(xt))
-    net.train()
-for fn in (step, forward):
+x, y = random_batch({batch}, {size})
+for fn in torch_seed_cnn_calls({size}, x, y):
     fn(); fn()
     times = []
-    for _ in range(repeats):
+    for _ in range({repeats}):
         start = time.perf_counter(); fn(); times.append(time.perf_counter() - start)
     print(statistics.median(times))
 """
@@ -95,6 +82,28 @@ def torch_alone(size: int, batch: int, repeats: int, threads: int) -> tuple[floa
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
     step, forward = (float(v) for v in out.stdout.split())
     return step, forward
+
+
+def torch_seed_cnn_calls(size: int, x: np.ndarray, y: np.ndarray):
+    """(train_step, forward) closures of PyTorch's seed CNN on one NHWC batch (moved to NCHW once)."""
+    import torch
+    torch.manual_seed(0)
+    net = torch_seed_cnn(size, x.shape[3])
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-3, eps=1e-7)
+    loss_fn = torch.nn.BCEWithLogitsLoss()
+    xt, yt = torch.from_numpy(x.transpose(0, 3, 1, 2).copy()), torch.from_numpy(y)
+
+    def train_step():
+        net.train()
+        optimizer.zero_grad(set_to_none=True)
+        loss_fn(net(xt), yt).backward()
+        optimizer.step()
+
+    def forward():
+        net.eval()
+        with torch.no_grad():
+            torch.sigmoid(net(xt))
+    return train_step, forward
 
 
 def interleaved_medians(candidates: dict, repeats: int, warmup: int = 2, block: int = 3) -> dict[str, float]:

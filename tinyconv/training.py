@@ -95,23 +95,15 @@ class Trainable:
         A non-finite output gives a NaN loss and no update, so that callbacks can stop cleanly.
         """
         self._require_compiled("training")
-        y = self.to_model_device(y)
+        loss, predictions = self._loss_and_predictions(x, y, training=True)
+        if math.isnan(loss):
+            return loss, predictions
         if self.fuse_sigmoid:
-            z = self.forward_logits(x, training=True)
-            if not _all_finite(z):
-                return math.nan, z
-            loss = self.logits_loss.forward(z, y)
-            predictions = self.logits_loss.cache[0]  # sigmoid(z), computed by the loss
             self.backward_logits(self.logits_loss.backward())
         else:
-            predictions = self.forward(x, training=True)
-            if not _all_finite(predictions):
-                return math.nan, predictions
-            loss = self.loss.forward(predictions, y)
             self.backward(self.loss.backward())
         self.optimizer.step(self.trainable_params(), self.gradients())
         return loss, predictions
-
 
     # --- fit ---------------------------------------------------------------------------------------
     def fit(self, x, y=None, batch_size: int = 32, epochs: int = 1, verbose: int = 1, callbacks=None,
@@ -242,16 +234,19 @@ class Trainable:
             return results
         return results["loss"] if len(results) == 1 else list(results.values())
 
-    def _loss_and_predictions(self, x_batch, y_batch):
-        """Inference-mode loss (the same fused form the training step uses) and probabilities."""
+    def _loss_and_predictions(self, x_batch, y_batch, training: bool = False):
+        """The loss (fused with a final sigmoid when possible) and the probabilities of a batch.
+
+        A non-finite model output returns a NaN loss instead of reaching the loss, which would refuse it.
+        """
         y = self.to_model_device(y_batch)
         if self.fuse_sigmoid:
-            z = self.forward_logits(x_batch, training=False)
+            z = self.forward_logits(x_batch, training)
             if not _all_finite(z):
                 return math.nan, z
             loss = self.logits_loss.forward(z, y)
-            return loss, self.logits_loss.cache[0]
-        predictions = self.forward(x_batch, training=False)
+            return loss, self.logits_loss.cache[0]  # sigmoid(z), computed by the loss
+        predictions = self.forward(x_batch, training)
         if not _all_finite(predictions):
             return math.nan, predictions
         return self.loss.forward(predictions, y), predictions
