@@ -37,6 +37,7 @@ import tinyconv
 from tinyconv import Model, checkpoint, metrics, plots
 from tinyconv.callbacks import CSVLogger, EarlyStopping, ModelCheckpoint, TerminateOnNaN, TrainingCheckpoint
 from tinyconv.data import ImageDataGenerator, cells, load_dataset, split
+from tinyconv.data.baseline import logistic_regression_baseline
 from tinyconv.layers import Conv2D, Dense, Dropout, Flatten, Input, LeakyReLU, MaxPooling2D
 from tinyconv.optimizers import Adam
 from tinyconv.saliency import saliency_map
@@ -142,32 +143,6 @@ def warm_up(model: Model, generator: ImageDataGenerator, images: np.ndarray) -> 
     scratch = np.zeros(4, dtype=model.dtype)
     Adam().step([scratch], [scratch.copy()])  # a throwaway optimizer: the model's keeps its state
     print(f"ready in {time.perf_counter() - start:.1f} s")
-
-
-# --- 6: the baseline -----------------------------------------------------------------------------
-
-def global_statistics(images: np.ndarray) -> np.ndarray:
-    """(N, H, W, C) -> (N, 7 C): per channel mean, std and the 5/25/50/75/95th percentiles
-    (the features of the simulator's own baseline test, tests/test_cells.py)."""
-    percentiles = np.percentile(images, [5, 25, 50, 75, 95], axis=(1, 2))  # (5, N, C)
-    return np.concatenate([images.mean(axis=(1, 2)), images.std(axis=(1, 2)), *percentiles], axis=1)
-
-
-def logistic_regression_baseline(x_train, y_train, x_test, steps: int = 2000, l2: float = 1e-3) -> np.ndarray:
-    """Probabilities (N_test, L) of one logistic regression per label on global image statistics.
-
-    It sees only how bright and how varied each channel is, not where things are: the CNN should
-    beat it by a wide margin on every label that is about shape or position.
-    """
-    f_train, f_test = global_statistics(x_train), global_statistics(x_test)
-    mean, std = f_train.mean(0), f_train.std(0) + 1e-8
-    f_train, f_test = (f_train - mean) / std, (f_test - mean) / std
-    a_train = np.hstack([f_train, np.ones((len(f_train), 1))])
-    weights = np.zeros((a_train.shape[1], y_train.shape[1]))
-    for _ in range(steps):  # full-batch gradient descent on a convex loss
-        p = 1 / (1 + np.exp(-(a_train @ weights)))
-        weights -= 0.5 * (a_train.T @ (p - y_train) / len(a_train) + l2 * weights)
-    return 1 / (1 + np.exp(-(np.hstack([f_test, np.ones((len(f_test), 1))]) @ weights)))
 
 
 # --- 6: report -----------------------------------------------------------------------------------

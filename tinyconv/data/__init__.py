@@ -4,6 +4,7 @@
 - ``load_dataset`` / ``save_dataset``: a data set is a folder of ``images.npy``, ``labels.npy``,
   ``meta.json``; ``split`` makes the 80/10/10 train/valid/test split.
 - ``ImageDataGenerator``: random affine augmentation and standardisation, with ``flow``.
+- ``baseline``: the global-statistics logistic regression a CNN must beat.
 """
 from . import cells
 from .augment import ImageDataGenerator, NumpyArrayIterator
