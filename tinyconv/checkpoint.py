@@ -39,8 +39,8 @@ def capture(model, epoch: int, callbacks=(), data=None) -> dict:
         "weights": {key: np.array(value) for key, value in model.weight_arrays().items()},
         "optimizer": {"class": type(optimizer).__name__, **optimizer.get_state()},
         "random": random.get_state(),
-        "layer_generators": {layer.name: layer.generator.bit_generator.state
-                             for layer in model.layers if getattr(layer, "generator", None) is not None},
+        "layer_generators": {name: generator.bit_generator.state
+                             for name, generator in random.layer_generators(model.layers).items()},
         "callbacks": [{"class": type(cb).__name__, "state": cb.get_state()} for cb in callbacks],
         "data": data.get_state() if hasattr(data, "get_state") else None,
     }
@@ -118,7 +118,7 @@ def restore(state: dict, model, callbacks=(), data=None, source: str = "checkpoi
     if saved_callbacks != given_callbacks:
         raise ValueError(f"{source}: the checkpoint holds the state of callbacks {saved_callbacks}, "
                          f"got callbacks {given_callbacks}; pass the same callbacks in the same order")
-    generators = {layer.name: layer for layer in model.layers if getattr(layer, "generator", None) is not None}
+    generators = random.layer_generators(model.layers)
     if set(generators) != set(state["layer_generators"]):
         raise ValueError(f"{source}: the checkpoint has generators for layers {sorted(state['layer_generators'])}, "
                          f"this model has them for {sorted(generators)}")
@@ -126,7 +126,7 @@ def restore(state: dict, model, callbacks=(), data=None, source: str = "checkpoi
     model.optimizer.set_state(state["optimizer"], model.trainable_params())
     random.set_state(state["random"])
     for name, bit_state in state["layer_generators"].items():
-        generators[name].generator.bit_generator.state = bit_state
+        generators[name].bit_generator.state = bit_state
     for callback, entry in zip(callbacks, state["callbacks"]):
         callback.set_state(entry["state"])
     if data is not None and state["data"] is not None:

@@ -75,8 +75,8 @@ class _FrozenRandomness:
 
     def __init__(self, layers):
         self.global_state = random.get_state()
-        self.own = [(layer.generator, layer.generator.bit_generator.state) for layer in layers
-                    if getattr(layer, "generator", None) is not None]
+        self.own = [(generator, generator.bit_generator.state)
+                    for generator in random.layer_generators(layers).values()]
 
     def rewind(self):
         random.set_state(self.global_state)

@@ -36,6 +36,11 @@ def generator(purpose: str) -> np.random.Generator:
     return _generators[purpose]
 
 
+def layer_generators(layers) -> dict[str, np.random.Generator]:
+    """The generators of layers seeded on their own (``Dropout(seed=...)``), by layer name."""
+    return {layer.name: layer.generator for layer in layers if getattr(layer, "generator", None) is not None}
+
+
 def get_state() -> dict:
     """The states of all generators, JSON-serialisable, for checkpoints."""
     return {"seed": _seed, "generators": {p: generator(p).bit_generator.state for p in PURPOSES}}
