@@ -39,9 +39,14 @@ def check_labels(y, n: int, owner: str) -> None:
         raise ValueError(f"{owner}: expected 2-D labels (N, L), got shape {tuple(y.shape)}")
     if y.shape[0] != n:
         raise ValueError(f"{owner}: {n} images but {y.shape[0]} label rows; expected the same N")
-    inside = (y >= 0) & (y <= 1)  # False for NaN too
-    if not inside.all():
-        bad = np.asarray(y)[~inside]
+    check_label_range(y, owner)
+
+
+def check_label_range(y, owner: str) -> None:
+    """Fail clearly unless every label lies in [0, 1] (NaN does not); NumPy or CuPy arrays."""
+    inside = (y >= 0) & (y <= 1)
+    if not bool(inside.all()):
+        bad = y[~inside]
         raise ValueError(f"{owner}: labels must lie in [0, 1], got values such as {bad.ravel()[:3].tolist()}")
 
 

@@ -18,6 +18,7 @@ without the clipping, and its gradient ``(p - y) / (N*L)`` keeps full precision 
 from __future__ import annotations
 
 from .backend import get_array_module
+from .batches import check_label_range
 
 EPSILON = 1e-7
 
@@ -33,9 +34,7 @@ def _check(y_pred, y_true, owner: str):
     xp = get_array_module(y_pred)
     if not bool(xp.isfinite(y_pred).all()):
         raise ValueError(f"{owner}: predictions contain NaN or inf")
-    if not bool(((y_true >= 0) & (y_true <= 1)).all()):
-        bad = y_true[~((y_true >= 0) & (y_true <= 1))]
-        raise ValueError(f"{owner}: labels must lie in [0, 1], got values such as {bad.ravel()[:3].tolist()}")
+    check_label_range(y_true, owner)
 
 
 class BinaryCrossentropy:
