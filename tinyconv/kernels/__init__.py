@@ -63,13 +63,34 @@ def col2im(cols, x_shape, kernel_size, strides, padding):
     return module_for(cols).col2im(cols, x_shape, kernel_size, strides, padding)
 
 
+def has_winograd(x) -> bool:
+    """Whether the kernels for ``x`` include the Winograd transforms (not on the GPU, where the
+    im2col product already runs on cuBLAS)."""
+    return hasattr(module_for(x), "winograd_input_transform")
+
+
+def winograd_input_transform(x, padding, tiles):
+    return module_for(x).winograd_input_transform(x, padding, tiles)
+
+
+def winograd_input_transform_adjoint(dv, x_shape, padding, tiles):
+    return module_for(dv).winograd_input_transform_adjoint(dv, x_shape, padding, tiles)
+
+
+def winograd_output_transform(m, out_shape, bias):
+    return module_for(m).winograd_output_transform(m, out_shape, bias)
+
+
+def winograd_output_transform_adjoint(dy):
+    return module_for(dy).winograd_output_transform_adjoint(dy)
+
+
 def maxpool_forward(x, pool_size, strides, padding):
     return module_for(x).maxpool_forward(x, pool_size, strides, padding)
 
 
 def maxpool_backward(dy, argmax, x_shape, pool_size, strides, padding):
     return module_for(dy).maxpool_backward(dy, argmax, x_shape, pool_size, strides, padding)
-
 
 
 def leaky_relu_forward(x, alpha):
@@ -83,6 +104,7 @@ def leaky_relu_backward(dy, y, alpha):
 def adam_update(w, g, m, v, step_size, beta_1, beta_2, epsilon):
     """Update w, m and v in place (see optimizers.Adam)."""
     module_for(w).adam_update(w, g, m, v, step_size, beta_1, beta_2, epsilon)
+
 
 def affine_warp(images, transforms, fill_mode="nearest", cval=0.0):
     """Bilinear affine resampling of an (N, H, W, C) batch; ``transforms`` is (N, 2, 3), see reference."""

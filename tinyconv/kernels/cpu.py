@@ -193,6 +193,182 @@ def maxpool_backward(dy, argmax, x_shape, pool_size, strides, padding):
     return dx
 
 
+# ---------------------------------------------------------------------------------------------
+# Winograd F(2x2, 3x3) transforms, same contract as the reference ones. Transformed tiles are
+# viewed as (4, 4, N, TH, TW, C). Each 4x4 transform is done as two passes of a 4-point
+# transform (columns, then rows), with channels innermost so that every pass vectorizes.
+# ---------------------------------------------------------------------------------------------
+
+from .reference import winograd_tiles  # noqa: E402  (kept beside the section that uses it)
+
+
+@njit(inline="always")
+def _bt4(a0, a1, a2, a3):  # B^T times a 4-vector
+    return a0 - a2, a1 + a2, a2 - a1, a1 - a3
+
+
+@njit(inline="always")
+def _b4(a0, a1, a2, a3):  # B times a 4-vector (the adjoint of _bt4)
+    return a0, a1 - a2 + a3, a1 + a2 - a0, -a3
+
+
+@njit(inline="always")
+def _at4(a0, a1, a2, a3):  # A^T times a 4-vector
+    return a0 + a1 + a2, a1 - a2 - a3
+
+
+@njit(inline="always")
+def _a2(a0, a1):  # A times a 2-vector (the adjoint of _at4)
+    return a0, a0 + a1, a0 - a1, -a1
+
+
+@njit(parallel=True, cache=True)
+def _winograd_input(x, v, top, left):
+    n, h, w, c = x.shape
+    th, tw = v.shape[3], v.shape[4]
+    for b in prange(n * th):  # one tile row per task
+        nn, ty = b // th, b % th
+        d = np.empty((4, 4, c), dtype=x.dtype)
+        t = np.empty((4, 4, c), dtype=x.dtype)
+        for tx in range(tw):
+            for r in range(4):
+                row = 2 * ty + r - top
+                for s in range(4):
+                    col = 2 * tx + s - left
+                    inside = 0 <= row < h and 0 <= col < w
+                    for ch in range(c):
+                        d[r, s, ch] = x[nn, row, col, ch] if inside else 0.0
+            for s in range(4):  # t = B^T d
+                for ch in range(c):
+                    t0, t1, t2, t3 = _bt4(d[0, s, ch], d[1, s, ch], d[2, s, ch], d[3, s, ch])
+                    t[0, s, ch], t[1, s, ch], t[2, s, ch], t[3, s, ch] = t0, t1, t2, t3
+            for i in range(4):  # v = t B
+                for ch in range(c):
+                    v0, v1, v2, v3 = _bt4(t[i, 0, ch], t[i, 1, ch], t[i, 2, ch], t[i, 3, ch])
+                    v[i, 0, nn, ty, tx, ch], v[i, 1, nn, ty, tx, ch] = v0, v1
+                    v[i, 2, nn, ty, tx, ch], v[i, 3, nn, ty, tx, ch] = v2, v3
+
+
+@njit(parallel=True, cache=True)
+def _winograd_input_adjoint(dv, dx, top, left):
+    n, h, w, c = dx.shape
+    th, tw = dv.shape[3], dv.shape[4]
+    for nn in prange(n):  # one image per task: tiles overlap only within an image
+        u = np.empty((4, 4, c), dtype=dx.dtype)
+        dd = np.empty((4, c), dtype=dx.dtype)
+        for row in range(h):
+            for col in range(w):
+                for ch in range(c):
+                    dx[nn, row, col, ch] = 0.0
+        for ty in range(th):
+            for tx in range(tw):
+                for j in range(4):  # u = B dV
+                    for ch in range(c):
+                        u0, u1, u2, u3 = _b4(dv[0, j, nn, ty, tx, ch], dv[1, j, nn, ty, tx, ch],
+                                             dv[2, j, nn, ty, tx, ch], dv[3, j, nn, ty, tx, ch])
+                        u[0, j, ch], u[1, j, ch], u[2, j, ch], u[3, j, ch] = u0, u1, u2, u3
+                for r in range(4):  # row r of u B^T, added to the input pixels the tile covers
+                    row = 2 * ty + r - top
+                    if row < 0 or row >= h:
+                        continue
+                    for ch in range(c):
+                        d0, d1, d2, d3 = _b4(u[r, 0, ch], u[r, 1, ch], u[r, 2, ch], u[r, 3, ch])
+                        dd[0, ch], dd[1, ch], dd[2, ch], dd[3, ch] = d0, d1, d2, d3
+                    for s in range(4):
+                        col = 2 * tx + s - left
+                        if 0 <= col < w:
+                            for ch in range(c):
+                                dx[nn, row, col, ch] += dd[s, ch]
+
+
+@njit(parallel=True, cache=True)
+def _winograd_output(m, bias, y):
+    n, oh, ow, f = y.shape
+    th, tw = m.shape[3], m.shape[4]
+    for b in prange(n * th):
+        nn, ty = b // th, b % th
+        t = np.empty((2, 4, f), dtype=y.dtype)
+        for tx in range(tw):
+            for s in range(4):  # t = A^T m
+                for ch in range(f):
+                    t0, t1 = _at4(m[0, s, nn, ty, tx, ch], m[1, s, nn, ty, tx, ch],
+                                  m[2, s, nn, ty, tx, ch], m[3, s, nn, ty, tx, ch])
+                    t[0, s, ch], t[1, s, ch] = t0, t1
+            for a in range(2):  # y = t A + bias, dropping outputs past the edge
+                row = 2 * ty + a
+                col = 2 * tx
+                if row >= oh:
+                    continue
+                if col + 1 < ow:
+                    for ch in range(f):
+                        y0, y1 = _at4(t[a, 0, ch], t[a, 1, ch], t[a, 2, ch], t[a, 3, ch])
+                        y[nn, row, col, ch] = y0 + bias[ch]
+                        y[nn, row, col + 1, ch] = y1 + bias[ch]
+                else:
+                    for ch in range(f):
+                        y0, _ = _at4(t[a, 0, ch], t[a, 1, ch], t[a, 2, ch], t[a, 3, ch])
+                        y[nn, row, col, ch] = y0 + bias[ch]
+
+
+@njit(parallel=True, cache=True)
+def _winograd_output_adjoint(dy, dm):
+    n, oh, ow, f = dy.shape
+    th, tw = dm.shape[3], dm.shape[4]
+    for b in prange(n * th):
+        nn, ty = b // th, b % th
+        e = np.empty((2, 2, f), dtype=dy.dtype)
+        u = np.empty((2, 4, f), dtype=dy.dtype)
+        for tx in range(tw):
+            for a in range(2):  # the 2x2 output-gradient tile, zero past the edge
+                for bb in range(2):
+                    row, col = 2 * ty + a, 2 * tx + bb
+                    inside = row < oh and col < ow
+                    for ch in range(f):
+                        e[a, bb, ch] = dy[nn, row, col, ch] if inside else 0.0
+            for a in range(2):  # u = e A^T
+                for ch in range(f):
+                    u0, u1, u2, u3 = _a2(e[a, 0, ch], e[a, 1, ch])
+                    u[a, 0, ch], u[a, 1, ch], u[a, 2, ch], u[a, 3, ch] = u0, u1, u2, u3
+            for s in range(4):  # dm = A u
+                for ch in range(f):
+                    d0, d1, d2, d3 = _a2(u[0, s, ch], u[1, s, ch])
+                    dm[0, s, nn, ty, tx, ch], dm[1, s, nn, ty, tx, ch] = d0, d1
+                    dm[2, s, nn, ty, tx, ch], dm[3, s, nn, ty, tx, ch] = d2, d3
+
+
+def winograd_input_transform(x, padding, tiles):
+    n, _, _, c = x.shape
+    th, tw = tiles
+    v = np.empty((16, n * th * tw, c), dtype=x.dtype)
+    _winograd_input(np.ascontiguousarray(x), v.reshape(4, 4, n, th, tw, c), padding[0], padding[2])
+    return v
+
+
+def winograd_input_transform_adjoint(dv, x_shape, padding, tiles):
+    n, _, _, c = x_shape
+    dx = np.empty(x_shape, dtype=dv.dtype)
+    dv6 = np.ascontiguousarray(dv).reshape(4, 4, n, tiles[0], tiles[1], c)
+    _winograd_input_adjoint(dv6, dx, padding[0], padding[2])
+    return dx
+
+
+def winograd_output_transform(m, out_shape, bias):
+    n, oh, ow, f = out_shape
+    th, tw = winograd_tiles(oh, ow)
+    y = np.empty(out_shape, dtype=m.dtype)
+    bias = np.broadcast_to(np.asarray(bias, dtype=m.dtype), (f,))
+    _winograd_output(np.ascontiguousarray(m).reshape(4, 4, n, th, tw, f), np.ascontiguousarray(bias), y)
+    return y
+
+
+def winograd_output_transform_adjoint(dy):
+    n, oh, ow, f = dy.shape
+    th, tw = winograd_tiles(oh, ow)
+    dm = np.empty((16, n * th * tw, f), dtype=dy.dtype)
+    _winograd_output_adjoint(np.ascontiguousarray(dy), dm.reshape(4, 4, n, th, tw, f))
+    return dm
+
+
 @njit(parallel=True, cache=True)
 def _leaky_relu_forward(x, y, alpha):
     for i in prange(x.size):

@@ -20,23 +20,42 @@ Backward, given ``dZ = dL/dZ`` reshaped to (N*OH*OW, F):
 
 (Like every deep-learning library, this computes cross-correlation; the kernel is learned, so
 flipping it would change nothing.)
+
+Algorithm. The formulas above are ``algorithm="im2col"``. A 3x3 stride-1 layer with at least
+``WINOGRAD_MIN_CHANNELS`` input channels runs, on the CPU, the Winograd algorithm of
+``winograd.py`` instead (``algorithm="auto"``, the default): the same function with 2.25x fewer
+multiplications. ``algorithm="winograd"`` asks for it wherever the kernel shape allows.
 """
 from __future__ import annotations
 
 from .. import kernels
 from ..backend import get_array_module
+from . import winograd
 from .base import LinearLayer, WindowLayer
+
+ALGORITHMS = ("auto", "im2col", "winograd")
+# With few input channels the 16 Winograd products are thin (K = C) and bound by memory, while
+# im2col's single product has K = 9*C; measured on the seed CNN's first layer (C = 3), see
+# docs/performance.md.
+WINOGRAD_MIN_CHANNELS = 16
 
 
 class Conv2D(WindowLayer, LinearLayer):
     def __init__(self, filters: int, kernel_size, strides=(1, 1), padding: str = "valid",
                  activation=None, use_bias: bool = True, kernel_initializer="glorot_uniform",
-                 bias_initializer="zeros", name: str | None = None, input_shape=None):
+                 bias_initializer="zeros", algorithm: str = "auto", name: str | None = None,
+                 input_shape=None):
         super().__init__(window=kernel_size, strides=strides, padding=padding, activation=activation,
                          name=name, input_shape=input_shape)
         if not isinstance(filters, int) or filters < 1:
             raise ValueError(f"layer {self.name!r}: filters must be a positive int, got {filters!r}")
         self.filters = filters
+        if algorithm not in ALGORITHMS:
+            raise ValueError(f"layer {self.name!r}: algorithm must be one of {ALGORITHMS}, got {algorithm!r}")
+        if algorithm == "winograd" and not self._winograd_shape():
+            raise ValueError(f"layer {self.name!r}: the Winograd algorithm needs a 3x3 kernel with "
+                             f"strides 1, got kernel {self.window} and strides {self.strides}")
+        self.algorithm = algorithm
         self.kernel_size = self.window
         self.use_bias = use_bias
         self.kernel_initializer = kernel_initializer
@@ -55,17 +74,30 @@ class Conv2D(WindowLayer, LinearLayer):
 
     def forward_linear(self, x):
         self.check_input(x)
+        if self._runs_winograd(x):
+            bias = self.params["bias"] if self.use_bias else x.dtype.type(0)
+            z, cache = winograd.forward(x, self.params["kernel"], bias, self.pads,
+                                        (x.shape[0], *self.output_shape))
+            self.cache = "winograd", cache
+            return z
         n = x.shape[0]
         cols = kernels.im2col(x, self.kernel_size, self.strides, self.pads, out=self._cols_buffer(x))
         weights = self.params["kernel"].reshape(-1, self.filters)
         z = cols @ weights
         if self.use_bias:
             z += self.params["bias"]
-        self.cache = cols, x.shape
+        self.cache = "im2col", (cols, x.shape)
         return z.reshape(n, *self.output_shape)
 
     def backward_linear(self, dz):
-        cols, x_shape = self.cache
+        algorithm, cache = self.cache
+        if algorithm == "winograd":
+            dkernel, dbias, dx = winograd.backward(dz, cache)
+            self.grads["kernel"] = dkernel
+            if self.use_bias:
+                self.grads["bias"] = dbias
+            return dx
+        cols, x_shape = cache
         dz = dz.reshape(-1, self.filters)
         kernel = self.params["kernel"]
         self.grads["kernel"] = (cols.T @ dz).reshape(kernel.shape)
@@ -73,6 +105,14 @@ class Conv2D(WindowLayer, LinearLayer):
             self.grads["bias"] = dz.sum(axis=0)
         dcols = dz @ kernel.reshape(-1, self.filters).T
         return kernels.col2im(dcols, x_shape, self.kernel_size, self.strides, self.pads)
+
+    def _winograd_shape(self) -> bool:
+        return self.window == (3, 3) and self.strides == (1, 1)
+
+    def _runs_winograd(self, x) -> bool:
+        if self.algorithm == "im2col" or not kernels.has_winograd(x):
+            return False
+        return self.algorithm == "winograd" or self.input_shape[2] >= WINOGRAD_MIN_CHANNELS
 
     def _cols_buffer(self, x):
         """The (N*OH*OW, KH*KW*C) im2col matrix, the step's largest array, kept from step to step:
