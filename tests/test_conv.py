@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
+from tinyconv import kernels
 from tinyconv.layers import Conv2D, Input, MaxPooling2D
 
 pytestmark = pytest.mark.conv
@@ -49,6 +50,58 @@ def test_forward_equals_nested_loops(n, h, w, c, f, kh, kw, sh, sw, padding, see
     layer.set_weights([kernel, bias])
     expected = direct_convolution(x, kernel, bias, (sh, sw), padding)
     np.testing.assert_allclose(layer.forward(x.astype(np.float32)), expected, rtol=1e-4, atol=1e-4)
+
+
+@settings(max_examples=30, deadline=None)
+@given(n=st.integers(1, 2), h=st.integers(3, 9), w=st.integers(3, 9), c=st.integers(1, 4),
+       f=st.integers(1, 3), padding=st.sampled_from(["valid", "same"]), use_bias=st.booleans(),
+       reference_kernels=st.booleans(), seed=st.integers(0, 1000))
+def test_winograd_forward_equals_nested_loops(n, h, w, c, f, padding, use_bias, reference_kernels, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, h, w, c))
+    layer = Conv2D(f, (3, 3), padding=padding, use_bias=use_bias, algorithm="winograd")
+    layer.build((h, w, c))
+    kernel, bias = rng.standard_normal((3, 3, c, f)), rng.standard_normal(f) * use_bias
+    layer.set_weights([kernel, bias] if use_bias else [kernel])
+    expected = direct_convolution(x, kernel, bias, (1, 1), padding)
+    with kernels.reference_kernels(reference_kernels):
+        y = layer.forward(x.astype(np.float32))
+    assert layer.cache[0] == "winograd"
+    np.testing.assert_allclose(y, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_auto_algorithm_takes_winograd_for_wide_3x3_stride_1_layers(rng):
+    cases = [(Conv2D(4, 3, padding="same"), 16, "winograd"), (Conv2D(4, 3, padding="same"), 3, "im2col"),
+             (Conv2D(4, 3, strides=2), 16, "im2col"), (Conv2D(4, 5), 16, "im2col"),
+             (Conv2D(4, 3, algorithm="im2col"), 16, "im2col"), (Conv2D(4, 3, algorithm="winograd"), 3, "winograd")]
+    for layer, channels, expected in cases:
+        layer.build((8, 8, channels))
+        layer.forward(rng.standard_normal((1, 8, 8, channels)).astype(np.float32))
+        assert layer.cache[0] == expected, (layer, channels)
+
+
+def test_winograd_backward_equals_im2col_backward(rng):
+    x = rng.standard_normal((2, 9, 7, 16))
+    dy = rng.standard_normal((2, 9, 7, 5))
+    results = []
+    for algorithm in ("im2col", "winograd"):
+        layer = Conv2D(5, 3, padding="same", algorithm=algorithm)
+        layer.build((9, 7, 16))
+        layer.set_weights([rng.standard_normal((3, 3, 16, 5)), np.arange(5.0)] if not results else
+                          [results[0][0].params["kernel"], np.arange(5.0)])
+        layer.forward(x.astype(np.float32))
+        results.append((layer, layer.backward(dy.astype(np.float32))))
+    (im2col, dx_im2col), (winograd, dx_winograd) = results
+    np.testing.assert_allclose(dx_winograd, dx_im2col, rtol=1e-4, atol=1e-4)
+    for name in ("kernel", "bias"):
+        np.testing.assert_allclose(winograd.grads[name], im2col.grads[name], rtol=1e-4, atol=1e-4)
+
+
+def test_winograd_needs_a_3x3_stride_1_kernel():
+    with pytest.raises(ValueError, match=r"Winograd algorithm needs a 3x3 kernel with strides 1"):
+        Conv2D(2, 3, strides=2, algorithm="winograd")
+    with pytest.raises(ValueError, match=r"algorithm must be one of"):
+        Conv2D(2, 3, algorithm="fft")
 
 
 @pytest.mark.parametrize("n, k, s, padding, expected", [

@@ -29,6 +29,8 @@ LAYERS = {
     "conv_same_stride3_asymmetric": lambda: Conv2D(2, (4, 2), strides=(3, 2), padding="same"),
     "conv_relu_no_bias": lambda: Conv2D(2, (2, 2), activation="relu", use_bias=False),
     "conv_sigmoid": lambda: Conv2D(2, (3, 3), activation="sigmoid"),
+    "conv_winograd_same": lambda: Conv2D(3, (3, 3), padding="same", algorithm="winograd"),
+    "conv_winograd_valid_no_bias": lambda: Conv2D(2, (3, 3), use_bias=False, algorithm="winograd"),
     "leaky_relu": lambda: LeakyReLU(),
     "relu": lambda: ReLU(),
     "sigmoid": lambda: Sigmoid(),

@@ -35,6 +35,55 @@ def test_im2col_and_col2im_match_reference(problem):
                                rtol=1e-5, atol=1e-5)
 
 
+@st.composite
+def winograd_problems(draw):
+    """A random NHWC batch for a 3x3 stride-1 convolution, "valid" or "same", odd sizes included."""
+    pads = draw(st.sampled_from([(0, 0, 0, 0), (1, 1, 1, 1)]))
+    h, w = draw(st.integers(3 - 2 * pads[0], 9)), draw(st.integers(3 - 2 * pads[0], 9))
+    n, c, f = draw(st.integers(1, 3)), draw(st.integers(1, 5)), draw(st.integers(1, 4))
+    dtype = draw(st.sampled_from([np.float32, np.float64]))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    x = rng.standard_normal((n, h, w, c)).astype(dtype)
+    out_shape = (n, h + pads[0] + pads[1] - 2, w + pads[2] + pads[3] - 2, f)
+    return x, pads, out_shape, rng
+
+
+@settings(max_examples=60, deadline=None)
+@given(winograd_problems())
+def test_winograd_transforms_match_reference(problem):
+    x, pads, out_shape, rng = problem
+    tiles = reference.winograd_tiles(out_shape[1], out_shape[2])
+    v = cpu.winograd_input_transform(x, pads, tiles)
+    tol = dict(rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(v, reference.winograd_input_transform(x, pads, tiles), **tol)
+    dv = rng.standard_normal(v.shape).astype(x.dtype)
+    np.testing.assert_allclose(cpu.winograd_input_transform_adjoint(dv, x.shape, pads, tiles),
+                               reference.winograd_input_transform_adjoint(dv, x.shape, pads, tiles), **tol)
+    m = rng.standard_normal((16, v.shape[1], out_shape[3])).astype(x.dtype)
+    bias = rng.standard_normal(out_shape[3]).astype(x.dtype)
+    y = cpu.winograd_output_transform(m, out_shape, bias)
+    np.testing.assert_allclose(y, reference.winograd_output_transform(m, out_shape, bias), **tol)
+    dy = rng.standard_normal(out_shape).astype(x.dtype)
+    np.testing.assert_allclose(cpu.winograd_output_transform_adjoint(dy),
+                               reference.winograd_output_transform_adjoint(dy), **tol)
+
+
+@pytest.mark.parametrize("module", [reference, cpu], ids=["reference", "numba"])
+def test_winograd_backward_transforms_are_adjoints(module, rng):
+    """<T(a), b> == <a, T*(b)> for the input and output transforms, on partial tiles (7x6 output)."""
+    x = rng.standard_normal((2, 7, 6, 3))
+    pads, out_shape = (1, 1, 1, 1), (2, 7, 6, 4)
+    tiles = reference.winograd_tiles(7, 6)
+    v = module.winograd_input_transform(x, pads, tiles)
+    dv = rng.standard_normal(v.shape)
+    assert np.sum(v * dv) == pytest.approx(
+        np.sum(x * module.winograd_input_transform_adjoint(dv, x.shape, pads, tiles)), rel=1e-12)
+    m = rng.standard_normal((16, v.shape[1], 4))
+    dy = rng.standard_normal(out_shape)
+    assert np.sum(module.winograd_output_transform(m, out_shape, 0.0) * dy) == pytest.approx(
+        np.sum(m * module.winograd_output_transform_adjoint(dy)), rel=1e-12)
+
+
 @settings(max_examples=60, deadline=None)
 @given(window_problems())
 def test_maxpool_matches_reference(problem):

@@ -110,7 +110,7 @@ class Conv2D(WindowLayer, LinearLayer):
         return self.window == (3, 3) and self.strides == (1, 1)
 
     def _runs_winograd(self, x) -> bool:
-        if self.algorithm == "im2col" or not kernels.has_winograd(x):
+        if self.algorithm == "im2col" or not self._winograd_shape() or not kernels.has_winograd(x):
             return False
         return self.algorithm == "winograd" or self.input_shape[2] >= WINOGRAD_MIN_CHANNELS
 
