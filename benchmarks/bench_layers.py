@@ -3,8 +3,9 @@
 Usage: python benchmarks/bench_layers.py [--size 32] [--batch 32] [--repeats 10] [--reference]
 
 Part 1 times each layer's forward and backward inside the real model. Part 2 replays each conv
-layer's pieces on its real shapes (im2col, the three GEMMs, bias, col2im) and the other kernels,
-and groups them: GEMM, im2col, col2im, pooling, elementwise, optimizer.
+layer's pieces on its real shapes (im2col, the three GEMMs, bias, col2im; or, for a Winograd
+layer, the tile and kernel transforms and the 3 x 16 GEMMs) and the other kernels, and groups
+them: GEMM, im2col, col2im, Winograd transforms, pooling, elementwise, optimizer.
 """
 from __future__ import annotations
 
@@ -21,7 +22,8 @@ from common import markdown_table, random_batch, write_result
 
 import tinyconv
 from tinyconv import kernels
-from tinyconv.layers import Conv2D, LeakyReLU, MaxPooling2D
+from tinyconv.kernels.reference import winograd_tiles
+from tinyconv.layers import Conv2D, LeakyReLU, MaxPooling2D, winograd
 from tinyconv.zoo import seed_cnn
 
 
@@ -55,25 +57,57 @@ def per_layer(model, x, y, repeats):
             {k: statistics.median(v) for k, v in backward.items()})
 
 
+def im2col_pieces(layer, inputs, kinds, repeats):
+    """im2col, the three GEMMs, the bias gradient and col2im of an im2col Conv2D layer."""
+    args = (layer.kernel_size, layer.strides, layer.pads)
+    cols = kernels.im2col(inputs, *args)
+    w = layer.params["kernel"].reshape(-1, layer.filters)
+    dz = np.ones((cols.shape[0], layer.filters), dtype=cols.dtype)
+    dcols = dz @ w.T
+    kinds["im2col"] += median_time(lambda: kernels.im2col(inputs, *args, out=cols), repeats)
+    kinds["GEMM"] += median_time(lambda: cols @ w, repeats)
+    kinds["GEMM"] += median_time(lambda: cols.T @ dz, repeats)
+    kinds["GEMM"] += median_time(lambda: np.matmul(dz, w.T, out=dcols), repeats)
+    kinds["elementwise"] += median_time(lambda: dz.sum(axis=0), repeats)  # bias gradient
+    kinds["col2im"] += median_time(lambda: kernels.col2im(dcols, inputs.shape, *args), repeats)
+
+
+def winograd_pieces(layer, inputs, kinds, repeats):
+    """The four tile transforms, the two kernel transforms and the 3 x 16 GEMMs of a Winograd layer."""
+    kernel, bias = layer.params["kernel"], layer.params["bias"]
+    out_shape = (inputs.shape[0], *layer.output_shape)
+    tiles = winograd_tiles(*layer.output_shape[:2])
+    v = kernels.winograd_input_transform(inputs, layer.pads, tiles)
+    u = winograd.kernel_transform(kernel)
+    m = np.matmul(v, u)
+    dy = np.ones(out_shape, dtype=inputs.dtype)
+    dm = kernels.winograd_output_transform_adjoint(dy)
+    dv = np.matmul(dm, u.transpose(0, 2, 1))
+    transforms = [lambda: kernels.winograd_input_transform(inputs, layer.pads, tiles),
+                  lambda: kernels.winograd_output_transform(m, out_shape, bias),
+                  lambda: kernels.winograd_output_transform_adjoint(dy),
+                  lambda: kernels.winograd_input_transform_adjoint(dv, inputs.shape, layer.pads, tiles),
+                  lambda: winograd.kernel_transform(kernel),
+                  lambda: winograd.kernel_transform_adjoint(m[:, :kernel.shape[2], :])]
+    kinds["Winograd transforms"] += sum(median_time(fn, repeats) for fn in transforms)
+    kinds["GEMM"] += median_time(lambda: np.matmul(v, u), repeats)
+    kinds["GEMM"] += median_time(lambda: np.matmul(v.transpose(0, 2, 1), dm), repeats)
+    kinds["GEMM"] += median_time(lambda: np.matmul(dm, u.transpose(0, 2, 1)), repeats)
+    kinds["elementwise"] += median_time(lambda: dy.reshape(-1, dy.shape[-1]).sum(axis=0), repeats)
+
+
 def by_kind(model, x, repeats):
     """Replay the step's pieces on the model's real shapes and sum them by kind of work."""
-    kinds = {k: 0.0 for k in ("GEMM", "im2col", "col2im", "pooling", "elementwise", "optimizer")}
+    kinds = {k: 0.0 for k in ("GEMM", "im2col", "col2im", "Winograd transforms", "pooling", "elementwise",
+                              "optimizer")}
     activation = model.prepare_input(x)
     for layer in model.layers:
         inputs = activation
         activation = layer.forward(activation, True)
-        if isinstance(layer, Conv2D):
-            args = (layer.kernel_size, layer.strides, layer.pads)
-            cols = kernels.im2col(inputs, *args)
-            w = layer.params["kernel"].reshape(-1, layer.filters)
-            dz = np.ones((cols.shape[0], layer.filters), dtype=cols.dtype)
-            dcols = dz @ w.T
-            kinds["im2col"] += median_time(lambda: kernels.im2col(inputs, *args, out=cols), repeats)
-            kinds["GEMM"] += median_time(lambda: cols @ w, repeats)
-            kinds["GEMM"] += median_time(lambda: cols.T @ dz, repeats)
-            kinds["GEMM"] += median_time(lambda: np.matmul(dz, w.T, out=dcols), repeats)
-            kinds["elementwise"] += median_time(lambda: dz.sum(axis=0), repeats)  # bias gradient
-            kinds["col2im"] += median_time(lambda: kernels.col2im(dcols, inputs.shape, *args), repeats)
+        if isinstance(layer, Conv2D) and layer.cache[0] == "winograd":
+            winograd_pieces(layer, inputs, kinds, repeats)
+        elif isinstance(layer, Conv2D):
+            im2col_pieces(layer, inputs, kinds, repeats)
         elif isinstance(layer, MaxPooling2D):
             args = (layer.pool_size, layer.strides, layer.pads)
             out, argmax = kernels.maxpool_forward(inputs, *args)

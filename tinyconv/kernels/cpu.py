@@ -6,45 +6,14 @@ on disk for later runs. ``NUMBA_DISABLE_JIT=1`` turns these into plain Python fo
 """
 from __future__ import annotations
 
-import ctypes
-import os
-import sys
-
 import numpy as np
 from numba import njit, prange
 
+from .cpu_tuning import tune_process_for_cpu_kernels
 from .reference import output_size
 
-
-def _keep_freed_memory_in_process() -> None:
-    """Let glibc's malloc reuse freed large blocks instead of returning them to the OS.
-
-    A training step frees and reallocates the same ~100 MB of activations and gradients every
-    time. By default glibc serves each large block with a fresh mmap and unmaps it on free, so
-    every step pays a page fault and a zero-fill per 4 KiB page (about a fifth of the step, see
-    docs/performance.md). Raising the mmap and trim thresholds keeps those blocks in the heap for
-    the next step. Peak memory is unchanged; memory is just not handed back between steps.
-    Set TINYCONV_KEEP_FREED_MEMORY=0 to leave malloc alone. No effect off glibc.
-    """
-    if os.environ.get("TINYCONV_KEEP_FREED_MEMORY", "1") == "0" or not sys.platform.startswith("linux"):
-        return
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        m_trim_threshold, m_mmap_threshold = -1, -3  # from glibc's malloc.h
-        libc.mallopt(m_mmap_threshold, 1 << 30)
-        libc.mallopt(m_trim_threshold, 1 << 31)
-    except (OSError, AttributeError):  # another C library (musl): nothing to tune
-        pass
-
-
-_keep_freed_memory_in_process()
-
-# A training step alternates BLAS matrix products (OpenBLAS's thread pool) with these kernels
-# (numba's OpenMP pool), both as wide as the machine. By default an OpenMP thread spins for a while
-# after each kernel, taking a core away from the next matrix product: on two cores that made the
-# step ~1.5x slower. Passive waiting sleeps instead. numba starts OpenMP at its first parallel
-# kernel, after this line; a value the user set is kept.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# Before numba starts its OpenMP threads (at the first parallel kernel): see cpu_tuning.
+tune_process_for_cpu_kernels()
 
 
 @njit(parallel=True, cache=True)
