@@ -4,6 +4,9 @@ Usage: python benchmarks/bench_train_step.py [--sizes 32 48] [--batch 32] [--rep
 
 All candidates run in one process and take turns (median of ``--repeats`` after warm-up), so the
 ratios hold even on a noisy machine. PyTorch is optional; its rows are skipped when it is missing.
+"tinyconv, im2col only" is the numba path with every Conv2D forced to ``algorithm="im2col"``: the
+difference to "tinyconv" is what the Winograd layers gain. GFLOP/s counts the direct convolution's
+arithmetic for every engine (Winograd does less), so it compares speed, not hardware efficiency.
 
 Both engines run their OpenMP threads with passive waiting (set by ``common``, before either library
 loads): with the default, the threads of whichever engine ran last keep spinning and slow the
@@ -26,11 +29,15 @@ from common import (interleaved_medians, markdown_table, random_batch, seed_cnn_
 def tinyconv_candidates(size, x, y):
     import tinyconv
     from tinyconv import kernels
+    from tinyconv.layers import Conv2D
     from tinyconv.zoo import seed_cnn
 
-    def make(reference: bool):
+    def make(reference: bool, algorithm: str = "auto"):
         tinyconv.set_seed(0)
         model = seed_cnn((size, size, 3))
+        for layer in model.layers:
+            if isinstance(layer, Conv2D):
+                layer.algorithm = algorithm
         model.compile("adam", "binary_crossentropy")
 
         def step():
@@ -43,9 +50,11 @@ def tinyconv_candidates(size, x, y):
         return step, forward
 
     fast_step, fast_forward = make(False)
+    im2col_step, im2col_forward = make(False, "im2col")
     ref_step, ref_forward = make(True)
-    return ({"tinyconv": fast_step, "tinyconv reference": ref_step},
-            {"tinyconv": fast_forward, "tinyconv reference": ref_forward})
+    return ({"tinyconv": fast_step, "tinyconv, im2col only": im2col_step, "tinyconv reference": ref_step},
+            {"tinyconv": fast_forward, "tinyconv, im2col only": im2col_forward,
+             "tinyconv reference": ref_forward})
 
 
 def input_pipeline(size, batch):
