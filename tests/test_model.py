@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 import tinyconv
-from tinyconv import Model, Sequential
+from tinyconv import Model, Sequential, kernels
 from tinyconv.layers import Conv2D, Dense, Flatten, Input, LeakyReLU, MaxPooling2D
 from tinyconv.zoo import seed_cnn
 
@@ -48,6 +48,36 @@ def test_seed_forward_backward_float32_batch32(rng):
     dx = model.backward(np.ones_like(y) / y.size)
     assert dx.shape == x.shape and dx.dtype == np.float32
     assert all(g.dtype == np.float32 and np.isfinite(g).all() for g in model.gradients())
+
+
+class DenseWithOwnBackward(Dense):
+    """A user's layer written against the simple extension point, backward_linear(dz)."""
+
+    def backward_linear(self, dz):
+        return super().backward_linear(dz)
+
+
+@pytest.mark.parametrize("first", ["conv_im2col", "conv_winograd", "dense", "leaky_relu", "user_dense"])
+def test_backward_without_input_gradient_gives_the_same_parameter_gradients(first, rng, monkeypatch):
+    image, flat = (6, 6, 2), (72,)
+    shape, first_layers = {"conv_im2col": (image, [Conv2D(4, 3), Flatten()]),
+                           "conv_winograd": (image, [Conv2D(4, 3, algorithm="winograd"), Flatten()]),
+                           "dense": (flat, [Dense(4)]),
+                           "leaky_relu": (image, [LeakyReLU(), Conv2D(4, 3), Flatten()]),
+                           "user_dense": (flat, [DenseWithOwnBackward(4)])}[first]
+    model = Sequential([Input(shape), *first_layers, Dense(3, activation="sigmoid")])
+    x = rng.standard_normal((2, *shape)).astype(np.float32)
+    dy = rng.standard_normal((2, 3)).astype(np.float32)
+    model.forward(x, training=True)
+    dx = model.backward(dy)
+    full = [g.copy() for g in model.gradients()]
+    if first.startswith("conv"):  # the skipped input gradient is the one place these kernels run
+        for name in ("col2im", "winograd_input_transform_adjoint"):
+            monkeypatch.setattr(kernels, name, lambda *args: pytest.fail(f"{name} ran"))
+    assert dx.shape == x.shape
+    assert model.backward(dy, input_gradient=False) is None
+    for a, b in zip(model.gradients(), full):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_sequential_equals_functional(rng):

@@ -14,7 +14,7 @@ import zipfile
 import numpy as np
 
 from . import backend, config
-from .layers.base import InputLayer, Layer, SymbolicTensor, unique_name
+from .layers.base import InputLayer, Layer, LinearLayer, SymbolicTensor, unique_name
 from .training import Trainable
 
 
@@ -77,11 +77,27 @@ class Model(Trainable):
             x = layer.forward(x, training)
         return x
 
-    def backward(self, dy):
-        """dL/d(output) -> dL/d(input); fills every layer's ``grads``."""
-        for layer in reversed(self.layers):
+    def backward(self, dy, input_gradient: bool = True):
+        """dL/d(output) -> dL/d(input); fills every layer's ``grads``.
+
+        With ``input_gradient=False`` (what training uses) it returns None, and a first Conv2D or
+        Dense skips computing dL/d(input), which no parameter needs: for a first convolution
+        that is one matrix product and a col2im saved per step.
+        """
+        return self.backward_layers(self.layers, dy, input_gradient)
+
+    def backward_layers(self, layers, dy, input_gradient: bool = True):
+        """Backward through ``layers`` (a tail-first slice of ``self.layers``), see ``backward``."""
+        first = next((layer for layer in self.layers if not isinstance(layer, InputLayer)), None)
+        for layer in reversed(layers):
+            if layer is first and not input_gradient:
+                if isinstance(layer, LinearLayer):
+                    layer.backward(dy, input_gradient=False)
+                else:
+                    layer.backward(dy)  # a parameter-free first layer: nothing to skip
+                return None
             dy = layer.backward(dy)
-        return dy
+        return dy if input_gradient else None
 
     # --- parameters -----------------------------------------------------------------------------
     def trainable_params(self) -> list:

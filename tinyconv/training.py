@@ -80,14 +80,12 @@ class Trainable:
             x = layer.forward(x, training)
         return x if isinstance(last, Activation) else last.forward_linear(x)
 
-    def backward_logits(self, dz):
-        """Backward pass from dL/dz, the gradient at the final sigmoid's input."""
+    def backward_logits(self, dz, input_gradient: bool = True):
+        """Backward pass from dL/dz, the gradient at the final sigmoid's input (see ``backward``)."""
         *body, last = self.layers
         if isinstance(last, LinearLayer):
             dz = last.backward_linear(dz)
-        for layer in reversed(body):
-            dz = layer.backward(dz)
-        return dz
+        return self.backward_layers(body, dz, input_gradient)
 
     def train_step(self, x, y):
         """One optimisation step on a batch; returns ``(loss, predictions)`` (predictions on the device).
@@ -99,9 +97,9 @@ class Trainable:
         if math.isnan(loss):
             return loss, predictions
         if self.fuse_sigmoid:
-            self.backward_logits(self.logits_loss.backward())
+            self.backward_logits(self.logits_loss.backward(), input_gradient=False)
         else:
-            self.backward(self.loss.backward())
+            self.backward(self.loss.backward(), input_gradient=False)
         self.optimizer.step(self.trainable_params(), self.gradients())
         return loss, predictions
 

@@ -11,6 +11,8 @@ back to the input.
 """
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 
 from .. import backend, config, initializers
@@ -213,9 +215,19 @@ class LinearLayer(Layer):
         z = self.forward_linear(x)
         return z if self.activation is None else self.activation.forward(z, training)
 
-    def backward(self, dy):
+    def backward(self, dy, input_gradient: bool = True):
+        """``input_gradient=False`` fills ``grads`` and returns None (for a model's first layer).
+
+        ``backward_linear(dz, input_gradient)`` may then skip dL/dx; a subclass that defines
+        ``backward_linear(dz)`` alone still works, its dx is computed and dropped.
+        """
         dz = dy if self.activation is None else self.activation.backward(dy)
-        return self.backward_linear(dz)
+        if input_gradient:
+            return self.backward_linear(dz)
+        if "input_gradient" in inspect.signature(self.backward_linear).parameters:
+            return self.backward_linear(dz, input_gradient=False)
+        self.backward_linear(dz)
+        return None
 
 
 class InputLayer(Layer):

@@ -89,10 +89,10 @@ class Conv2D(WindowLayer, LinearLayer):
         self.cache = "im2col", (cols, x.shape)
         return z.reshape(n, *self.output_shape)
 
-    def backward_linear(self, dz):
+    def backward_linear(self, dz, input_gradient: bool = True):
         algorithm, cache = self.cache
         if algorithm == "winograd":
-            dkernel, dbias, dx = winograd.backward(dz, cache)
+            dkernel, dbias, dx = winograd.backward(dz, cache, input_gradient)
             self.grads["kernel"] = dkernel
             if self.use_bias:
                 self.grads["bias"] = dbias
@@ -103,6 +103,8 @@ class Conv2D(WindowLayer, LinearLayer):
         self.grads["kernel"] = (cols.T @ dz).reshape(kernel.shape)
         if self.use_bias:
             self.grads["bias"] = dz.sum(axis=0)
+        if not input_gradient:
+            return None
         dcols = dz @ kernel.reshape(-1, self.filters).T
         return kernels.col2im(dcols, x_shape, self.kernel_size, self.strides, self.pads)
 

@@ -50,11 +50,11 @@ class Dense(LinearLayer):
             z += self.params["bias"]
         return z
 
-    def backward_linear(self, dz):
+    def backward_linear(self, dz, input_gradient: bool = True):
         self.grads["kernel"] = self.x.T @ dz
         if self.use_bias:
             self.grads["bias"] = dz.sum(axis=0)
-        return dz @ self.params["kernel"].T
+        return dz @ self.params["kernel"].T if input_gradient else None
 
     def receptive_field(self, field):
         return None  # every output sees the whole input

@@ -71,12 +71,15 @@ def forward(x, kernel, bias, padding, out_shape):
     return y, (v, u, x.shape, padding, tiles)
 
 
-def backward(dy, cache):
-    """Returns ``(dkernel, dbias, dx)`` for the upstream gradient ``dy`` (N, OH, OW, F)."""
+def backward(dy, cache, input_gradient: bool = True):
+    """Returns ``(dkernel, dbias, dx)`` for the upstream gradient ``dy`` (N, OH, OW, F); dx is
+    None when ``input_gradient`` is False."""
     v, u, x_shape, padding, tiles = cache
     dm = kernels.winograd_output_transform_adjoint(dy)
     dkernel = kernel_transform_adjoint(np.matmul(v.transpose(0, 2, 1), dm))
     dbias = dy.reshape(-1, dy.shape[-1]).sum(axis=0)
+    if not input_gradient:
+        return dkernel, dbias, None
     dv = np.matmul(dm, u.transpose(0, 2, 1))
     dx = kernels.winograd_input_transform_adjoint(dv, x_shape, padding, tiles)
     return dkernel, dbias, dx
