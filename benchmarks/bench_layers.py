@@ -49,16 +49,21 @@ def per_layer(model, x, y, repeats):
             activation = layer.forward(activation, True)
             forward[layer.name].append(time.perf_counter() - start)
         grad = np.full_like(activation, 1.0 / activation.size)
-        for layer in reversed(model.layers):
+        for layer in reversed(model.layers[2:]):
             start = time.perf_counter()
             grad = layer.backward(grad)
             backward[layer.name].append(time.perf_counter() - start)
+        start = time.perf_counter()
+        model.layers[1].backward(grad, input_gradient=False)  # as in training: no dL/d(images)
+        backward[model.layers[1].name].append(time.perf_counter() - start)
+        backward[model.layers[0].name].append(0.0)
     return ({k: statistics.median(v) for k, v in forward.items()},
             {k: statistics.median(v) for k, v in backward.items()})
 
 
-def im2col_pieces(layer, inputs, kinds, repeats):
-    """im2col, the three GEMMs, the bias gradient and col2im of an im2col Conv2D layer."""
+def im2col_pieces(layer, inputs, kinds, repeats, input_gradient):
+    """im2col, the three GEMMs, the bias gradient and col2im of an im2col Conv2D layer (the last
+    GEMM and col2im only when the step needs its input gradient)."""
     args = (layer.kernel_size, layer.strides, layer.pads)
     cols = kernels.im2col(inputs, *args)
     w = layer.params["kernel"].reshape(-1, layer.filters)
@@ -67,32 +72,37 @@ def im2col_pieces(layer, inputs, kinds, repeats):
     kinds["im2col"] += median_time(lambda: kernels.im2col(inputs, *args, out=cols), repeats)
     kinds["GEMM"] += median_time(lambda: cols @ w, repeats)
     kinds["GEMM"] += median_time(lambda: cols.T @ dz, repeats)
-    kinds["GEMM"] += median_time(lambda: np.matmul(dz, w.T, out=dcols), repeats)
     kinds["elementwise"] += median_time(lambda: dz.sum(axis=0), repeats)  # bias gradient
-    kinds["col2im"] += median_time(lambda: kernels.col2im(dcols, inputs.shape, *args), repeats)
+    if input_gradient:
+        kinds["GEMM"] += median_time(lambda: np.matmul(dz, w.T, out=dcols), repeats)
+        kinds["col2im"] += median_time(lambda: kernels.col2im(dcols, inputs.shape, *args), repeats)
 
 
-def winograd_pieces(layer, inputs, kinds, repeats):
-    """The four tile transforms, the two kernel transforms and the 3 x 16 GEMMs of a Winograd layer."""
+def winograd_pieces(layer, inputs, kinds, repeats, input_gradient):
+    """The tile and kernel transforms and the 3 x a*a GEMMs of a Winograd Conv2D layer (without
+    the input gradient's GEMMs and transform when the step does not need it)."""
+    transforms = layer.cache[1][-1]
+    bt, at = transforms.bt.astype(inputs.dtype), transforms.at.astype(inputs.dtype)
     kernel, bias = layer.params["kernel"], layer.params["bias"]
     out_shape = (inputs.shape[0], *layer.output_shape)
-    tiles = winograd_tiles(*layer.output_shape[:2])
-    v = kernels.winograd_input_transform(inputs, layer.pads, tiles)
-    u = winograd.kernel_transform(kernel)
-    m = np.matmul(v, u)
+    tiles = winograd_tiles(*layer.output_shape[:2], transforms.m)
+    v = kernels.winograd_input_transform(inputs, layer.pads, tiles, bt)
+    u = winograd.kernel_transform(kernel, transforms)
+    products = np.matmul(v, u)
     dy = np.ones(out_shape, dtype=inputs.dtype)
-    dm = kernels.winograd_output_transform_adjoint(dy)
+    dm = kernels.winograd_output_transform_adjoint(dy, at)
     dv = np.matmul(dm, u.transpose(0, 2, 1))
-    transforms = [lambda: kernels.winograd_input_transform(inputs, layer.pads, tiles),
-                  lambda: kernels.winograd_output_transform(m, out_shape, bias),
-                  lambda: kernels.winograd_output_transform_adjoint(dy),
-                  lambda: kernels.winograd_input_transform_adjoint(dv, inputs.shape, layer.pads, tiles),
-                  lambda: winograd.kernel_transform(kernel),
-                  lambda: winograd.kernel_transform_adjoint(m[:, :kernel.shape[2], :])]
-    kinds["Winograd transforms"] += sum(median_time(fn, repeats) for fn in transforms)
+    pieces = [lambda: kernels.winograd_input_transform(inputs, layer.pads, tiles, bt),
+              lambda: kernels.winograd_output_transform(products, out_shape, bias, at),
+              lambda: kernels.winograd_output_transform_adjoint(dy, at),
+              lambda: winograd.kernel_transform(kernel, transforms),
+              lambda: winograd.kernel_transform_adjoint(u, transforms)]
+    if input_gradient:
+        pieces.append(lambda: kernels.winograd_input_transform_adjoint(dv, inputs.shape, layer.pads, tiles, bt))
+        kinds["GEMM"] += median_time(lambda: np.matmul(dm, u.transpose(0, 2, 1)), repeats)
+    kinds["Winograd transforms"] += sum(median_time(piece, repeats) for piece in pieces)
     kinds["GEMM"] += median_time(lambda: np.matmul(v, u), repeats)
     kinds["GEMM"] += median_time(lambda: np.matmul(v.transpose(0, 2, 1), dm), repeats)
-    kinds["GEMM"] += median_time(lambda: np.matmul(dm, u.transpose(0, 2, 1)), repeats)
     kinds["elementwise"] += median_time(lambda: dy.reshape(-1, dy.shape[-1]).sum(axis=0), repeats)
 
 
@@ -104,10 +114,11 @@ def by_kind(model, x, repeats):
     for layer in model.layers:
         inputs = activation
         activation = layer.forward(activation, True)
+        input_gradient = layer is not model.layers[1]  # training needs no dL/d(images)
         if isinstance(layer, Conv2D) and layer.cache[0] == "winograd":
-            winograd_pieces(layer, inputs, kinds, repeats)
+            winograd_pieces(layer, inputs, kinds, repeats, input_gradient)
         elif isinstance(layer, Conv2D):
-            im2col_pieces(layer, inputs, kinds, repeats)
+            im2col_pieces(layer, inputs, kinds, repeats, input_gradient)
         elif isinstance(layer, MaxPooling2D):
             args = (layer.pool_size, layer.strides, layer.pads)
             out, argmax = kernels.maxpool_forward(inputs, *args)

@@ -52,14 +52,16 @@ def test_forward_equals_nested_loops(n, h, w, c, f, kh, kw, sh, sw, padding, see
     np.testing.assert_allclose(layer.forward(x.astype(np.float32)), expected, rtol=1e-4, atol=1e-4)
 
 
-@settings(max_examples=30, deadline=None)
-@given(n=st.integers(1, 2), h=st.integers(3, 9), w=st.integers(3, 9), c=st.integers(1, 4),
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(1, 2), h=st.integers(3, 11), w=st.integers(3, 11), c=st.integers(1, 4),
        f=st.integers(1, 3), padding=st.sampled_from(["valid", "same"]), use_bias=st.booleans(),
-       reference_kernels=st.booleans(), seed=st.integers(0, 1000))
-def test_winograd_forward_equals_nested_loops(n, h, w, c, f, padding, use_bias, reference_kernels, seed):
+       algorithm=st.sampled_from(["winograd", "winograd_2x2"]), reference_kernels=st.booleans(),
+       seed=st.integers(0, 1000))
+def test_winograd_forward_equals_nested_loops(n, h, w, c, f, padding, use_bias, algorithm, reference_kernels,
+                                              seed):
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((n, h, w, c))
-    layer = Conv2D(f, (3, 3), padding=padding, use_bias=use_bias, algorithm="winograd")
+    layer = Conv2D(f, (3, 3), padding=padding, use_bias=use_bias, algorithm=algorithm)
     layer.build((h, w, c))
     kernel, bias = rng.standard_normal((3, 3, c, f)), rng.standard_normal(f) * use_bias
     layer.set_weights([kernel, bias] if use_bias else [kernel])
@@ -71,26 +73,28 @@ def test_winograd_forward_equals_nested_loops(n, h, w, c, f, padding, use_bias, 
 
 
 def test_auto_algorithm_takes_winograd_for_wide_3x3_stride_1_layers(rng):
-    cases = [(Conv2D(4, 3, padding="same"), 16, "winograd"), (Conv2D(4, 3, padding="same"), 3, "im2col"),
-             (Conv2D(4, 3, strides=2), 16, "im2col"), (Conv2D(4, 5), 16, "im2col"),
-             (Conv2D(4, 3, algorithm="im2col"), 16, "im2col"), (Conv2D(4, 3, algorithm="winograd"), 3, "winograd")]
+    cases = [(Conv2D(4, 3, padding="same"), 32, "winograd"), (Conv2D(4, 3, padding="same"), 3, "im2col"),
+             (Conv2D(4, 3, strides=2), 32, "im2col"), (Conv2D(4, 5), 32, "im2col"),
+             (Conv2D(4, 3, algorithm="im2col"), 32, "im2col"), (Conv2D(4, 3, algorithm="winograd"), 3, "winograd"),
+             (Conv2D(4, 3, algorithm="winograd_2x2"), 3, "winograd")]
     for layer, channels, expected in cases:
         layer.build((8, 8, channels))
         layer.forward(rng.standard_normal((1, 8, 8, channels)).astype(np.float32))
         assert layer.cache[0] == expected, (layer, channels)
 
 
-def test_winograd_backward_equals_im2col_backward(rng):
-    x = rng.standard_normal((2, 9, 7, 16))
-    dy = rng.standard_normal((2, 9, 7, 5))
+@pytest.mark.parametrize("algorithm", ["winograd", "winograd_2x2"])
+def test_winograd_backward_equals_im2col_backward(algorithm, rng):
+    x = rng.standard_normal((2, 9, 7, 16)).astype(np.float32)
+    dy = rng.standard_normal((2, 9, 7, 5)).astype(np.float32)
+    weights = [rng.standard_normal((3, 3, 16, 5)), np.arange(5.0)]
     results = []
-    for algorithm in ("im2col", "winograd"):
-        layer = Conv2D(5, 3, padding="same", algorithm=algorithm)
+    for name in ("im2col", algorithm):
+        layer = Conv2D(5, 3, padding="same", algorithm=name)
         layer.build((9, 7, 16))
-        layer.set_weights([rng.standard_normal((3, 3, 16, 5)), np.arange(5.0)] if not results else
-                          [results[0][0].params["kernel"], np.arange(5.0)])
-        layer.forward(x.astype(np.float32))
-        results.append((layer, layer.backward(dy.astype(np.float32))))
+        layer.set_weights(weights)
+        layer.forward(x)
+        results.append((layer, layer.backward(dy)))
     (im2col, dx_im2col), (winograd, dx_winograd) = results
     np.testing.assert_allclose(dx_winograd, dx_im2col, rtol=1e-4, atol=1e-4)
     for name in ("kernel", "bias"):

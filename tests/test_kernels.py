@@ -4,6 +4,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from tinyconv.kernels import cpu, reference
+from tinyconv.layers.winograd import F2X2_3X3, F4X4_3X3
 
 pytestmark = pytest.mark.kernels
 
@@ -48,40 +49,45 @@ def winograd_problems(draw):
     return x, pads, out_shape, rng
 
 
+TILE_TRANSFORMS = [F2X2_3X3, F4X4_3X3]
+
+
 @settings(max_examples=60, deadline=None)
-@given(winograd_problems())
-def test_winograd_transforms_match_reference(problem):
+@given(winograd_problems(), st.sampled_from(TILE_TRANSFORMS))
+def test_winograd_transforms_match_reference(problem, transforms):
     x, pads, out_shape, rng = problem
-    tiles = reference.winograd_tiles(out_shape[1], out_shape[2])
-    v = cpu.winograd_input_transform(x, pads, tiles)
-    tol = dict(rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(v, reference.winograd_input_transform(x, pads, tiles), **tol)
+    tiles = reference.winograd_tiles(out_shape[1], out_shape[2], transforms.m)
+    bt, at = transforms.bt.astype(x.dtype), transforms.at.astype(x.dtype)
+    v = cpu.winograd_input_transform(x, pads, tiles, bt)
+    tol = dict(rtol=1e-5, atol=1e-4)  # F(4x4, 3x3)'s entries (up to 8) sum to values around 100
+    np.testing.assert_allclose(v, reference.winograd_input_transform(x, pads, tiles, bt), **tol)
     dv = rng.standard_normal(v.shape).astype(x.dtype)
-    np.testing.assert_allclose(cpu.winograd_input_transform_adjoint(dv, x.shape, pads, tiles),
-                               reference.winograd_input_transform_adjoint(dv, x.shape, pads, tiles), **tol)
-    m = rng.standard_normal((16, v.shape[1], out_shape[3])).astype(x.dtype)
+    np.testing.assert_allclose(cpu.winograd_input_transform_adjoint(dv, x.shape, pads, tiles, bt),
+                               reference.winograd_input_transform_adjoint(dv, x.shape, pads, tiles, bt), **tol)
+    m = rng.standard_normal((v.shape[0], v.shape[1], out_shape[3])).astype(x.dtype)
     bias = rng.standard_normal(out_shape[3]).astype(x.dtype)
-    y = cpu.winograd_output_transform(m, out_shape, bias)
-    np.testing.assert_allclose(y, reference.winograd_output_transform(m, out_shape, bias), **tol)
+    y = cpu.winograd_output_transform(m, out_shape, bias, at)
+    np.testing.assert_allclose(y, reference.winograd_output_transform(m, out_shape, bias, at), **tol)
     dy = rng.standard_normal(out_shape).astype(x.dtype)
-    np.testing.assert_allclose(cpu.winograd_output_transform_adjoint(dy),
-                               reference.winograd_output_transform_adjoint(dy), **tol)
+    np.testing.assert_allclose(cpu.winograd_output_transform_adjoint(dy, at),
+                               reference.winograd_output_transform_adjoint(dy, at), **tol)
 
 
+@pytest.mark.parametrize("transforms", TILE_TRANSFORMS, ids=lambda t: t.name)
 @pytest.mark.parametrize("module", [reference, cpu], ids=["reference", "numba"])
-def test_winograd_backward_transforms_are_adjoints(module, rng):
+def test_winograd_backward_transforms_are_adjoints(module, transforms, rng):
     """<T(a), b> == <a, T*(b)> for the input and output transforms, on partial tiles (7x6 output)."""
     x = rng.standard_normal((2, 7, 6, 3))
     pads, out_shape = (1, 1, 1, 1), (2, 7, 6, 4)
-    tiles = reference.winograd_tiles(7, 6)
-    v = module.winograd_input_transform(x, pads, tiles)
+    tiles = reference.winograd_tiles(7, 6, transforms.m)
+    v = module.winograd_input_transform(x, pads, tiles, transforms.bt)
     dv = rng.standard_normal(v.shape)
     assert np.sum(v * dv) == pytest.approx(
-        np.sum(x * module.winograd_input_transform_adjoint(dv, x.shape, pads, tiles)), rel=1e-12)
-    m = rng.standard_normal((16, v.shape[1], 4))
+        np.sum(x * module.winograd_input_transform_adjoint(dv, x.shape, pads, tiles, transforms.bt)), rel=1e-12)
+    m = rng.standard_normal((v.shape[0], v.shape[1], 4))
     dy = rng.standard_normal(out_shape)
-    assert np.sum(module.winograd_output_transform(m, out_shape, 0.0) * dy) == pytest.approx(
-        np.sum(m * module.winograd_output_transform_adjoint(dy)), rel=1e-12)
+    assert np.sum(module.winograd_output_transform(m, out_shape, 0.0, transforms.at) * dy) == pytest.approx(
+        np.sum(m * module.winograd_output_transform_adjoint(dy, transforms.at)), rel=1e-12)
 
 
 @settings(max_examples=60, deadline=None)

@@ -69,20 +69,20 @@ def has_winograd(x) -> bool:
     return hasattr(module_for(x), "winograd_input_transform")
 
 
-def winograd_input_transform(x, padding, tiles):
-    return module_for(x).winograd_input_transform(x, padding, tiles)
+def winograd_input_transform(x, padding, tiles, bt):
+    return module_for(x).winograd_input_transform(x, padding, tiles, bt)
 
 
-def winograd_input_transform_adjoint(dv, x_shape, padding, tiles):
-    return module_for(dv).winograd_input_transform_adjoint(dv, x_shape, padding, tiles)
+def winograd_input_transform_adjoint(dv, x_shape, padding, tiles, bt):
+    return module_for(dv).winograd_input_transform_adjoint(dv, x_shape, padding, tiles, bt)
 
 
-def winograd_output_transform(m, out_shape, bias):
-    return module_for(m).winograd_output_transform(m, out_shape, bias)
+def winograd_output_transform(products, out_shape, bias, at):
+    return module_for(products).winograd_output_transform(products, out_shape, bias, at)
 
 
-def winograd_output_transform_adjoint(dy):
-    return module_for(dy).winograd_output_transform_adjoint(dy)
+def winograd_output_transform_adjoint(dy, at):
+    return module_for(dy).winograd_output_transform_adjoint(dy, at)
 
 
 def maxpool_forward(x, pool_size, strides, padding):

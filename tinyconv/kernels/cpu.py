@@ -163,179 +163,192 @@ def maxpool_backward(dy, argmax, x_shape, pool_size, strides, padding):
 
 
 # ---------------------------------------------------------------------------------------------
-# Winograd F(2x2, 3x3) transforms, same contract as the reference ones. Transformed tiles are
-# viewed as (4, 4, N, TH, TW, C). Each 4x4 transform is done as two passes of a 4-point
-# transform (columns, then rows), with channels innermost so that every pass vectorizes.
+# Winograd transforms, same contract as the reference ones (any tile size: the matrices are
+# arguments). Transformed tiles are viewed as (a, a, N, TH, TW, C). Per tile, each transform is
+# two small matrix products, P @ tile then tile @ Q^T, with channels innermost so they vectorize;
+# the zeros of the transform matrices are skipped.
 # ---------------------------------------------------------------------------------------------
 
 from .reference import winograd_tiles  # noqa: E402  (kept beside the section that uses it)
 
 
 @njit(inline="always")
-def _bt4(a0, a1, a2, a3):  # B^T times a 4-vector
-    return a0 - a2, a1 + a2, a2 - a1, a1 - a3
+def _left_multiply(p, tile, out):
+    """out[i, s, :] = sum_r p[i, r] * tile[r, s, :]"""
+    for i in range(p.shape[0]):
+        for s in range(tile.shape[1]):
+            for ch in range(tile.shape[2]):
+                out[i, s, ch] = 0.0
+            for r in range(p.shape[1]):
+                coef = p[i, r]
+                if coef != 0.0:
+                    for ch in range(tile.shape[2]):
+                        out[i, s, ch] += coef * tile[r, s, ch]
 
 
 @njit(inline="always")
-def _b4(a0, a1, a2, a3):  # B times a 4-vector (the adjoint of _bt4)
-    return a0, a1 - a2 + a3, a1 + a2 - a0, -a3
-
-
-@njit(inline="always")
-def _at4(a0, a1, a2, a3):  # A^T times a 4-vector
-    return a0 + a1 + a2, a1 - a2 - a3
-
-
-@njit(inline="always")
-def _a2(a0, a1):  # A times a 2-vector (the adjoint of _at4)
-    return a0, a0 + a1, a0 - a1, -a1
+def _right_multiply(tile, q, out):
+    """out[i, j, :] = sum_s tile[i, s, :] * q[j, s]"""
+    for i in range(tile.shape[0]):
+        for j in range(q.shape[0]):
+            for ch in range(tile.shape[2]):
+                out[i, j, ch] = 0.0
+            for s in range(q.shape[1]):
+                coef = q[j, s]
+                if coef != 0.0:
+                    for ch in range(tile.shape[2]):
+                        out[i, j, ch] += coef * tile[i, s, ch]
 
 
 @njit(parallel=True, cache=True)
-def _winograd_input(x, v, top, left):
+def _winograd_input(x, v, bt, top, left):
     n, h, w, c = x.shape
-    th, tw = v.shape[3], v.shape[4]
+    a, th, tw = bt.shape[0], v.shape[3], v.shape[4]
+    m = a - 2
     for b in prange(n * th):  # one tile row per task
         nn, ty = b // th, b % th
-        d = np.empty((4, 4, c), dtype=x.dtype)
-        t = np.empty((4, 4, c), dtype=x.dtype)
+        d = np.empty((a, a, c), dtype=x.dtype)
+        t = np.empty((a, a, c), dtype=x.dtype)
+        u = np.empty((a, a, c), dtype=x.dtype)
         for tx in range(tw):
-            for r in range(4):
-                row = 2 * ty + r - top
-                for s in range(4):
-                    col = 2 * tx + s - left
+            for r in range(a):
+                row = m * ty + r - top
+                for s in range(a):
+                    col = m * tx + s - left
                     inside = 0 <= row < h and 0 <= col < w
                     for ch in range(c):
                         d[r, s, ch] = x[nn, row, col, ch] if inside else 0.0
-            for s in range(4):  # t = B^T d
-                for ch in range(c):
-                    t0, t1, t2, t3 = _bt4(d[0, s, ch], d[1, s, ch], d[2, s, ch], d[3, s, ch])
-                    t[0, s, ch], t[1, s, ch], t[2, s, ch], t[3, s, ch] = t0, t1, t2, t3
-            for i in range(4):  # v = t B
-                for ch in range(c):
-                    v0, v1, v2, v3 = _bt4(t[i, 0, ch], t[i, 1, ch], t[i, 2, ch], t[i, 3, ch])
-                    v[i, 0, nn, ty, tx, ch], v[i, 1, nn, ty, tx, ch] = v0, v1
-                    v[i, 2, nn, ty, tx, ch], v[i, 3, nn, ty, tx, ch] = v2, v3
+            _left_multiply(bt, d, t)  # B^T d
+            _right_multiply(t, bt, u)  # (B^T d) B
+            for i in range(a):
+                for j in range(a):
+                    for ch in range(c):
+                        v[i, j, nn, ty, tx, ch] = u[i, j, ch]
 
 
 @njit(parallel=True, cache=True)
-def _winograd_input_adjoint(dv, dx, top, left):
+def _winograd_input_adjoint(dv, dx, b_, top, left):
+    # b_ is B = (B^T)^T. One image per task: tiles overlap only within an image.
     n, h, w, c = dx.shape
-    th, tw = dv.shape[3], dv.shape[4]
-    for nn in prange(n):  # one image per task: tiles overlap only within an image
-        u = np.empty((4, 4, c), dtype=dx.dtype)
-        dd = np.empty((4, c), dtype=dx.dtype)
+    a, th, tw = b_.shape[0], dv.shape[3], dv.shape[4]
+    m = a - 2
+    for nn in prange(n):
+        g = np.empty((a, a, c), dtype=dx.dtype)
+        t = np.empty((a, a, c), dtype=dx.dtype)
+        dd = np.empty((a, a, c), dtype=dx.dtype)
         for row in range(h):
             for col in range(w):
                 for ch in range(c):
                     dx[nn, row, col, ch] = 0.0
         for ty in range(th):
             for tx in range(tw):
-                for j in range(4):  # u = B dV
-                    for ch in range(c):
-                        u0, u1, u2, u3 = _b4(dv[0, j, nn, ty, tx, ch], dv[1, j, nn, ty, tx, ch],
-                                             dv[2, j, nn, ty, tx, ch], dv[3, j, nn, ty, tx, ch])
-                        u[0, j, ch], u[1, j, ch], u[2, j, ch], u[3, j, ch] = u0, u1, u2, u3
-                for r in range(4):  # row r of u B^T, added to the input pixels the tile covers
-                    row = 2 * ty + r - top
+                for i in range(a):
+                    for j in range(a):
+                        for ch in range(c):
+                            g[i, j, ch] = dv[i, j, nn, ty, tx, ch]
+                _left_multiply(b_, g, t)  # B dV
+                _right_multiply(t, b_, dd)  # (B dV) B^T
+                for r in range(a):  # added to the input pixels the tile covers
+                    row = m * ty + r - top
                     if row < 0 or row >= h:
                         continue
-                    for ch in range(c):
-                        d0, d1, d2, d3 = _b4(u[r, 0, ch], u[r, 1, ch], u[r, 2, ch], u[r, 3, ch])
-                        dd[0, ch], dd[1, ch], dd[2, ch], dd[3, ch] = d0, d1, d2, d3
-                    for s in range(4):
-                        col = 2 * tx + s - left
+                    for s in range(a):
+                        col = m * tx + s - left
                         if 0 <= col < w:
                             for ch in range(c):
-                                dx[nn, row, col, ch] += dd[s, ch]
+                                dx[nn, row, col, ch] += dd[r, s, ch]
 
 
 @njit(parallel=True, cache=True)
-def _winograd_output(m, bias, y):
+def _winograd_output(products, bias, y, at):
     n, oh, ow, f = y.shape
-    th, tw = m.shape[3], m.shape[4]
+    m, a = at.shape
+    th, tw = products.shape[3], products.shape[4]
     for b in prange(n * th):
         nn, ty = b // th, b % th
-        t = np.empty((2, 4, f), dtype=y.dtype)
+        g = np.empty((a, a, f), dtype=y.dtype)
+        t = np.empty((m, a, f), dtype=y.dtype)
+        out = np.empty((m, m, f), dtype=y.dtype)
         for tx in range(tw):
-            for s in range(4):  # t = A^T m
-                for ch in range(f):
-                    t0, t1 = _at4(m[0, s, nn, ty, tx, ch], m[1, s, nn, ty, tx, ch],
-                                  m[2, s, nn, ty, tx, ch], m[3, s, nn, ty, tx, ch])
-                    t[0, s, ch], t[1, s, ch] = t0, t1
-            for a in range(2):  # y = t A + bias, dropping outputs past the edge
-                row = 2 * ty + a
-                col = 2 * tx
-                if row >= oh:
-                    continue
-                if col + 1 < ow:
+            for i in range(a):
+                for j in range(a):
                     for ch in range(f):
-                        y0, y1 = _at4(t[a, 0, ch], t[a, 1, ch], t[a, 2, ch], t[a, 3, ch])
-                        y[nn, row, col, ch] = y0 + bias[ch]
-                        y[nn, row, col + 1, ch] = y1 + bias[ch]
-                else:
+                        g[i, j, ch] = products[i, j, nn, ty, tx, ch]
+            _left_multiply(at, g, t)  # A^T M
+            _right_multiply(t, at, out)  # (A^T M) A
+            for r in range(min(m, oh - m * ty)):  # dropping outputs past the edge
+                for s in range(min(m, ow - m * tx)):
                     for ch in range(f):
-                        y0, _ = _at4(t[a, 0, ch], t[a, 1, ch], t[a, 2, ch], t[a, 3, ch])
-                        y[nn, row, col, ch] = y0 + bias[ch]
+                        y[nn, m * ty + r, m * tx + s, ch] = out[r, s, ch] + bias[ch]
 
 
 @njit(parallel=True, cache=True)
-def _winograd_output_adjoint(dy, dm):
+def _winograd_output_adjoint(dy, dm, a_):
+    # a_ is A = (A^T)^T, of shape (a, m).
     n, oh, ow, f = dy.shape
+    a, m = a_.shape
     th, tw = dm.shape[3], dm.shape[4]
     for b in prange(n * th):
         nn, ty = b // th, b % th
-        e = np.empty((2, 2, f), dtype=dy.dtype)
-        u = np.empty((2, 4, f), dtype=dy.dtype)
+        e = np.empty((m, m, f), dtype=dy.dtype)
+        t = np.empty((a, m, f), dtype=dy.dtype)
+        g = np.empty((a, a, f), dtype=dy.dtype)
         for tx in range(tw):
-            for a in range(2):  # the 2x2 output-gradient tile, zero past the edge
-                for bb in range(2):
-                    row, col = 2 * ty + a, 2 * tx + bb
+            for r in range(m):  # the m x m output-gradient tile, zero past the edge
+                for s in range(m):
+                    row, col = m * ty + r, m * tx + s
                     inside = row < oh and col < ow
                     for ch in range(f):
-                        e[a, bb, ch] = dy[nn, row, col, ch] if inside else 0.0
-            for a in range(2):  # u = e A^T
-                for ch in range(f):
-                    u0, u1, u2, u3 = _a2(e[a, 0, ch], e[a, 1, ch])
-                    u[a, 0, ch], u[a, 1, ch], u[a, 2, ch], u[a, 3, ch] = u0, u1, u2, u3
-            for s in range(4):  # dm = A u
-                for ch in range(f):
-                    d0, d1, d2, d3 = _a2(u[0, s, ch], u[1, s, ch])
-                    dm[0, s, nn, ty, tx, ch], dm[1, s, nn, ty, tx, ch] = d0, d1
-                    dm[2, s, nn, ty, tx, ch], dm[3, s, nn, ty, tx, ch] = d2, d3
+                        e[r, s, ch] = dy[nn, row, col, ch] if inside else 0.0
+            _left_multiply(a_, e, t)  # A dY
+            _right_multiply(t, a_, g)  # (A dY) A^T
+            for i in range(a):
+                for j in range(a):
+                    for ch in range(f):
+                        dm[i, j, nn, ty, tx, ch] = g[i, j, ch]
 
 
-def winograd_input_transform(x, padding, tiles):
+def winograd_input_transform(x, padding, tiles, bt):
     n, _, _, c = x.shape
-    th, tw = tiles
-    v = np.empty((16, n * th * tw, c), dtype=x.dtype)
-    _winograd_input(np.ascontiguousarray(x), v.reshape(4, 4, n, th, tw, c), padding[0], padding[2])
+    a, (th, tw) = bt.shape[0], tiles
+    v = np.empty((a * a, n * th * tw, c), dtype=x.dtype)
+    _winograd_input(np.ascontiguousarray(x), v.reshape(a, a, n, th, tw, c), _matrix(bt, x.dtype),
+                    padding[0], padding[2])
     return v
 
 
-def winograd_input_transform_adjoint(dv, x_shape, padding, tiles):
+def winograd_input_transform_adjoint(dv, x_shape, padding, tiles, bt):
     n, _, _, c = x_shape
+    a = bt.shape[0]
     dx = np.empty(x_shape, dtype=dv.dtype)
-    dv6 = np.ascontiguousarray(dv).reshape(4, 4, n, tiles[0], tiles[1], c)
-    _winograd_input_adjoint(dv6, dx, padding[0], padding[2])
+    dv6 = np.ascontiguousarray(dv).reshape(a, a, n, tiles[0], tiles[1], c)
+    _winograd_input_adjoint(dv6, dx, _matrix(bt.T, dv.dtype), padding[0], padding[2])
     return dx
 
 
-def winograd_output_transform(m, out_shape, bias):
+def winograd_output_transform(products, out_shape, bias, at):
     n, oh, ow, f = out_shape
-    th, tw = winograd_tiles(oh, ow)
-    y = np.empty(out_shape, dtype=m.dtype)
-    bias = np.broadcast_to(np.asarray(bias, dtype=m.dtype), (f,))
-    _winograd_output(np.ascontiguousarray(m).reshape(4, 4, n, th, tw, f), np.ascontiguousarray(bias), y)
+    m, a = at.shape
+    th, tw = winograd_tiles(oh, ow, m)
+    y = np.empty(out_shape, dtype=products.dtype)
+    bias = np.ascontiguousarray(np.broadcast_to(np.asarray(bias, dtype=products.dtype), (f,)))
+    _winograd_output(np.ascontiguousarray(products).reshape(a, a, n, th, tw, f), bias, y,
+                     _matrix(at, products.dtype))
     return y
 
 
-def winograd_output_transform_adjoint(dy):
+def winograd_output_transform_adjoint(dy, at):
     n, oh, ow, f = dy.shape
-    th, tw = winograd_tiles(oh, ow)
-    dm = np.empty((16, n * th * tw, f), dtype=dy.dtype)
-    _winograd_output_adjoint(np.ascontiguousarray(dy), dm.reshape(4, 4, n, th, tw, f))
+    m, a = at.shape
+    th, tw = winograd_tiles(oh, ow, m)
+    dm = np.empty((a * a, n * th * tw, f), dtype=dy.dtype)
+    _winograd_output_adjoint(np.ascontiguousarray(dy), dm.reshape(a, a, n, th, tw, f), _matrix(at.T, dy.dtype))
     return dm
+
+
+def _matrix(values, dtype):
+    """A transform matrix as a contiguous array of the data's dtype (one compiled kernel per dtype)."""
+    return np.ascontiguousarray(values, dtype=dtype)
 
 
 @njit(parallel=True, cache=True)

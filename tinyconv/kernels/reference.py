@@ -64,80 +64,77 @@ def col2im(cols, x_shape, kernel_size, strides, padding):
 
 
 # ---------------------------------------------------------------------------------------------
-# Winograd F(2x2, 3x3) transforms (used by tinyconv.layers.winograd, which explains the method).
+# Winograd F(m x m, 3x3) transforms (used by tinyconv.layers.winograd, which explains the method).
 #
-# The input is cut into 4x4 tiles at stride 2 (neighbours overlap by two pixels); each tile d
-# becomes B^T d B, and each 4x4 product tile m becomes the 2x2 output tile A^T m A. Transformed
-# tiles are stored as (16, tiles, channels): entry (i, j) of every tile's 4x4 matrix is one
-# contiguous (tiles, channels) matrix, so the 16 products are 16 ordinary matrix products.
-# Tiles are numbered (image, tile row, tile column), row-major.
+# The input is cut into a x a tiles (a = m + 2) at stride m; neighbours overlap by two pixels.
+# Each tile d becomes B^T d B, and each a x a product tile becomes the m x m output tile A^T M A.
+# ``bt`` is B^T (a x a) and ``at`` is A^T (m x a); the tile size follows from them. Transformed
+# tiles are stored as (a*a, tiles, channels): entry (i, j) of every tile is one contiguous
+# (tiles, channels) matrix, so the a*a products are ordinary matrix products. Tiles are numbered
+# (image, tile row, tile column), row-major.
 # ---------------------------------------------------------------------------------------------
 
-WINOGRAD_BT = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]])
-WINOGRAD_AT = np.array([[1, 1, 1, 0], [0, 1, -1, -1]])
+def winograd_tiles(out_h: int, out_w: int, m: int) -> tuple[int, int]:
+    """Tile rows and columns covering an OH x OW output with m x m tiles (the last may stick out)."""
+    return -(-out_h // m), -(-out_w // m)
 
 
-def winograd_tiles(out_h: int, out_w: int) -> tuple[int, int]:
-    """Tile rows and columns covering an OH x OW output with 2x2 tiles (the last may stick out)."""
-    return -(-out_h // 2), -(-out_w // 2)
-
-
-def winograd_tile_padding(x_shape, padding, tiles):
-    """The convolution's padding, plus zeros below and right so the input holds whole 4x4 tiles.
+def winograd_tile_padding(x_shape, padding, tiles, m: int):
+    """The convolution's padding, plus zeros below and right so the input holds whole tiles.
 
     The extra rows and columns only feed outputs past OH x OW, which are cut off.
     """
     top, _, left, _ = padding
     th, tw = tiles
-    return top, 2 * th + 2 - x_shape[1] - top, left, 2 * tw + 2 - x_shape[2] - left
+    return top, m * th + 2 - x_shape[1] - top, left, m * tw + 2 - x_shape[2] - left
 
 
-def winograd_input_transform(x, padding, tiles):
-    """(N, H, W, C) -> V of shape (16, N*TH*TW, C): every 4x4 input tile d becomes B^T d B."""
-    th, tw = tiles
+def winograd_input_transform(x, padding, tiles, bt):
+    """(N, H, W, C) -> V of shape (a*a, N*TH*TW, C): every a x a input tile d becomes B^T d B."""
+    a = bt.shape[0]
+    m, (th, tw) = a - 2, tiles
     n, c = x.shape[0], x.shape[3]
-    xp = pad_nhwc(x, winograd_tile_padding(x.shape, padding, tiles))
-    d = np.empty((4, 4, n, th, tw, c), dtype=x.dtype)
-    for r in range(4):
-        for s in range(4):
-            d[r, s] = xp[:, r:r + 2 * th:2, s:s + 2 * tw:2, :]  # entry (r, s) of every tile
-    bt = WINOGRAD_BT.astype(x.dtype)
+    xp = pad_nhwc(x, winograd_tile_padding(x.shape, padding, tiles, m))
+    d = np.empty((a, a, n, th, tw, c), dtype=x.dtype)
+    for r in range(a):
+        for s in range(a):
+            d[r, s] = xp[:, r:r + m * th:m, s:s + m * tw:m, :]  # entry (r, s) of every tile
     v = np.einsum("ir,js,rsntwc->ijntwc", bt, bt, d, optimize=True)
-    return v.reshape(16, n * th * tw, c)
+    return v.reshape(a * a, n * th * tw, c)
 
 
-def winograd_input_transform_adjoint(dv, x_shape, padding, tiles):
+def winograd_input_transform_adjoint(dv, x_shape, padding, tiles, bt):
     """The adjoint of the input transform: each tile gets B dV B^T, and overlapping tiles add up."""
-    th, tw = tiles
+    a = bt.shape[0]
+    m, (th, tw) = a - 2, tiles
     n, h, w, c = x_shape
-    bt = WINOGRAD_BT.astype(dv.dtype)
-    dd = np.einsum("ir,js,ijntwc->rsntwc", bt, bt, dv.reshape(4, 4, n, th, tw, c), optimize=True)
-    top, bottom, left, right = winograd_tile_padding(x_shape, padding, tiles)
+    dd = np.einsum("ir,js,ijntwc->rsntwc", bt, bt, dv.reshape(a, a, n, th, tw, c), optimize=True)
+    top, bottom, left, right = winograd_tile_padding(x_shape, padding, tiles, m)
     dx_padded = np.zeros((n, h + top + bottom, w + left + right, c), dtype=dv.dtype)
-    for r in range(4):
-        for s in range(4):
-            dx_padded[:, r:r + 2 * th:2, s:s + 2 * tw:2, :] += dd[r, s]
+    for r in range(a):
+        for s in range(a):
+            dx_padded[:, r:r + m * th:m, s:s + m * tw:m, :] += dd[r, s]
     return dx_padded[:, top:top + h, left:left + w, :]
 
 
-def winograd_output_transform(m, out_shape, bias):
-    """M of shape (16, N*TH*TW, F) -> (N, OH, OW, F): every tile becomes A^T m A, plus the bias."""
+def winograd_output_transform(products, out_shape, bias, at):
+    """M of shape (a*a, N*TH*TW, F) -> (N, OH, OW, F): every tile becomes A^T M A, plus the bias."""
+    m, a = at.shape
     n, oh, ow, f = out_shape
-    th, tw = winograd_tiles(oh, ow)
-    at = WINOGRAD_AT.astype(m.dtype)
-    y = np.einsum("ai,bj,ijntwf->ntawbf", at, at, m.reshape(4, 4, n, th, tw, f), optimize=True)
-    return y.reshape(n, 2 * th, 2 * tw, f)[:, :oh, :ow, :] + bias
+    th, tw = winograd_tiles(oh, ow, m)
+    y = np.einsum("ai,bj,ijntwf->ntawbf", at, at, products.reshape(a, a, n, th, tw, f), optimize=True)
+    return y.reshape(n, m * th, m * tw, f)[:, :oh, :ow, :] + bias
 
 
-def winograd_output_transform_adjoint(dy):
-    """The adjoint of the output transform: (N, OH, OW, F) -> dM of shape (16, N*TH*TW, F)."""
+def winograd_output_transform_adjoint(dy, at):
+    """The adjoint of the output transform: (N, OH, OW, F) -> dM of shape (a*a, N*TH*TW, F)."""
+    m, a = at.shape
     n, oh, ow, f = dy.shape
-    th, tw = winograd_tiles(oh, ow)
-    dy_tiles = np.zeros((n, 2 * th, 2 * tw, f), dtype=dy.dtype)
+    th, tw = winograd_tiles(oh, ow, m)
+    dy_tiles = np.zeros((n, m * th, m * tw, f), dtype=dy.dtype)
     dy_tiles[:, :oh, :ow, :] = dy
-    at = WINOGRAD_AT.astype(dy.dtype)
-    dm = np.einsum("ai,bj,ntawbf->ijntwf", at, at, dy_tiles.reshape(n, th, 2, tw, 2, f), optimize=True)
-    return dm.reshape(16, n * th * tw, f)
+    dm = np.einsum("ai,bj,ntawbf->ijntwf", at, at, dy_tiles.reshape(n, th, m, tw, m, f), optimize=True)
+    return dm.reshape(a * a, n * th * tw, f)
 
 
 def maxpool_forward(x, pool_size, strides, padding):

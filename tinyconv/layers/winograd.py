@@ -1,85 +1,126 @@
-r"""Winograd F(2x2, 3x3): a 3x3 stride-1 convolution with 16 products per 2x2 outputs instead of 36.
+r"""Winograd F(m x m, 3x3): a 3x3 stride-1 convolution with fewer multiplications.
 
 Conv2D runs this algorithm for its 3x3 stride-1 layers on the CPU (see ``Conv2D.algorithm``);
-it computes the same function as im2col + GEMM, with 2.25x fewer multiplications.
+it computes the same function as im2col + GEMM. docs/winograd.md derives it.
 
-One output row, 1-D first. Two outputs of a 3-tap filter g over four inputs d,
+One output row, 1-D first: m outputs of a 3-tap filter g over a = m + 2 inputs d cost 3m
+products directly, and a with Winograd's minimal filtering:
 
-    y0 = d0 g0 + d1 g1 + d2 g2,   y1 = d1 g0 + d2 g1 + d3 g2      (6 products),
+    y = A^T [ (G g) * (B^T d) ]        (* element-wise; B^T is a x a, G is a x 3, A^T is m x a)
 
-can be computed with 4: transform the filter once, ``u = G g``, the input tile ``v = B^T d``,
-multiply element-wise, and transform back, ``y = A^T (u * v)``, with
+F(2, 3) uses a = 4 products for 2 outputs, F(4, 3) a = 6 for 4. In 2-D the transforms act on
+both axes: an a x a input tile d and a 3x3 filter g give the m x m output tile
 
-    B^T = [[1, 0, -1, 0],   G = [[1,    0,   0],    A^T = [[1, 1,  1,  0],
-           [0, 1,  1, 0],        [1/2, 1/2, 1/2],          [0, 1, -1, -1]]
-           [0,-1,  1, 0],        [1/2,-1/2, 1/2],
-           [0, 1,  0,-1]]        [0,    0,   1]]
+    Y = A^T [ (G g G^T) * (B^T d B) ] A
 
-In 2-D the transforms act on both axes. For a 4x4 input tile d (channel c) and a 3x3 filter
-g (channel c to filter f), the 2x2 output tile is
+with a^2 products instead of 9 m^2: 16 instead of 36 for F(2x2, 3x3), 36 instead of 144 for
+F(4x4, 3x3). The sum over input channels can be taken in the transformed domain, entry by entry,
+so with tiles stored as (a*a, T, C) (T = tiles in the batch) a layer is
 
-    Y = A^T [ sum_c (G g G^T) * (B^T d B) ] A
-
-and the sum over channels, done for each of the 16 entries (i, j) of the 4x4 transformed
-tiles, is a matrix product. With tiles stored as (16, T, C) (T = tiles in the batch):
-
-    U[k] = (G g G^T)[k]           (16, C, F)   the kernel, transformed once per step
-    V[k] = (B^T d B)[k]           (16, T, C)   input tiles at stride 2, overlapping by 2 pixels
-    M[k] = V[k] @ U[k]            (16, T, F)   16 matrix products
+    U[k] = (G g G^T)[k]           (a*a, C, F)   the kernel, transformed once per step
+    V[k] = (B^T d B)[k]           (a*a, T, C)   input tiles at stride m, overlapping by 2 pixels
+    M[k] = V[k] @ U[k]            (a*a, T, F)   a*a matrix products
     y    = A^T M A + b            (N, OH, OW, F)
 
-Backward. Every step above is linear, so each gradient is the adjoint (transpose) of its step,
-taken in reverse order, given ``dy``:
+Backward. Every step is linear, so each gradient is the adjoint (transpose) of its step, taken in
+reverse order, given ``dy``:
 
     dM[k] = (A dy A^T)[k]          output transform, adjoint
     dU[k] = V[k]^T @ dM[k]         -> dK = G^T dU G (per (c, f)), db = sum of dy
     dV[k] = dM[k] @ U[k]^T         -> dx = sum over the tiles covering a pixel of B dV B^T
-
-Float32 rounding is of the same order as im2col's (the transforms only add and halve);
-tests hold both algorithms to the nested-loop definition and gradchecks run on this path.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
 from .. import kernels
 from ..kernels.reference import winograd_tiles
 
-WINOGRAD_G = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]])
+
+@dataclass(frozen=True)
+class TileTransforms:
+    """The three matrices of F(m x m, 3x3): B^T (a x a), G (a x 3), A^T (m x a), with a = m + 2."""
+    name: str
+    bt: np.ndarray
+    g: np.ndarray
+    at: np.ndarray
+
+    @property
+    def m(self) -> int:
+        return self.at.shape[0]
 
 
-def kernel_transform(kernel):
-    """(3, 3, C, F) -> U of shape (16, C, F): G g G^T for every channel pair."""
-    g = WINOGRAD_G.astype(kernel.dtype)
-    u = np.einsum("ia,jb,abcf->ijcf", g, g, kernel, optimize=True)
-    return u.reshape(16, *kernel.shape[2:])
+# Interpolation points 0, 1, -1 and infinity: every entry is 0, +-1 or +-1/2, exact in binary.
+F2X2_3X3 = TileTransforms(
+    "F(2x2, 3x3)",
+    bt=np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], dtype=np.float64),
+    g=np.array([[1, 0, 0], [1 / 2, 1 / 2, 1 / 2], [1 / 2, -1 / 2, 1 / 2], [0, 0, 1]]),
+    at=np.array([[1, 1, 1, 0], [0, 1, -1, -1]], dtype=np.float64))
+
+# Points 0, 1, -1, 2, -2 and infinity (Lavin and Gray, 2016): 4x fewer products than direct,
+# at the price of entries like 1/6 and 8 that round more in float32 (docs/winograd.md).
+F4X4_3X3 = TileTransforms(
+    "F(4x4, 3x3)",
+    bt=np.array([[4, 0, -5, 0, 1, 0],
+                 [0, -4, -4, 1, 1, 0],
+                 [0, 4, -4, -1, 1, 0],
+                 [0, -2, -1, 2, 1, 0],
+                 [0, 2, -1, -2, 1, 0],
+                 [0, 4, 0, -5, 0, 1]], dtype=np.float64),
+    g=np.array([[1 / 4, 0, 0],
+                [-1 / 6, -1 / 6, -1 / 6],
+                [-1 / 6, 1 / 6, -1 / 6],
+                [1 / 24, 1 / 12, 1 / 6],
+                [1 / 24, -1 / 12, 1 / 6],
+                [0, 0, 1]]),
+    at=np.array([[1, 1, 1, 1, 1, 0],
+                 [0, 1, -1, 2, -2, 0],
+                 [0, 1, 1, 4, 4, 0],
+                 [0, 1, -1, 8, -8, 1]], dtype=np.float64))
 
 
-def kernel_transform_adjoint(du):
-    """(16, C, F) -> (3, 3, C, F): G^T dU G, the gradient of the kernel from that of U."""
-    g = WINOGRAD_G.astype(du.dtype)
-    return np.einsum("ia,jb,ijcf->abcf", g, g, du.reshape(4, 4, *du.shape[1:]), optimize=True)
+def kernel_transform(kernel, transforms: TileTransforms):
+    """(3, 3, C, F) -> U of shape (a*a, C, F): G g G^T for every channel pair.
+
+    As two matrix products over all channel pairs at once: G on the kernel's rows, then on its
+    columns (``g @ t`` broadcasts over the a rows of t).
+    """
+    g = transforms.g.astype(kernel.dtype)
+    a, (_, _, c, f) = g.shape[0], kernel.shape
+    rows = (g @ kernel.reshape(3, 3 * c * f)).reshape(a, 3, c * f)  # G g
+    return (g @ rows).reshape(a * a, c, f)  # (G g) G^T
 
 
-def forward(x, kernel, bias, padding, out_shape):
+def kernel_transform_adjoint(du, transforms: TileTransforms):
+    """(a*a, C, F) -> (3, 3, C, F): G^T dU G, the gradient of the kernel from that of U."""
+    g = transforms.g.astype(du.dtype)
+    a, (_, c, f) = g.shape[0], du.shape
+    cols = g.T @ du.reshape(a, a, c * f)  # dU G, (a, 3, C*F)
+    return (g.T @ cols.reshape(a, 3 * c * f)).reshape(3, 3, c, f)  # G^T (dU G)
+
+
+def forward(x, kernel, bias, padding, out_shape, transforms: TileTransforms):
     """The convolution of ``x`` (N, H, W, C); returns ``(y, cache)`` for ``backward``."""
-    tiles = winograd_tiles(out_shape[1], out_shape[2])
-    v = kernels.winograd_input_transform(x, padding, tiles)
-    u = kernel_transform(kernel)
-    m = np.matmul(v, u)
-    y = kernels.winograd_output_transform(m, out_shape, bias)
-    return y, (v, u, x.shape, padding, tiles)
+    tiles = winograd_tiles(out_shape[1], out_shape[2], transforms.m)
+    bt, at = transforms.bt.astype(x.dtype), transforms.at.astype(x.dtype)
+    v = kernels.winograd_input_transform(x, padding, tiles, bt)
+    u = kernel_transform(kernel, transforms)
+    products = np.matmul(v, u)
+    y = kernels.winograd_output_transform(products, out_shape, bias, at)
+    return y, (v, u, x.shape, padding, tiles, transforms)
 
 
 def backward(dy, cache, input_gradient: bool = True):
     """Returns ``(dkernel, dbias, dx)`` for the upstream gradient ``dy`` (N, OH, OW, F); dx is
     None when ``input_gradient`` is False."""
-    v, u, x_shape, padding, tiles = cache
-    dm = kernels.winograd_output_transform_adjoint(dy)
-    dkernel = kernel_transform_adjoint(np.matmul(v.transpose(0, 2, 1), dm))
+    v, u, x_shape, padding, tiles, transforms = cache
+    dm = kernels.winograd_output_transform_adjoint(dy, transforms.at.astype(dy.dtype))
+    dkernel = kernel_transform_adjoint(np.matmul(v.transpose(0, 2, 1), dm), transforms)
     dbias = dy.reshape(-1, dy.shape[-1]).sum(axis=0)
     if not input_gradient:
         return dkernel, dbias, None
     dv = np.matmul(dm, u.transpose(0, 2, 1))
-    dx = kernels.winograd_input_transform_adjoint(dv, x_shape, padding, tiles)
+    dx = kernels.winograd_input_transform_adjoint(dv, x_shape, padding, tiles, transforms.bt.astype(dy.dtype))
     return dkernel, dbias, dx
