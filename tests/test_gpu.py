@@ -237,10 +237,17 @@ def test_gpu_request_without_a_gpu_says_what_to_install(monkeypatch, device_coun
 # --- the seed model: CPU vs GPU parity -------------------------------------------------------------
 
 def build_on(device, build, weights=None):
-    """``build()`` on ``device`` with fresh layer names, then ``weights`` (host arrays) if given."""
+    """``build()`` on ``device`` with fresh layer names, then ``weights`` (host arrays) if given.
+
+    Every Conv2D uses im2col, as on the GPU: these tests compare backends, not algorithms (the CPU's
+    Winograd layers round differently; tests/test_conv.py holds them to im2col).
+    """
     tinyconv.set_device(device)
     reset_names()
     model = build()
+    for layer in model.layers:
+        if isinstance(layer, Conv2D):
+            layer.algorithm = "im2col"
     if weights is not None:
         model.set_weights(weights)
     return model
