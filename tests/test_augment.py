@@ -165,6 +165,17 @@ def test_standardize_order_follows_keras():
     np.testing.assert_allclose(gen.standardize(x[1]), expected[1], rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("shape", [(1, 1, 2), (2,), (6, 2), (5, 6, 2)])
+def test_featurewise_statistics_of_any_broadcastable_shape(shape):
+    """Per-channel, per-column or per-pixel statistics set by hand all broadcast as NumPy would."""
+    rng = np.random.default_rng(7)
+    x = rng.random((3, 5, 6, 2)).astype(np.float32)
+    gen = ImageDataGenerator(featurewise_center=True, featurewise_std_normalization=True)
+    gen.mean, gen.std = rng.standard_normal(shape), rng.random(shape) + 0.5
+    expected = (x.astype(np.float64) - gen.mean) / (gen.std + 1e-6)
+    np.testing.assert_allclose(gen.standardize(x), expected, rtol=1e-5, atol=1e-5)
+
+
 def test_featurewise_without_fit_warns():
     gen = ImageDataGenerator(featurewise_center=True)
     with pytest.warns(UserWarning, match="fit"):
