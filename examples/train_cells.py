@@ -43,7 +43,7 @@ from tinyconv.optimizers import Adam
 from tinyconv.saliency import saliency_map
 
 # 8000 images give 6400 training images, 200 batches per epoch; 9 epochs (1800 steps) reach the
-# quality target (see docs/training.md) in about 6 minutes on a 2-core CPU, simulation included.
+# quality target (see docs/training.md) in about 3 minutes on a 2-core CPU, simulation included.
 DEFAULTS = {"epochs": 9, "n_samples": 8000, "image_size": 32, "batch_size": 32}
 QUICK = {"epochs": 2, "n_samples": 300, "image_size": 32}
 SALIENCY_LABELS = ("binucleated", "mitotic", "nuclear_translocation", "membrane_marker")
