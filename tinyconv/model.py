@@ -87,7 +87,8 @@ class Model(Trainable):
         return self.backward_layers(self.layers, dy, input_gradient)
 
     def backward_layers(self, layers, dy, input_gradient: bool = True):
-        """Backward through ``layers`` (a tail-first slice of ``self.layers``), see ``backward``."""
+        """Backward through ``layers``, the first ones of ``self.layers`` (all, or all but the
+        last for ``backward_logits``); see ``backward``."""
         first = next((layer for layer in self.layers if not isinstance(layer, InputLayer)), None)
         for layer in reversed(layers):
             if layer is first and not input_gradient:

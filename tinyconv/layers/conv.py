@@ -80,9 +80,9 @@ class Conv2D(WindowLayer, LinearLayer):
         self.check_input(x)
         if self._runs_winograd(x):
             bias = self.params["bias"] if self.use_bias else x.dtype.type(0)
-            tiles = WINOGRAD_TILES["winograd" if self.algorithm == "auto" else self.algorithm]
+            transforms = WINOGRAD_TILES["winograd" if self.algorithm == "auto" else self.algorithm]
             z, cache = winograd.forward(x, self.params["kernel"], bias, self.pads,
-                                        (x.shape[0], *self.output_shape), tiles)
+                                        (x.shape[0], *self.output_shape), transforms)
             self.cache = "winograd", cache
             return z
         n = x.shape[0]
