@@ -1,5 +1,8 @@
 """The array-module seam and the kernel switch."""
 import builtins
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -70,3 +73,25 @@ def test_seed_fixes_initialisation():
     c = seed_cnn((8, 8, 3)).get_weights()
     assert all(np.array_equal(p, q) for p, q in zip(a, b))
     assert not np.array_equal(a[0], c[0])
+
+
+TUNING_PROBE = """
+import os, sys
+import numpy as np
+a = np.random.default_rng(0).standard_normal((300, 300))
+before = a @ a                      # OpenBLAS's threads start here, with its default timeout
+import tinyconv.kernels.cpu         # sets the environment and restarts OpenBLAS's threads
+after = a @ a                       # the restarted threads compute the same product
+assert np.array_equal(before, after)
+print(os.environ.get("OPENBLAS_THREAD_TIMEOUT"), os.environ.get("OMP_WAIT_POLICY"))
+"""
+
+
+@pytest.mark.parametrize("user_env, expected", [({}, "16 PASSIVE"),
+                                                ({"OPENBLAS_THREAD_TIMEOUT": "20", "OMP_WAIT_POLICY": "ACTIVE"},
+                                                 "20 ACTIVE")])
+def test_cpu_kernels_make_idle_threads_sleep_unless_the_user_decided(user_env, expected):
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_THREAD_TIMEOUT", "OMP_WAIT_POLICY")}
+    result = subprocess.run([sys.executable, "-c", TUNING_PROBE], env={**env, **user_env},
+                            capture_output=True, text=True, check=True)
+    assert result.stdout.split() == expected.split()

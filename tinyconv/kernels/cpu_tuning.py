@@ -28,36 +28,39 @@ def tune_process_for_cpu_kernels() -> None:
     _keep_freed_memory_in_process()
 
 
-def _loaded_openblas():
-    """The OpenBLAS library already loaded by NumPy (found in the process's memory map), or None."""
+def _loaded_openblas_libraries() -> list:
+    """The OpenBLAS libraries loaded in this process (NumPy's, and SciPy's when it has its own),
+    found in the process's memory map."""
     try:
         with open("/proc/self/maps") as maps:
             paths = {line.split()[-1] for line in maps if "openblas" in line.rsplit("/", 1)[-1].lower()}
     except OSError:  # not Linux
-        return None
+        return []
+    libraries = []
     for path in sorted(paths):
         try:
             lib = ctypes.CDLL(path)
         except OSError:
             continue
         if hasattr(lib, "openblas_read_env") and hasattr(lib, "blas_thread_shutdown_"):
-            return lib
-    return None
+            libraries.append(lib)
+    return libraries
 
 
 def _shorten_openblas_spin() -> None:
     """Make idle OpenBLAS threads sleep after 2**16 cycles instead of 2**28.
 
     OpenBLAS reads OPENBLAS_THREAD_TIMEOUT when it starts its threads, which NumPy's import has
-    already done. So: set the variable, let OpenBLAS read its environment again, and stop its
-    threads; the next matrix product starts them with the new timeout (the same restart NumPy
-    relies on after a fork). Nothing happens with another BLAS, or when the user set the variable.
+    already done. So: set the variable, let each loaded OpenBLAS read its environment again, and
+    stop its threads; the next matrix product starts them with the new timeout (the same restart
+    NumPy relies on after a fork). This runs once, when tinyconv's CPU kernels are imported; an
+    OpenBLAS loaded later reads the variable itself. Nothing happens with another BLAS, or when
+    the user set the variable.
     """
     if "OPENBLAS_THREAD_TIMEOUT" in os.environ:
         return
     os.environ["OPENBLAS_THREAD_TIMEOUT"] = OPENBLAS_THREAD_TIMEOUT
-    lib = _loaded_openblas()
-    if lib is not None:
+    for lib in _loaded_openblas_libraries():
         lib.openblas_read_env()
         lib.blas_thread_shutdown_()
 
