@@ -5,7 +5,8 @@ Usage: python benchmarks/bench_train_step.py [--sizes 32 48] [--batch 32] [--rep
 All candidates run in one process and take turns (median of ``--repeats`` after warm-up), so the
 ratios hold even on a noisy machine. PyTorch is optional; its rows are skipped when it is missing.
 "tinyconv, im2col only" is the numba path with every Conv2D forced to ``algorithm="im2col"``: the
-difference to "tinyconv" is what the Winograd layers gain. GFLOP/s counts the direct convolution's
+difference to "tinyconv" is what the Winograd layers gain. "tinyconv reference, im2col only" is the
+textbook path: readable kernels and im2col everywhere. GFLOP/s counts the direct convolution's
 arithmetic for every engine (Winograd does less), so it compares speed, not hardware efficiency.
 
 Both engines run their OpenMP threads with passive waiting (set by ``common``, before either library
@@ -49,12 +50,12 @@ def tinyconv_candidates(size, x, y):
                 model.forward(x)
         return step, forward
 
-    fast_step, fast_forward = make(False)
-    im2col_step, im2col_forward = make(False, "im2col")
-    ref_step, ref_forward = make(True)
-    return ({"tinyconv": fast_step, "tinyconv, im2col only": im2col_step, "tinyconv reference": ref_step},
-            {"tinyconv": fast_forward, "tinyconv, im2col only": im2col_forward,
-             "tinyconv reference": ref_forward})
+    variants = {"tinyconv": (False, "auto"), "tinyconv, im2col only": (False, "im2col"),
+                "tinyconv reference": (True, "auto"), "tinyconv reference, im2col only": (True, "im2col")}
+    steps, forwards = {}, {}
+    for name, (reference, algorithm) in variants.items():
+        steps[name], forwards[name] = make(reference, algorithm)
+    return steps, forwards
 
 
 def input_pipeline(size, batch):
