@@ -1,4 +1,4 @@
-r"""Element-wise activations: LeakyReLU, ReLU, sigmoid, and the ``Activation(name)`` layer.
+r"""Element-wise activations: LeakyReLU, ReLU, sigmoid, tanh, and the ``Activation(name)`` layer.
 
 All keep the shape: ``x`` (N, ...) -> ``y`` (N, ...), and backward multiplies by the derivative:
 ``dx = dy * f'(x)``.
@@ -8,6 +8,7 @@ All keep the shape: ``x`` (N, ...) -> ``y`` (N, ...), and backward multiplies by
 - ReLU: LeakyReLU with slope 0.
 - Sigmoid: ``y = 1 / (1 + exp(-x))``; ``f'(x) = y * (1 - y)``, computed from the cached output.
   Evaluated as ``exp(min(x, 0)) / (1 + exp(-|x|))`` so no exp overflows for large |x|.
+- Tanh: ``y = tanh(x) = 2 sigmoid(2x) - 1``, in (-1, 1); ``f'(x) = 1 - y**2``, from the cached output.
 
 At x = 0 the (Leaky)ReLU derivative is taken as ``alpha`` (the left one).
 """
@@ -58,8 +59,18 @@ class Sigmoid(Layer):
         return dy * self.y * (1 - self.y)
 
 
+class Tanh(Layer):
+    def forward(self, x, training: bool = False):
+        self.check_input(x)
+        self.y = get_array_module(x).tanh(x)
+        return self.y
+
+    def backward(self, dy):
+        return dy * (1 - self.y * self.y)
+
+
 # Identifiers accepted by ``activation=`` and ``Activation(...)``; None and "linear" mean no activation.
-_ACTIVATIONS = {"relu": ReLU, "leaky_relu": LeakyReLU, "sigmoid": Sigmoid}
+_ACTIVATIONS = {"relu": ReLU, "leaky_relu": LeakyReLU, "sigmoid": Sigmoid, "tanh": Tanh}
 
 
 def get(identifier, owner: str = "activation"):

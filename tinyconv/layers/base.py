@@ -115,6 +115,14 @@ class Layer:
                 f"layer {self.name!r} ({type(self).__name__}): expected input of shape "
                 f"(batch, {', '.join(map(str, self.input_shape))}), got {tuple(x.shape)}")
 
+    def image_shape(self, input_shape) -> tuple[int, int, int]:
+        """``(H, W, C)`` of an image input, or a clear error for any other rank."""
+        if len(input_shape) != 3:
+            raise ValueError(
+                f"layer {self.name!r} ({type(self).__name__}): expected input of shape "
+                f"(batch, height, width, channels), got (batch, {', '.join(map(str, input_shape))})")
+        return tuple(input_shape)
+
     # --- weights ----------------------------------------------------------------------------
     def get_weights(self) -> list[np.ndarray]:
         """Parameters as host arrays, in Keras order (kernel, bias)."""
@@ -165,11 +173,7 @@ class WindowLayer(Layer):
         self.pads = (0, 0, 0, 0)
 
     def compute_output_shape(self, input_shape):
-        if len(input_shape) != 3:
-            raise ValueError(
-                f"layer {self.name!r} ({type(self).__name__}): expected input of shape "
-                f"(batch, height, width, channels), got (batch, {', '.join(map(str, input_shape))})")
-        h, w, _ = input_shape
+        h, w, _ = self.image_shape(input_shape)
         self.pads = self._padding_amounts(h, w)
         top, bottom, left, right = self.pads
         (kh, kw), (sh, sw) = self.window, self.strides
