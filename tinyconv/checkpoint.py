@@ -80,7 +80,7 @@ def write(path: str | os.PathLike, state: dict) -> None:
     model_io.write_npz_atomically(path, arrays)
 
 
-def read(path: str | os.PathLike) -> dict:
+def read(path: str | os.PathLike, expected_format: str = FORMAT) -> dict:
     """Read a checkpoint; a truncated, damaged or foreign file raises ``ValueError``."""
     source = os.fspath(path)
     arrays = model_io.read_npz(source)
@@ -91,8 +91,9 @@ def read(path: str | os.PathLike) -> dict:
         document = json.loads(arrays.pop(STATE_KEY).tobytes().decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ValueError(f"{source}: damaged checkpoint state ({exc})") from exc
-    if document.get("format") != FORMAT:
-        raise ValueError(f"{source}: expected checkpoint format {FORMAT!r}, got {document.get('format')!r}")
+    if document.get("format") != expected_format:
+        raise ValueError(f"{source}: expected checkpoint format {expected_format!r}, "
+                         f"got {document.get('format')!r}")
     return _join_arrays(document, arrays, source)
 
 
@@ -101,12 +102,8 @@ def save_checkpoint(path: str | os.PathLike, model, epoch: int, callbacks=(), da
     write(path, capture(model, epoch, callbacks, data))
 
 
-def restore(state: dict, model, callbacks=(), data=None, source: str = "checkpoint") -> int:
-    """Put a ``capture()``d state back into the model, its optimizer, the callbacks, the generators
-    and ``data``; returns the epoch to pass as ``fit(..., initial_epoch=...)``.
-
-    Everything is checked against the model and the callbacks before anything is changed.
-    """
+def check(state: dict, model, callbacks=(), source: str = "checkpoint") -> None:
+    """Raise ``ValueError`` unless a ``capture()``d state fits the model, its optimizer and the callbacks."""
     if model.optimizer is None:
         raise RuntimeError(f"model {model.name!r}: compile it before loading a training checkpoint")
     saved_optimizer = state["optimizer"]["class"]
@@ -122,6 +119,17 @@ def restore(state: dict, model, callbacks=(), data=None, source: str = "checkpoi
     if set(generators) != set(state["layer_generators"]):
         raise ValueError(f"{source}: the checkpoint has generators for layers {sorted(state['layer_generators'])}, "
                          f"this model has them for {sorted(generators)}")
+    model.check_weight_arrays(state["weights"], source=source)
+
+
+def restore(state: dict, model, callbacks=(), data=None, source: str = "checkpoint") -> int:
+    """Put a ``capture()``d state back into the model, its optimizer, the callbacks, the generators
+    and ``data``; returns the epoch to pass as ``fit(..., initial_epoch=...)``.
+
+    Everything is checked against the model and the callbacks before anything is changed.
+    """
+    check(state, model, callbacks, source)
+    generators = random.layer_generators(model.layers)
     model.set_weight_arrays(state["weights"], source=source)  # checks every layer before setting any
     model.optimizer.set_state(state["optimizer"], model.trainable_params())
     random.set_state(state["random"])

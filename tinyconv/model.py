@@ -137,6 +137,14 @@ class Model(Trainable):
 
     def set_weight_arrays(self, arrays: dict[str, np.ndarray], source: str) -> None:
         """Load ``weight_arrays()``-style data after checking it fits this model, layer by layer."""
+        saved = self.check_weight_arrays(arrays, source)
+        for i, layer in enumerate(self.layers):
+            if layer.params:
+                layer.set_weights([saved[i][k] for k in layer.params])
+
+    def check_weight_arrays(self, arrays: dict[str, np.ndarray], source: str) -> dict[int, dict]:
+        """Raise ``ValueError`` unless ``weight_arrays()``-style data fits this model; returns it by
+        layer index."""
         saved: dict[int, dict[str, np.ndarray]] = {}
         for key, value in arrays.items():
             index, _, param = key.split("/")
@@ -152,9 +160,7 @@ class Model(Trainable):
         if extra:
             raise ValueError(f"{source}: the file has weights for {len(self.layers) + len(extra)} layers "
                              f"or more, this model has {len(self.layers)}")
-        for i, layer in enumerate(self.layers):
-            if layer.params:
-                layer.set_weights([saved[i][k] for k in layer.params])
+        return saved
 
     # --- summary -----------------------------------------------------------------------------------
     def summary(self, print_fn=print) -> None:

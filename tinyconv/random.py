@@ -1,4 +1,4 @@
-"""One seed fixes every random draw: initialisation, shuffling, augmentation and dropout.
+"""One seed fixes every random draw: initialisation, shuffling, augmentation, dropout and a GAN's noise.
 
 Each purpose gets its own generator, derived from the global seed, so that (for example) adding
 an augmentation option never changes the initial weights. The generators' states can be saved in
@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-PURPOSES = ("init", "shuffle", "augment", "dropout")
+# New purposes go at the end: a generator's seed is derived from its position.
+PURPOSES = ("init", "shuffle", "augment", "dropout", "latent")
 _seed = 0
 _generators: dict[str, np.random.Generator] = {}
 

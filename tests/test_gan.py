@@ -1,0 +1,160 @@
+"""The GAN's two steps by explicit backprop, its checkpoints, and the Fréchet distance that scores it."""
+import numpy as np
+import pytest
+import scipy.linalg
+
+import tinyconv
+from tinyconv import Model
+from tinyconv.frechet import frechet_distance
+from tinyconv.gan import GAN
+from tinyconv.layers import Conv2D, Conv2DTranspose, Dense, Flatten, Input, LeakyReLU, Reshape
+
+pytestmark = pytest.mark.generative
+
+
+def reference_frechet(a, b):
+    """The textbook formula with scipy's general matrix square root."""
+    mu_a, mu_b = a.mean(0), b.mean(0)
+    cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    root = scipy.linalg.sqrtm(cov_a @ cov_b).real
+    return float(np.sum((mu_a - mu_b) ** 2) + np.trace(cov_a + cov_b - 2 * root))
+
+
+def test_frechet_distance_matches_the_matrix_square_root_formula(rng):
+    a = rng.standard_normal((400, 6)) @ rng.standard_normal((6, 6))
+    b = rng.standard_normal((300, 6)) @ rng.standard_normal((6, 6)) + 0.5
+    assert frechet_distance(a, b) == pytest.approx(reference_frechet(a, b), rel=1e-8)
+    assert frechet_distance(a, a) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_frechet_distance_sees_a_collapsed_generator(rng):
+    """Same mean, no variety: the covariance term alone must make the distance large."""
+    real = rng.standard_normal((500, 4))
+    collapsed = 0.01 * rng.standard_normal((500, 4))
+    assert frechet_distance(real, collapsed) > 3.0
+    assert frechet_distance(real, rng.standard_normal((500, 4))) < 0.2
+
+
+def test_frechet_distance_rejects_mismatched_features():
+    with pytest.raises(ValueError, match=r"\(5, 3\).*\(5, 4\)"):
+        frechet_distance(np.zeros((5, 3)), np.zeros((5, 4)))
+
+
+def tiny_gan(latent=4):
+    z = Input((latent,))
+    x = Dense(2 * 2 * 3)(z)
+    x = LeakyReLU(0.2)(x)
+    x = Reshape((2, 2, 3))(x)
+    fake = Conv2DTranspose(2, 3, strides=2, padding="same", activation="tanh")(x)
+    image = Input((4, 4, 2))
+    y = Conv2D(3, 3, strides=2, padding="same")(image)
+    y = LeakyReLU(0.2)(y)
+    logit = Dense(1)(Flatten()(y))
+    return GAN(Model(z, fake), Model(image, logit))
+
+
+def numeric_gradient(f, params, h=1e-6):
+    """Central differences of a scalar f over every entry of every array in params."""
+    grads = []
+    for p in params:
+        g = np.zeros_like(p)
+        for i in np.ndindex(p.shape):
+            original = p[i].item()
+            p[i] = original + h
+            plus = f()
+            p[i] = original - h
+            minus = f()
+            p[i] = original
+            g[i] = (plus - minus) / (2 * h)
+        grads.append(g)
+    return grads
+
+
+def test_generator_step_follows_the_discriminators_input_gradient(rng, float64):
+    """The generator's update must be Adam on dL_G/dtheta_G, where L_G = bce(D(G(z)), 1) with D's
+    weights as they are after D's own step: checked by central differences through both models."""
+    gan = tiny_gan()
+    gan.generator.optimizer.learning_rate = 1e-30  # G's step must not move anything we compare
+    real = rng.uniform(-1, 1, (5, 4, 4, 2))
+    tinyconv.set_seed(3)
+    gan.train_step(real)
+    analytic = [g.copy() for g in gan.generator.gradients()]
+    # Replay the noise of that step and differentiate L_G numerically, D as it was after its update.
+    tinyconv.set_seed(3)
+    z = gan.sample_noise(5)
+    g_params = gan.generator.trainable_params()
+
+    def generator_loss():
+        logits = gan.discriminator.forward(gan.generator.forward(z, training=True), training=True)
+        return gan.loss.forward(logits, np.ones_like(logits))
+
+    numeric = numeric_gradient(generator_loss, g_params)
+    for a, n in zip(analytic, numeric):
+        np.testing.assert_allclose(a, n, rtol=1e-6, atol=1e-9)
+
+
+def test_discriminator_step_is_adam_on_the_sum_of_both_losses(rng, float64):
+    gan = tiny_gan()
+    real = rng.uniform(-1, 1, (5, 4, 4, 2))
+    tinyconv.set_seed(4)
+    fake = gan.generator.forward(gan.sample_noise(5), training=True)
+    d_params = gan.discriminator.trainable_params()
+    before = [p.copy() for p in d_params]
+
+    def discriminator_loss():
+        d = gan.discriminator
+        real_logits, fake_logits = d.forward(real, training=True), d.forward(fake, training=True)
+        return (gan.loss.forward(real_logits, np.ones_like(real_logits)) +
+                gan.loss.forward(fake_logits, np.zeros_like(fake_logits)))
+
+    numeric = numeric_gradient(discriminator_loss, d_params)
+    tinyconv.set_seed(4)
+    gan.train_step(real)
+    # Adam's first step (t = 1): m = (1 - b1) g, v = (1 - b2) g^2, a = lr sqrt(1 - b2) / (1 - b1).
+    lr, b1, b2, eps = 2e-4, 0.5, 0.999, 1e-7
+    for b, p, n in zip(before, d_params, numeric):
+        expected = lr * np.sqrt(1 - b2) / (1 - b1) * (1 - b1) * n / (np.sqrt((1 - b2) * n * n) + eps)
+        np.testing.assert_allclose(b - p, expected, rtol=1e-5, atol=1e-12)
+
+
+def test_a_bad_discriminator_shape_is_refused():
+    z = Input((3,))
+    fake = Reshape((3, 1, 1))(Dense(3)(z))
+    image = Input((3, 1, 1))
+    with pytest.raises(ValueError, match="one logit"):
+        GAN(Model(z, fake), Model(image, Flatten()(image)))
+
+
+def test_checkpoint_round_trip_resumes_bit_identically(rng, tmp_path):
+    real = rng.uniform(-1, 1, (8, 4, 4, 2)).astype(np.float32)
+
+    def run(steps, resume_from=None, save_to=None):
+        tinyconv.set_seed(0)
+        gan = tiny_gan()
+        if resume_from is not None:
+            gan.load_checkpoint(resume_from)
+        for _ in range(steps):
+            gan.train_step(real)
+        if save_to is not None:
+            gan.save_checkpoint(save_to, epoch=1, arrays={"noise": np.arange(3.0)})
+        return gan
+
+    straight = run(4)
+    run(2, save_to=tmp_path / "gan.npz")
+    resumed = run(2, resume_from=tmp_path / "gan.npz")
+    for a, b in zip(straight.generator.get_weights() + straight.discriminator.get_weights(),
+                    resumed.generator.get_weights() + resumed.discriminator.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    epoch, arrays = resumed.load_checkpoint(tmp_path / "gan.npz")
+    assert epoch == 1 and np.array_equal(arrays["noise"], np.arange(3.0))
+
+
+def test_a_checkpoint_of_another_gan_changes_neither_model(rng, tmp_path):
+    gan = tiny_gan()
+    gan.save_checkpoint(tmp_path / "gan.npz", epoch=0)
+    other = tiny_gan(latent=5)
+    before = other.generator.get_weights() + other.discriminator.get_weights()
+    with pytest.raises(ValueError, match="generator"):
+        other.load_checkpoint(tmp_path / "gan.npz")
+    for a, b in zip(before, other.generator.get_weights() + other.discriminator.get_weights()):
+        np.testing.assert_array_equal(a, b)
