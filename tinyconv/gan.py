@@ -23,9 +23,10 @@ Generator step (D fixed): the non-saturating loss of Goodfellow et al. (2014),
     one Adam step on G's parameters.
 
 The generator never sees a real image: everything it learns arrives through ``dL/dfake``, the
-discriminator's input gradient, which ``train_step`` keeps (``last_image_gradient``) for a student
-to look at. Both steps use the same fake batch, as the classic DCGAN recipe does; D's second
-forward pass (after its update) is what the generator step differentiates.
+discriminator's input gradient, which ``train_step`` keeps (``last_image_gradient``, beside the
+fake batch ``last_fake``) for a student to look at. Both steps use the same fake batch, as the
+classic DCGAN recipe does; D's second forward pass (after its update) is what the generator step
+differentiates.
 
 The latent noise comes from tinyconv's seeded ``"latent"`` generator, so one seed fixes the run.
 """
@@ -71,7 +72,7 @@ class GAN:
         # are computed by this class, on the discriminator's logits.
         generator.compile(optimizer=generator_optimizer or Adam(2e-4, beta_1=0.5), loss=self.loss)
         discriminator.compile(optimizer=discriminator_optimizer or Adam(2e-4, beta_1=0.5), loss=self.loss)
-        self.last_image_gradient = None
+        self.last_fake = self.last_image_gradient = None  # kept from the last step, to look at
 
     def sample_noise(self, n: int) -> np.ndarray:
         """``n`` latent vectors from N(0, 1), drawn from the seeded ``"latent"`` generator."""
@@ -110,7 +111,7 @@ class GAN:
         g_loss, grad = self._bce_and_gradient(d.forward(fake, training=True), 1.0)
         if not math.isfinite(g_loss):
             raise FloatingPointError(f"GAN: the generator's loss is {g_loss}; lower the learning rates")
-        self.last_image_gradient = d.backward(grad)
+        self.last_fake, self.last_image_gradient = fake, d.backward(grad)
         g.backward(self.last_image_gradient, input_gradient=False)
         g.optimizer.step(g.trainable_params(), g.gradients())
 

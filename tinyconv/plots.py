@@ -17,17 +17,18 @@ def _pyplot():
     return plt
 
 
-def to_rgb(image: np.ndarray) -> np.ndarray:
+def to_rgb(image: np.ndarray, stretch: bool = True) -> np.ndarray:
     """An (H, W, C) fluorescence image as (H, W, 3) RGB in [0, 1] for display.
 
     Three channels (DNA, actin, marker) become blue, green and magenta, the usual false colours;
     one channel is shown in grey; two as blue (channel 0) and green (channel 1).
-    Each channel is stretched to its 99.5th percentile, as microscopy viewers do.
+    Each channel is stretched to its 99.5th percentile, as microscopy viewers do; with
+    ``stretch=False`` values in [0, 1] are shown as they are, so images can be compared by brightness.
     """
     image = np.asarray(image, dtype=np.float64)
     if image.ndim != 3 or image.shape[-1] not in (1, 2, 3):
         raise ValueError(f"plots.to_rgb: expected an (H, W, C) image with C in (1, 2, 3), got {image.shape}")
-    top = np.percentile(image, 99.5, axis=(0, 1))
+    top = np.percentile(image, 99.5, axis=(0, 1)) if stretch else 1.0
     image = np.clip(image / np.maximum(top, 1e-6), 0.0, 1.0)
     c = image.shape[-1]
     if c == 1:
@@ -243,5 +244,63 @@ def plot_saliency(images, maps: dict, path, probabilities: dict | None = None) -
         for ax in axes[i]:
             ax.axis("off")
     fig.suptitle("saliency: |d score / d pixel| (brighter = the label's score changes more)", fontsize=9)
+    fig.tight_layout()
+    return _save(fig, plt, path)
+
+
+# --- generated cells: image grids and the GAN's curves ---------------------------------------------
+
+def plot_image_rows(rows: dict, path, ncols: int = 8, title: str | None = None) -> Path:
+    """Named rows of images in [0, 1] (``{"real": (N, H, W, C), "generated": ...}``), shown unstretched,
+    ``ncols`` images a row, so real and generated cells can be compared pixel for pixel."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(len(rows), ncols, figsize=(1.2 * ncols, 1.35 * len(rows)), squeeze=False)
+    for axes_row, (name, images) in zip(axes, rows.items()):
+        for k, ax in enumerate(axes_row):
+            ax.axis("off")
+            if k < len(images):
+                ax.imshow(to_rgb(images[k], stretch=False), interpolation="nearest")
+        axes_row[0].set_title(name, fontsize=8, loc="left")
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return _save(fig, plt, path)
+
+
+def plot_gan_history(history: dict, path) -> Path:
+    """Per epoch: both losses, the discriminator's mean belief on real and generated images, and the
+    Fréchet distance. ``history`` holds lists under ``d_loss, g_loss, d_real, d_fake, frechet``."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    epochs = np.arange(1, len(history["d_loss"]) + 1)
+    panels = [("loss (binary cross-entropy)", (("d_loss", "discriminator"), ("g_loss", "generator"))),
+              ("D's mean belief 'real'", (("d_real", "on real"), ("d_fake", "on generated"))),
+              ("Fréchet distance to real cells", (("frechet", "generated vs real"),))]
+    for ax, (ylabel, series) in zip(axes, panels):
+        for key, label in series:
+            ax.plot(epochs, history[key], "o-", ms=3, label=label)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(ylabel)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    axes[2].set_yscale("log")
+    fig.tight_layout()
+    return _save(fig, plt, path)
+
+
+def plot_label_prevalence(real, generated, label_names, path) -> Path:
+    """Per label, the fraction of real cells that show it beside the fraction of generated cells
+    that a classifier says show it."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(10, 3.6))
+    positions = np.arange(len(label_names))
+    ax.bar(positions - 0.2, real, width=0.4, label="real cells")
+    ax.bar(positions + 0.2, generated, width=0.4, label="generated cells (as the classifier sees them)")
+    ax.set_xticks(positions)
+    ax.set_xticklabels(label_names, rotation=60, ha="right", fontsize=7)
+    ax.set_ylabel("prevalence")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3, axis="y")
     fig.tight_layout()
     return _save(fig, plt, path)
