@@ -35,7 +35,7 @@ from . import backend, losses, optimizers
 from .batches import ArrayIterator, check_images, check_labels
 from .callbacks import Callback, ProgressBar, TrainingCheckpoint
 from .layers.activations import Activation, Sigmoid
-from .layers.base import LinearLayer
+from .layers.linear import LinearLayer
 
 
 class Trainable:
@@ -74,10 +74,9 @@ class Trainable:
     # --- the step ------------------------------------------------------------------------------
     def forward_logits(self, x, training: bool = False):
         """Forward pass that stops before the final sigmoid: returns its input z."""
-        x = self.prepare_input(x)
-        *body, last = self.layers
-        for layer in body:
-            x = layer.forward(x, training)
+        # The last layer reads the one before it (see model.topological_order).
+        x = self.run_layers(self.prepare_input(x), len(self.layers) - 1, training)
+        last = self.layers[-1]
         return x if isinstance(last, Activation) else last.forward_linear(x)
 
     def backward_logits(self, dz, input_gradient: bool = True):

@@ -4,7 +4,8 @@ from .base import Input, InputLayer, Layer, SymbolicTensor, reset_names
 from .conv import Conv2D
 from .dense import Dense, Flatten
 from .dropout import Dropout
+from .merge import Add, Concatenate
 from .pooling import MaxPooling2D
 
-__all__ = ["Activation", "Conv2D", "Dense", "Dropout", "Flatten", "Input", "InputLayer", "Layer",
-           "LeakyReLU", "MaxPooling2D", "ReLU", "Sigmoid", "SymbolicTensor", "reset_names"]
+__all__ = ["Activation", "Add", "Concatenate", "Conv2D", "Dense", "Dropout", "Flatten", "Input", "InputLayer",
+           "Layer", "LeakyReLU", "MaxPooling2D", "ReLU", "Sigmoid", "SymbolicTensor", "reset_names"]
