@@ -5,7 +5,8 @@ from .conv import Conv2D
 from .dense import Dense, Flatten
 from .dropout import Dropout
 from .merge import Add, Concatenate
+from .normalization import BatchNormalization
 from .pooling import MaxPooling2D
 
-__all__ = ["Activation", "Add", "Concatenate", "Conv2D", "Dense", "Dropout", "Flatten", "Input", "InputLayer",
+__all__ = ["Activation", "Add", "BatchNormalization", "Concatenate", "Conv2D", "Dense", "Dropout", "Flatten", "Input", "InputLayer",
            "Layer", "LeakyReLU", "MaxPooling2D", "ReLU", "Sigmoid", "SymbolicTensor", "reset_names"]
