@@ -4,8 +4,9 @@ import csv
 import numpy as np
 import pytest
 
-from tinyconv import checkpoint
-from tinyconv.callbacks import CSVLogger, EarlyStopping, ModelCheckpoint, TerminateOnNaN, TrainingCheckpoint
+from tinyconv import checkpoint, plots
+from tinyconv.callbacks import (Callback, CSVLogger, EarlyStopping, GradientNormLogger, ModelCheckpoint,
+                                TerminateOnNaN, TrainingCheckpoint)
 from tinyconv.optimizers import SGD
 
 from training_fixtures import tiny_data, tiny_model
@@ -156,3 +157,62 @@ def test_terminate_on_nan_keeps_the_last_good_checkpoints(tmp_path, capsys):
     for w0, w1 in zip(good, model.get_weights()):
         np.testing.assert_array_equal(w0, w1)
     assert checkpoint.read(state_path)["epoch"] == 1
+
+
+class Recorder(Callback):
+    """Records, independently of GradientNormLogger, each batch's gradients and weights per layer."""
+
+    def on_train_batch_end(self, batch, logs=None):
+        layers = [layer for layer in self.model.layers if layer.params]
+        self.batches.append([(np.concatenate([g.ravel() for g in layer.grads.values()]),
+                              np.concatenate([w.ravel() for w in layer.params.values()])) for layer in layers])
+
+    def on_train_begin(self, logs=None):
+        self.batches = []
+
+
+def test_gradient_norm_logger_against_recorded_batches(tmp_path):
+    x, y = tiny_data()
+    model = tiny_model()
+    model.compile(SGD(learning_rate=0.05), "binary_crossentropy")
+    recorder = Recorder()
+    logger = GradientNormLogger(tmp_path / "gradients.csv")
+    model.fit(x[:24], y[:24], epochs=2, batch_size=8, verbose=0, callbacks=[recorder, logger])
+    with open(tmp_path / "gradients.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    n_layers = len(recorder.batches[0])
+    assert len(rows) == 2 * n_layers and list(rows[0]) == ["epoch", "layer", "depth", "gradient_norm",
+                                                           "update_ratio", "weight_norm"]
+    for row in rows:
+        epoch, depth = int(row["epoch"]), int(row["depth"])
+        batches = recorder.batches[3 * epoch:3 * epoch + 3]  # 24 images, batches of 8
+        grad = np.mean([np.linalg.norm(b[depth][0]) for b in batches])
+        assert float(row["gradient_norm"]) == pytest.approx(grad, rel=1e-6)
+        steps = range(max(3 * epoch, 1), 3 * epoch + 3)  # the very first step has no previous weights
+        ratios = [np.linalg.norm(recorder.batches[t][depth][1] - recorder.batches[t - 1][depth][1])
+                  / np.linalg.norm(recorder.batches[t - 1][depth][1]) for t in steps]
+        assert float(row["update_ratio"]) == pytest.approx(np.mean(ratios), rel=1e-5)
+        # Plain SGD: each step moves the weights by exactly lr * gradient.
+        sgd = [0.05 * np.linalg.norm(recorder.batches[t][depth][0]) / np.linalg.norm(recorder.batches[t - 1][depth][1])
+               for t in steps]
+        assert float(row["update_ratio"]) == pytest.approx(np.mean(sgd), rel=1e-4)
+    assert logger.rows[0]["layer"] == rows[0]["layer"]
+    png = plots.plot_gradient_norms(tmp_path / "gradients.csv", tmp_path / "gradients.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+
+
+def test_gradient_norm_logger_appends_on_resume(tmp_path):
+    x, y = tiny_data()
+    model = tiny_model()
+    model.compile("adam", "binary_crossentropy")
+    callbacks = [GradientNormLogger(tmp_path / "g.csv"), TrainingCheckpoint(tmp_path / "state.npz")]
+    model.fit(x, y, epochs=2, batch_size=8, verbose=0, callbacks=callbacks)
+    resumed = tiny_model()
+    resumed.compile("adam", "binary_crossentropy")
+    callbacks = [GradientNormLogger(tmp_path / "g.csv"), TrainingCheckpoint(tmp_path / "state.npz")]
+    epoch = checkpoint.load_checkpoint(tmp_path / "state.npz", resumed, callbacks)
+    resumed.fit(x, y, epochs=3, batch_size=8, verbose=0, callbacks=callbacks, initial_epoch=epoch)
+    with open(tmp_path / "g.csv", newline="") as f:
+        epochs = [int(r["epoch"]) for r in csv.DictReader(f)]
+    layers = len(callbacks[0].layers)
+    assert epochs == [0] * layers + [1] * layers + [2] * layers

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import tinyconv
-from tinyconv import checkpoint, model as model_io
+from tinyconv import checkpoint, npzfile
 from tinyconv.callbacks import Callback, CSVLogger, EarlyStopping, TrainingCheckpoint
 from tinyconv.layers import Conv2D, Dense, Flatten, Input, reset_names
 from tinyconv.optimizers import SGD, Adam
@@ -198,7 +198,7 @@ def test_checkpoint_round_trips_every_part(tmp_path):
     assert state["optimizer"]["iterations"] == model.optimizer.iterations == 3
     np.testing.assert_array_equal(state["optimizer"]["slots"]["m"][0], model.optimizer.get_state()["slots"]["m"][0])
     assert state["random"] == tinyconv.random.get_state()
-    assert model_io.read_npz(path).keys() >= {"__state__", "/weights/001/conv2d/kernel"}
+    assert npzfile.read_npz(path).keys() >= {"__state__", "/weights/001/conv2d/kernel"}
 
 
 def test_resume_with_an_augmenting_flow_iterator(tmp_path):

@@ -95,7 +95,7 @@ def test_fused_sigmoid_bce_training_gradient(rng):
     """The fused path (logits loss, sigmoid skipped) gives the gradient of the unfused BCE."""
     model = seed_cnn(input_shape=(8, 8, 3), dropout=0.0)
     model.compile("adam", BinaryCrossentropy())
-    assert model.fuse_sigmoid
+    assert model.fuse_output
     x = rng.standard_normal((3, 8, 8, 3))
     y = (rng.random((3, 18)) > 0.5).astype(np.float64)
     loss = BinaryCrossentropy()

@@ -205,6 +205,77 @@ class CSVLogger(Callback):
         self.append = self._resumed = True  # a resumed run continues the log
 
 
+class GradientNormLogger(CSVLogger):
+    """Watch the gradients: per layer and epoch, the gradient norm and the update/weight ratio.
+
+    After every training batch it measures, for each layer with trainable weights (all of them
+    taken together as one vector),
+
+    - ``gradient_norm``: ``||dL/dw||``, the size of the gradient that reached the layer;
+    - ``update_ratio``: ``||w_t - w_(t-1)|| / ||w_(t-1)||``, how much one optimizer step changed it
+      (CS231n's rule of thumb: around 1e-3; far below, the layer hardly learns);
+    - ``weight_norm``: ``||w||``.
+
+    At the end of each epoch it writes their means over the epoch's batches, one CSV row per layer:
+    ``epoch,layer,depth,gradient_norm,update_ratio,weight_norm`` (``depth``: the layer's position
+    among the layers with weights, from the input). Gradient norms that shrink layer after layer
+    towards the input are vanishing gradients; ``tinyconv.plots.plot_gradient_norms`` draws them.
+
+    Costs one norm per weight array per batch and a copy of the weights, kept for the next ratio.
+    A resumed run appends, as ``CSVLogger`` does; ``rows`` holds what this run measured.
+    """
+
+    COLUMNS = ("layer", "depth", "gradient_norm", "update_ratio", "weight_norm")
+
+    def __init__(self, filename: str | os.PathLike, separator: str = ",", append: bool = False):
+        super().__init__(filename, separator, append)
+        self.rows: list[dict] = []
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        self.layers = [layer for layer in self.model.layers if layer.params]
+        self.previous = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.sums = {layer.name: np.zeros(3) for layer in self.layers}  # gradient, ratio, weight norms
+        self.ratio_batches = self.batches = 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        current = []
+        for layer in self.layers:
+            weights = list(layer.params.values())
+            sums = self.sums[layer.name]
+            sums[0] += _norm(layer.grads.values())
+            sums[2] += _norm(weights)
+            current.append([w.copy() for w in weights])
+        if self.previous is not None:
+            for layer, before, after in zip(self.layers, self.previous, current):
+                self.sums[layer.name][1] += _norm(a - b for a, b in zip(after, before)) / max(_norm(before), 1e-30)
+            self.ratio_batches += 1
+        self.previous = current
+        self.batches += 1
+
+    def on_epoch_end(self, epoch, logs=None):
+        writer = csv.writer(self.file, delimiter=self.separator)
+        if self.keys is None:
+            self.keys = list(self.COLUMNS)
+            writer.writerow(["epoch", *self.keys])
+        for depth, layer in enumerate(self.layers):
+            gradient, ratio, weight = self.sums[layer.name]
+            row = {"epoch": epoch, "layer": layer.name, "depth": depth,
+                   "gradient_norm": gradient / max(self.batches, 1),
+                   "update_ratio": ratio / self.ratio_batches if self.ratio_batches else math.nan,
+                   "weight_norm": weight / max(self.batches, 1)}
+            self.rows.append(row)
+            writer.writerow([row[key] for key in ("epoch", *self.keys)])
+        self.file.flush()
+
+
+def _norm(arrays) -> float:
+    """The Euclidean norm of several arrays taken together as one vector."""
+    return math.sqrt(sum(float((a.astype(np.float64, copy=False) ** 2).sum()) for a in arrays))
+
+
 class ModelCheckpoint(Callback):
     """Save the weights (``.npz``) after each epoch, or only when ``monitor`` improves.
 

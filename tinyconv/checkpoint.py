@@ -21,7 +21,7 @@ import os
 
 import numpy as np
 
-from . import model as model_io  # module import: model.py imports training, which imports this
+from .npzfile import read_npz, write_npz_atomically
 from . import random
 
 FORMAT = "tinyconv-training-checkpoint-1"
@@ -77,13 +77,13 @@ def write(path: str | os.PathLike, state: dict) -> None:
     arrays: dict[str, np.ndarray] = {}
     document = _split_arrays(state, "", arrays)
     arrays[STATE_KEY] = np.frombuffer(json.dumps(document).encode("utf-8"), dtype=np.uint8)
-    model_io.write_npz_atomically(path, arrays)
+    write_npz_atomically(path, arrays)
 
 
 def read(path: str | os.PathLike, expected_format: str = FORMAT) -> dict:
     """Read a checkpoint; a truncated, damaged or foreign file raises ``ValueError``."""
     source = os.fspath(path)
-    arrays = model_io.read_npz(source)
+    arrays = read_npz(source)
     if STATE_KEY not in arrays:
         raise ValueError(f"{source}: not a tinyconv training checkpoint (no {STATE_KEY!r} entry); "
                          "a weights-only file loads with model.load_weights")

@@ -46,7 +46,11 @@ def zeros(shape):
     return np.zeros(shape)
 
 
-INITIALIZERS = {"glorot_uniform": glorot_uniform, "he_normal": he_normal, "zeros": zeros}
+def ones(shape):
+    return np.ones(shape)
+
+
+INITIALIZERS = {"glorot_uniform": glorot_uniform, "he_normal": he_normal, "ones": ones, "zeros": zeros}
 
 
 def get(identifier, owner: str = "initializer"):

@@ -1,4 +1,9 @@
-r"""Binary cross-entropy for multi-label outputs: predictions and targets of shape (N, L).
+r"""Cross-entropy losses: binary (multi-label, (N, L)) and categorical (one class of K, (N, K)).
+
+Both follow ``loss.forward(y_pred, y_true) -> float`` (the batch mean; caches what backward
+needs) and ``loss.backward() -> dL/d(y_pred)``.
+
+## Binary cross-entropy
 
 Probability form (``from_logits=False``, Keras's default), with p clipped to [eps, 1 - eps], eps = 1e-7:
 
@@ -14,11 +19,31 @@ Fusion: when a model ends in a sigmoid and is trained with the probability form,
 step skips the sigmoid and uses the logits form on its input z. It is the same function of z
 without the clipping, and its gradient ``(p - y) / (N*L)`` keeps full precision where
 ``p (1 - p)`` would underflow.
+
+## Categorical cross-entropy
+
+Targets are one-hot rows (or any rows of probabilities summing to 1). Probability form (Keras's
+default): the rows of p are first rescaled to sum to 1 (``q = p / sum_k p_k``, as Keras does),
+clipped to [eps, 1 - eps], then
+
+    loss = mean over n of  -sum_k y_k log q_k
+    dL/dq_k = -y_k / q_k / N          (0 where q was clipped)
+    dL/dp_j = ( dL/dq_j - sum_k dL/dq_k q_k ) / sum_k p_k     (through the rescaling)
+
+Logits form (``from_logits=True``), with ``lse(z) = log sum_k exp(z_k)`` computed after
+subtracting the row's maximum (no overflow):
+
+    loss = mean over n of  sum_k y_k (lse(z) - z_k)
+    dL/dz = ( softmax(z) * sum_k y_k - y ) / N        = (p - y) / N for one-hot rows
+
+Fusion works as for the sigmoid: a model ending in a softmax, trained with the probability form,
+is trained through the logits form on the softmax's input.
 """
 from __future__ import annotations
 
 from .backend import get_array_module
 from .batches import check_label_range
+from .layers.activations import Sigmoid, Softmax
 
 EPSILON = 1e-7
 
@@ -37,13 +62,29 @@ def _check(y_pred, y_true, owner: str):
     check_label_range(y_true, owner)
 
 
-class BinaryCrossentropy:
+class Loss:
+    """Base of the losses. ``output_activation``: the final activation whose input the logits
+    form of the loss takes, which lets training fuse the two."""
+
+    output_activation: type = type(None)
+    name = "loss"
+
     def __init__(self, from_logits: bool = False):
-        self.from_logits = bool(from_logits)
-        self.name = "binary_crossentropy"
+        if not isinstance(from_logits, bool):
+            raise TypeError(f"{type(self).__name__}: from_logits must be True or False, got {from_logits!r}")
+        self.from_logits = from_logits
+
+    def __call__(self, y_true, y_pred) -> float:
+        """Keras call order: ``loss(y_true, y_pred)``."""
+        return self.forward(y_pred, y_true)
+
+
+class BinaryCrossentropy(Loss):
+    output_activation = Sigmoid
+    name = "binary_crossentropy"
 
     def forward(self, y_pred, y_true) -> float:
-        """The mean loss of a batch; caches what ``backward`` needs."""
+        """The mean loss of a batch of (N, L) rows; caches what ``backward`` needs."""
         owner = f"BinaryCrossentropy(from_logits={self.from_logits})"
         _check(y_pred, y_true, owner)
         xp = get_array_module(y_pred)
@@ -71,18 +112,55 @@ class BinaryCrossentropy:
         p, y, inside = self.cache
         return (-y / p + (1 - y) / (1 - p)) * inside / p.size
 
-    def __call__(self, y_true, y_pred) -> float:
-        """Keras call order: ``loss(y_true, y_pred)``."""
-        return self.forward(y_pred, y_true)
+
+class CategoricalCrossentropy(Loss):
+    output_activation = Softmax
+    name = "categorical_crossentropy"
+
+    def forward(self, y_pred, y_true) -> float:
+        """The mean loss of a batch of (N, K) rows; caches what ``backward`` needs."""
+        owner = f"CategoricalCrossentropy(from_logits={self.from_logits})"
+        _check(y_pred, y_true, owner)
+        xp = get_array_module(y_pred)
+        y = y_true.astype(y_pred.dtype, copy=False)
+        if self.from_logits:
+            shifted = y_pred - y_pred.max(axis=1, keepdims=True)
+            e = xp.exp(shifted)
+            total = e.sum(axis=1, keepdims=True)
+            log_sum = xp.log(total)  # lse(z) - max(z)
+            per_row = (y * (log_sum - shifted)).sum(axis=1)
+            self.cache = e / total, y
+        else:
+            if not bool((y_pred >= 0).all()):
+                raise ValueError(f"{owner}: predictions must be probabilities (>= 0); "
+                                 "use from_logits=True for raw scores")
+            row_sum = y_pred.sum(axis=1, keepdims=True)
+            if not bool((row_sum > 0).all()):
+                raise ValueError(f"{owner}: every row of predictions needs a positive sum")
+            q = y_pred / row_sum
+            clipped = xp.clip(q, EPSILON, 1 - EPSILON)
+            per_row = -(y * xp.log(clipped)).sum(axis=1)
+            inside = (q > EPSILON) & (q < 1 - EPSILON)
+            self.cache = q, clipped, y, inside, row_sum
+        return float(per_row.mean())
+
+    def backward(self):
+        """dL/d(y_pred), shape (N, K)."""
+        if self.from_logits:
+            p, y = self.cache
+            return (p * y.sum(axis=1, keepdims=True) - y) / len(p)
+        q, clipped, y, inside, row_sum = self.cache
+        dq = -y / clipped * inside / len(q)
+        return (dq - (dq * q).sum(axis=1, keepdims=True)) / row_sum
 
 
-LOSSES = {"binary_crossentropy": BinaryCrossentropy}
+LOSSES = {"binary_crossentropy": BinaryCrossentropy, "categorical_crossentropy": CategoricalCrossentropy}
 
 
-def get(identifier):
-    if isinstance(identifier, BinaryCrossentropy):
+def get(identifier) -> Loss:
+    if isinstance(identifier, Loss):
         return identifier
     if identifier not in LOSSES:
         raise ValueError(f"loss: unknown loss {identifier!r}; expected one of {sorted(LOSSES)} "
-                         "or a BinaryCrossentropy instance")
+                         "or a Loss instance (BinaryCrossentropy, CategoricalCrossentropy)")
     return LOSSES[identifier]()

@@ -6,15 +6,15 @@
 """
 from __future__ import annotations
 
-import io
 import os
-import tempfile
-import zipfile
 
 import numpy as np
 
 from . import backend, config
-from .layers.base import InputLayer, Layer, LinearLayer, SymbolicTensor, unique_name
+from .layers.base import Input, InputLayer, Layer, SymbolicTensor, unique_name
+from .layers.linear import LinearLayer
+from .layers.merge import Merge
+from .npzfile import read_npz, write_npz_atomically
 from .training import Trainable
 
 
@@ -24,18 +24,26 @@ class Model(Trainable):
             if not isinstance(tensor, SymbolicTensor):
                 raise TypeError(f"Model: {what} must be a symbolic tensor from Input(...) or a layer call, "
                                 f"got {type(tensor).__name__}")
-        chain = []
-        tensor = outputs
-        while tensor is not None:  # follow the graph back from the output to the input
-            chain.append(tensor.layer)
-            if tensor is inputs:
-                break
-            tensor = tensor.parent
-        if tensor is not inputs:
-            raise ValueError("Model: the outputs are not computed from the given inputs")
-        self.layers: list[Layer] = chain[::-1]
+        if not isinstance(inputs.layer, InputLayer):
+            raise TypeError(f"Model: inputs must come from Input(...), got the output of layer {inputs.layer.name!r}")
+        tensors = topological_order(inputs, outputs)
+        position = {id(tensor): i for i, tensor in enumerate(tensors)}
+        self.layers: list[Layer] = [tensor.layer for tensor in tensors]
+        self.set_plan([[position[id(source)] for source in tensor.inputs] for tensor in tensors])
         self.name = name if name is not None else unique_name("model")
         super().__init__()
+
+    def set_plan(self, inbound: list[list[int]]) -> None:
+        """Precompute how to run the graph: ``inbound[i]`` lists the positions (in ``layers``) of
+        the layers whose outputs layer i takes. A plain chain keeps the simplest loop."""
+        self.inbound = inbound
+        self.chain = all(sources == [i - 1] for i, sources in enumerate(inbound) if i > 0)
+        last_use = {}
+        for i, sources in enumerate(inbound):
+            for j in sources:
+                last_use[j] = i
+        # After layer i has run, the outputs it was the last to read can be let go.
+        self.release_after = [[j for j, last in last_use.items() if last == i] for i in range(len(inbound))]
 
     # --- shapes -----------------------------------------------------------------------------
     @property
@@ -72,10 +80,28 @@ class Model(Trainable):
 
     def forward(self, x, training: bool = False):
         """(N, *input_shape) -> (N, *output_shape)."""
-        x = self.prepare_input(x)
-        for layer in self.layers:
-            x = layer.forward(x, training)
-        return x
+        return self.run_layers(self.prepare_input(x), len(self.layers), training)
+
+    def run_layers(self, x, count: int, training: bool = False):
+        """Run the first ``count`` layers (in topological order) on the model input ``x``;
+        returns the output of layer ``count - 1``."""
+        if self.chain:
+            for layer in self.layers[:count]:
+                x = layer.forward(x, training)
+            return x
+        outputs = [None] * count
+        for i in range(count):
+            layer, sources = self.layers[i], self.inbound[i]
+            if not sources:
+                outputs[i] = layer.forward(x, training)
+            elif isinstance(layer, Merge):
+                outputs[i] = layer.forward([outputs[j] for j in sources], training)
+            else:
+                outputs[i] = layer.forward(outputs[sources[0]], training)
+            for j in self.release_after[i]:
+                if j != count - 1:
+                    outputs[j] = None
+        return outputs[count - 1]
 
     def backward(self, dy, input_gradient: bool = True):
         """dL/d(output) -> dL/d(input); fills every layer's ``grads``.
@@ -88,17 +114,34 @@ class Model(Trainable):
 
     def backward_layers(self, layers, dy, input_gradient: bool = True):
         """Backward through ``layers``, the first ones of ``self.layers`` (all, or all but the
-        last for ``backward_logits``); see ``backward``."""
-        first = next((layer for layer in self.layers if not isinstance(layer, InputLayer)), None)
-        for layer in reversed(layers):
-            if layer is first and not input_gradient:
-                if isinstance(layer, LinearLayer):
-                    layer.backward(dy, input_gradient=False)
-                else:
-                    layer.backward(dy)  # a parameter-free first layer: nothing to skip
-                return None
-            dy = layer.backward(dy)
-        return dy if input_gradient else None
+        last for ``backward_logits``), from ``dy``, the gradient at the last one's output;
+        see ``backward``.
+
+        In a graph, a tensor that feeds several layers receives one gradient from each of them,
+        and its total gradient is their sum (the multivariate chain rule):
+        ``dL/dt = sum over the consumers c of dL/dc_input``.
+        """
+        if self.chain:
+            first = next((layer for layer in self.layers if not isinstance(layer, InputLayer)), None)
+            for layer in reversed(layers):
+                if layer is first and not input_gradient:
+                    skip_input_gradient(layer, dy)
+                    return None
+                dy = layer.backward(dy)
+            return dy if input_gradient else None
+        gradients = [None] * len(layers)
+        gradients[-1] = dy
+        for i in range(len(layers) - 1, 0, -1):  # position 0 is the InputLayer
+            layer, sources, dy = self.layers[i], self.inbound[i], gradients[i]
+            gradients[i] = None
+            if not input_gradient and all(j == 0 for j in sources):
+                skip_input_gradient(layer, dy)  # it reads the model input only: nobody needs its dx
+                continue
+            upstream = layer.backward(dy)
+            for j, dx in zip(sources, upstream if isinstance(layer, Merge) else [upstream]):
+                # A new array, never +=: dx may be the very array another layer was given.
+                gradients[j] = dx if gradients[j] is None else gradients[j] + dx
+        return gradients[0] if input_gradient else None
 
     # --- parameters -----------------------------------------------------------------------------
     def trainable_params(self) -> list:
@@ -108,25 +151,30 @@ class Model(Trainable):
         return [g for layer in self.layers for g in layer.grads.values()]
 
     def count_params(self) -> int:
+        """Every weight, trainable or not (as Keras's total)."""
         return sum(layer.count_params() for layer in self.layers)
 
+    def count_trainable_params(self) -> int:
+        return sum(layer.count_trainable_params() for layer in self.layers)
+
     def get_weights(self) -> list[np.ndarray]:
+        """Every layer's ``get_weights()`` in turn: trainable and non-trainable (moving statistics)."""
         return [w for layer in self.layers for w in layer.get_weights()]
 
     def set_weights(self, weights: list) -> None:
-        expected = sum(len(layer.params) for layer in self.layers)
+        expected = sum(len(layer.weights) for layer in self.layers)
         if len(weights) != expected:
             raise ValueError(f"model {self.name!r}: expected {expected} weight arrays, got {len(weights)}")
         i = 0
         for layer in self.layers:
-            layer.set_weights(weights[i:i + len(layer.params)])
-            i += len(layer.params)
+            layer.set_weights(weights[i:i + len(layer.weights)])
+            i += len(layer.weights)
 
     # --- weights on disk -------------------------------------------------------------------------
     def weight_arrays(self) -> dict[str, np.ndarray]:
         """``{"<index>/<layer name>/<param>": array}``: position first, so names need not match on load."""
         return {f"{i:03d}/{layer.name}/{key}": backend.to_numpy(value)
-                for i, layer in enumerate(self.layers) for key, value in layer.params.items()}
+                for i, layer in enumerate(self.layers) for key, value in layer.weights.items()}
 
     def save_weights(self, path: str | os.PathLike) -> None:
         """Write the weights to ``path`` (.npz) atomically: a kill mid-write leaves the old file intact."""
@@ -139,8 +187,8 @@ class Model(Trainable):
         """Load ``weight_arrays()``-style data after checking it fits this model, layer by layer."""
         saved = self.check_weight_arrays(arrays, source)
         for i, layer in enumerate(self.layers):
-            if layer.params:
-                layer.set_weights([saved[i][k] for k in layer.params])
+            if layer.weights:
+                layer.set_weights([saved[i][k] for k in layer.weights])
 
     def check_weight_arrays(self, arrays: dict[str, np.ndarray], source: str) -> dict[int, dict]:
         """Raise ``ValueError`` unless ``weight_arrays()``-style data fits this model; returns it by
@@ -150,7 +198,7 @@ class Model(Trainable):
             index, _, param = key.split("/")
             saved.setdefault(int(index), {})[param] = value
         for i, layer in enumerate(self.layers):
-            mine = {k: tuple(v.shape) for k, v in layer.params.items()}
+            mine = {k: tuple(v.shape) for k, v in layer.weights.items()}
             theirs = {k: v.shape for k, v in saved.get(i, {}).items()}
             if mine != theirs:
                 raise ValueError(f"{source}: weights do not fit this model at layer {i} {layer.name!r} "
@@ -164,16 +212,29 @@ class Model(Trainable):
 
     # --- summary -----------------------------------------------------------------------------------
     def summary(self, print_fn=print) -> None:
-        """A Keras-like table with a receptive-field column (the input region one output pixel sees)."""
+        """A Keras-like table with a receptive-field column (the input region one output pixel sees).
+
+        A graph also gets Keras's "Connected to" column (``name[0][0]``: the layers whose outputs
+        a layer takes). A merge sees as far as the farthest-seeing of its branches.
+        """
+        fields = []
         rows = []
-        field = None
-        for layer in self.layers:
-            field = layer.receptive_field(field)
+        for layer, sources in zip(self.layers, self.inbound):
+            inputs = [fields[j] for j in sources]
+            field = layer.receptive_field(inputs if isinstance(layer, Merge) else (inputs or [None])[0])
+            fields.append(field)
             rf = "whole input" if field is None else f"{field[0]}x{field[1]}"
-            rows.append((f"{layer.name} ({type(layer).__name__})", str((None, *layer.output_shape)),
-                         f"{layer.count_params():,}", rf))
-        header = ("Layer (type)", "Output Shape", "Param #", "Receptive field")
-        widths = [max(len(r[i]) for r in rows + [header]) + 3 for i in range(4)]
+            connected = [f"{self.layers[j].name}[0][0]" for j in sources] or [""]
+            cells = [f"{layer.name} ({type(layer).__name__})", str((None, *layer.output_shape)),
+                     f"{layer.count_params():,}", connected[0], rf]
+            rows.append([cells] + [["", "", "", more, ""] for more in connected[1:]])
+        header = ["Layer (type)", "Output Shape", "Param #", "Connected to", "Receptive field"]
+        if self.chain:  # as Keras: a plain stack needs no "Connected to"
+            for row in [[header]] + rows:
+                for cells in row:
+                    del cells[3]
+        every_line = [header] + [cells for row in rows for cells in row]
+        widths = [max(len(cells[i]) for cells in every_line) + 3 for i in range(len(header))]
         line = lambda cells: " " + "".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()
         total = sum(widths) + 1
         print_fn(f'Model: "{self.name}"')
@@ -181,12 +242,13 @@ class Model(Trainable):
         print_fn(line(header))
         print_fn("=" * total)
         for i, row in enumerate(rows):
-            print_fn(line(row))
+            for cells in row:
+                print_fn(line(cells))
             print_fn(("=" if i == len(rows) - 1 else "_") * total)
-        n = self.count_params()
+        n, trainable = self.count_params(), self.count_trainable_params()
         print_fn(f"Total params: {n:,}")
-        print_fn(f"Trainable params: {n:,}")
-        print_fn("Non-trainable params: 0")
+        print_fn(f"Trainable params: {trainable:,}")
+        print_fn(f"Non-trainable params: {n - trainable:,}")
         print_fn("_" * total)
 
 
@@ -201,6 +263,7 @@ class Sequential(Model):
         self.name = name if name is not None else unique_name("sequential")
         self.pending: list[Layer] = []
         self.layers = []
+        self.set_plan([])
         self.input_tensor = None
         Trainable.__init__(self)
         for layer in layers or []:
@@ -212,20 +275,20 @@ class Sequential(Model):
                 raise ValueError(f"model {self.name!r}: Input(...) must come first, and only once")
             self.input_tensor = self.output_tensor = layer
             self.layers = [layer.layer]
+            self.set_plan([[]])
             return
         if not isinstance(layer, Layer):
             raise TypeError(f"model {self.name!r}: expected a Layer, got {type(layer).__name__}")
         if self.input_tensor is None and layer.declared_input_shape is not None and not self.pending:
-            from .layers.base import Input
             self.add(Input(layer.declared_input_shape))
         if self.input_tensor is None:
             self.pending.append(layer)  # built when the first batch shows the input shape
             return
         self.output_tensor = layer(self.output_tensor)
         self.layers.append(layer)
+        self.set_plan(self.inbound + [[len(self.layers) - 2]])
 
     def build(self, input_shape: tuple) -> None:
-        from .layers.base import Input
         pending, self.pending = self.pending, []
         self.add(Input(input_shape))
         for layer in pending:
@@ -237,31 +300,37 @@ class Sequential(Model):
         return super().forward(x, training)
 
 
-def write_npz_atomically(path, arrays: dict[str, np.ndarray]) -> None:
-    """Write to a temporary file in the same folder, flush it to disk, then rename over ``path``."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)  # atomic on POSIX and Windows
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+def topological_order(inputs: SymbolicTensor, outputs: SymbolicTensor) -> list[SymbolicTensor]:
+    """The tensors that ``outputs`` is computed from, each after the ones it reads (depth-first,
+    inputs in call order, so a chain comes out in its own order and ``inputs`` first).
+
+    Every layer is called once, so tensors and layers correspond one to one. Iterative, so that
+    a deep network does not exhaust Python's recursion limit.
+    """
+    order: list[SymbolicTensor] = []
+    seen: set[int] = set()
+    stack = [(outputs, False)]
+    while stack:
+        tensor, expanded = stack.pop()
+        if expanded:
+            order.append(tensor)
+            continue
+        if id(tensor) in seen:
+            continue
+        seen.add(id(tensor))
+        if not tensor.inputs and tensor is not inputs:
+            raise ValueError(f"Model: the outputs depend on {tensor!r}, which is not the given inputs "
+                             "(one Input per model)")
+        stack.append((tensor, True))
+        stack.extend((source, False) for source in reversed(tensor.inputs))
+    if id(inputs) not in seen:
+        raise ValueError("Model: the outputs are not computed from the given inputs")
+    return order
 
 
-def read_npz(path) -> dict[str, np.ndarray]:
-    """Read every array of an .npz file, turning a missing or damaged file into a clear error."""
-    path = os.fspath(path)
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"{path}: no such weights file")
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            return {key: data[key] for key in data.files}
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError, io.UnsupportedOperation) as exc:
-        raise ValueError(f"{path}: not a readable .npz weights file (truncated or corrupt?): {exc}") from exc
+def skip_input_gradient(layer: Layer, dy) -> None:
+    """Backward through a layer that reads the model input: its parameter gradients only."""
+    if isinstance(layer, LinearLayer):
+        layer.backward(dy, input_gradient=False)
+    else:
+        layer.backward(dy)  # a parameter-free layer: nothing to skip

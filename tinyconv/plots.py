@@ -1,10 +1,11 @@
-"""matplotlib figures: simulated cells with their labels, augmentations.
+"""matplotlib figures: simulated cells with their labels, augmentations, training curves, gradients.
 
 Every function writes a PNG and closes its figure, so it can run in a loop or a test without
 piling up open figures. It uses the Agg backend, which needs no display.
 """
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 import numpy as np
@@ -127,6 +128,41 @@ def plot_learning_curves(history: dict, path, title: str | None = None) -> Path:
         ax.set_ylabel("binary cross-entropy" if metric == "loss" else "binary accuracy")
         ax.grid(alpha=0.3)
         ax.legend()
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return _save(fig, plt, path)
+
+
+def plot_gradient_norms(rows, path, title: str | None = None) -> Path:
+    """Per-layer gradient norms and update/weight ratios, one line per epoch (``GradientNormLogger``).
+
+    ``rows``: the logger's ``rows``, or the path of its CSV file. The x axis is the layer's depth
+    (input on the left); both y axes are logarithmic, so a gradient that shrinks by a constant
+    factor per layer (vanishing) is a straight falling line towards the input.
+    """
+    if isinstance(rows, (str, Path)):
+        with open(rows, newline="") as f:
+            rows = list(csv.DictReader(f))
+    if not rows:
+        raise ValueError("plot_gradient_norms: no rows to plot")
+    epochs = sorted({int(r["epoch"]) for r in rows})
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    colors = plt.cm.viridis(np.linspace(0, 0.9, len(epochs)))
+    for epoch, color in zip(epochs, colors):
+        mine = sorted((r for r in rows if int(r["epoch"]) == epoch), key=lambda r: int(r["depth"]))
+        depth = [int(r["depth"]) for r in mine]
+        for ax, key in zip(axes, ("gradient_norm", "update_ratio")):
+            ax.plot(depth, [float(r[key]) for r in mine], "o-", ms=3, color=color, label=f"epoch {epoch + 1}")
+    names = [r["layer"] for r in sorted((r for r in rows if int(r["epoch"]) == epochs[0]), key=lambda r: int(r["depth"]))]
+    for ax, label in zip(axes, ("gradient norm ||dL/dw||", "update / weight  ||dw|| / ||w||")):
+        ax.set_yscale("log")
+        ax.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=7)
+        ax.set_xlabel("layer (input on the left)")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3, which="both")
+    axes[0].legend(fontsize=7)
     if title:
         fig.suptitle(title)
     fig.tight_layout()

@@ -9,13 +9,15 @@ One training step on a batch ``(x, y)``:
 
 When the model ends in a sigmoid and the loss is ``BinaryCrossentropy(from_logits=False)``, steps
 2-3 are fused: the sigmoid is skipped and the loss is taken in its logits form on the sigmoid's
-input ``z``, whose gradient is ``(sigmoid(z) - y) / (N * L)`` (see ``losses.py``).
+input ``z``, whose gradient is ``(sigmoid(z) - y) / (N * L)`` (see ``losses.py``). A softmax
+before ``CategoricalCrossentropy`` is fused the same way, with gradient ``(softmax(z) - y) / N``.
 
 ``fit`` repeats the step over batches and epochs and calls the callbacks (see ``callbacks.py``).
 The logged ``loss`` and ``accuracy`` of an epoch are means over its training batches (dropout on),
 weighted by batch size; ``val_loss`` and ``val_accuracy`` are computed at the end of the epoch
-with dropout off. ``"accuracy"`` is *binary* accuracy (``p > 0.5`` against each label), not the
-categorical accuracy Keras would pick for an 18-unit output.
+with dropout off. With binary cross-entropy ``"accuracy"`` is *binary* accuracy (``p > 0.5``
+against each label), not the categorical accuracy Keras would pick for an 18-unit output; with
+categorical cross-entropy it is categorical accuracy (the argmax matches the label's).
 
 ``evaluate`` and ``predict`` take NumPy arrays (``evaluate`` also an iterator), move one batch at a
 time to the model's device and bring the results back, so at most one batch of activations
@@ -34,8 +36,8 @@ from tqdm.auto import tqdm
 from . import backend, losses, optimizers
 from .batches import ArrayIterator, check_images, check_labels
 from .callbacks import Callback, ProgressBar, TrainingCheckpoint
-from .layers.activations import Activation, Sigmoid
-from .layers.base import LinearLayer
+from .layers.activations import Activation, Softmax
+from .layers.linear import LinearLayer
 
 
 class Trainable:
@@ -45,27 +47,39 @@ class Trainable:
         self.optimizer = None
         self.loss = None
         self.metrics: list[str] = []
-        self.fuse_sigmoid = False
+        self.fuse_output = False
         self.stop_training = False
         self.pending_data_state = None  # set by checkpoint.load_checkpoint for fit's array iterator
 
     def compile(self, optimizer="adam", loss="binary_crossentropy", metrics=None) -> None:
-        """Choose the optimizer and the loss; ``metrics=["accuracy"]`` is binary accuracy with BCE."""
+        """Choose the optimizer and the loss. ``metrics=["accuracy"]`` means binary accuracy with
+        binary cross-entropy and categorical accuracy (argmax match) with categorical cross-entropy;
+        ``"binary_accuracy"`` and ``"categorical_accuracy"`` ask for one of them by name."""
         self.optimizer = optimizers.get(optimizer)
         self.loss = losses.get(loss)
         self.metrics = list(metrics or [])
-        unknown = [m for m in self.metrics if m not in ("accuracy", "binary_accuracy")]
+        unknown = [m for m in self.metrics if m not in ("accuracy", "binary_accuracy", "categorical_accuracy")]
         if unknown:
-            raise ValueError(f"model {self.name!r}: unknown metrics {unknown}; expected 'accuracy'")
-        self.fuse_sigmoid = not self.loss.from_logits and self._ends_in_sigmoid()
-        if self.fuse_sigmoid:
-            self.logits_loss = losses.BinaryCrossentropy(from_logits=True)
+            raise ValueError(f"model {self.name!r}: unknown metrics {unknown}; expected 'accuracy', "
+                             "'binary_accuracy' or 'categorical_accuracy'")
+        # A final activation that is the loss's own link (sigmoid for binary, softmax over the
+        # classes for categorical cross-entropy), however it is written, is fused with the loss.
+        final = self.output_activation()
+        self.fuse_output = (not self.loss.from_logits and isinstance(final, self.loss.output_activation)
+                            and (not isinstance(final, Softmax) or final.over_last_axis()))
+        if self.fuse_output:
+            self.logits_loss = type(self.loss)(from_logits=True)
 
-    def _ends_in_sigmoid(self) -> bool:
+    def output_activation(self):
+        """The model's final activation layer however it is written (a bare ``Sigmoid()`` or
+        ``Softmax()``, ``Activation("sigmoid")``, or ``activation=`` on the last Conv2D or Dense);
+        None when the last layer is linear."""
         last = self.layers[-1]
         if isinstance(last, Activation):
-            return isinstance(last.function, Sigmoid)
-        return isinstance(last, LinearLayer) and isinstance(last.activation, Sigmoid)
+            return last.function
+        if isinstance(last, LinearLayer):
+            return last.activation
+        return last
 
     def _require_compiled(self, what: str) -> None:
         if self.optimizer is None:
@@ -73,15 +87,14 @@ class Trainable:
 
     # --- the step ------------------------------------------------------------------------------
     def forward_logits(self, x, training: bool = False):
-        """Forward pass that stops before the final sigmoid: returns its input z."""
-        x = self.prepare_input(x)
-        *body, last = self.layers
-        for layer in body:
-            x = layer.forward(x, training)
-        return x if isinstance(last, Activation) else last.forward_linear(x)
+        """Forward pass that stops before the final activation: returns its input z."""
+        # The last layer reads the one before it (see model.topological_order).
+        x = self.run_layers(self.prepare_input(x), len(self.layers) - 1, training)
+        last = self.layers[-1]
+        return last.forward_linear(x) if isinstance(last, LinearLayer) else x
 
     def backward_logits(self, dz, input_gradient: bool = True):
-        """Backward pass from dL/dz, the gradient at the final sigmoid's input (see ``backward``)."""
+        """Backward pass from dL/dz, the gradient at the final activation's input (see ``backward``)."""
         *body, last = self.layers
         if isinstance(last, LinearLayer):
             dz = last.backward_linear(dz)
@@ -96,7 +109,7 @@ class Trainable:
         loss, predictions = self._loss_and_predictions(x, y, training=True)
         if math.isnan(loss):
             return loss, predictions
-        if self.fuse_sigmoid:
+        if self.fuse_output:
             self.backward_logits(self.logits_loss.backward(), input_gradient=False)
         else:
             self.backward(self.loss.backward(), input_gradient=False)
@@ -202,10 +215,14 @@ class Trainable:
         if self.metrics:
             # Compared where the predictions live: one scalar comes back, not the whole batch.
             xp = backend.get_array_module(predictions)
-            hits = self.to_model_device(y_batch) == (predictions > 0.5)
-            accuracy = float(xp.mean(hits))
+            y = self.to_model_device(y_batch)
             for name in self.metrics:
-                metrics[name] = accuracy
+                if name == "categorical_accuracy" or (
+                        name == "accuracy" and isinstance(self.loss, losses.CategoricalCrossentropy)):
+                    hits = xp.argmax(predictions, axis=1) == xp.argmax(y, axis=1)
+                else:
+                    hits = y == (predictions > 0.5)
+                metrics[name] = float(xp.mean(hits))
         return metrics
 
     # --- evaluate and predict -------------------------------------------------------------------------
@@ -238,12 +255,12 @@ class Trainable:
         A non-finite model output returns a NaN loss instead of reaching the loss, which would refuse it.
         """
         y = self.to_model_device(y_batch)
-        if self.fuse_sigmoid:
+        if self.fuse_output:
             z = self.forward_logits(x_batch, training)
             if not _all_finite(z):
                 return math.nan, z
             loss = self.logits_loss.forward(z, y)
-            return loss, self.logits_loss.cache[0]  # sigmoid(z), computed by the loss
+            return loss, self.logits_loss.cache[0]  # sigmoid(z) or softmax(z), computed by the loss
         predictions = self.forward(x_batch, training)
         if not _all_finite(predictions):
             return math.nan, predictions

@@ -101,6 +101,19 @@ def leaky_relu_backward(dy, y, alpha):
     return module_for(dy).leaky_relu_backward(dy, y, alpha)
 
 
+def batchnorm_statistics(x):
+    """Per-channel mean and biased variance of x (M, C); see reference.batchnorm_statistics."""
+    return module_for(x).batchnorm_statistics(x)
+
+
+def batchnorm_forward(x, mean, inv_std, gamma, beta):
+    return module_for(x).batchnorm_forward(x, mean, inv_std, gamma, beta)
+
+
+def batchnorm_backward(dy, x_hat, scale, batch_statistics):
+    return module_for(dy).batchnorm_backward(dy, x_hat, scale, batch_statistics)
+
+
 def adam_update(w, g, m, v, step_size, beta_1, beta_2, epsilon):
     """Update w, m and v in place (see optimizers.Adam)."""
     module_for(w).adam_update(w, g, m, v, step_size, beta_1, beta_2, epsilon)

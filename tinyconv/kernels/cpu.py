@@ -397,6 +397,99 @@ def adam_update(w, g, m, v, step_size, beta_1, beta_2, epsilon):
 
 
 # ---------------------------------------------------------------------------------------------
+# Batch normalization over (M, C) rows, same contract as the reference. The per-channel sums run
+# over fixed chunks of rows in parallel, each chunk into its own row of partial sums (no race),
+# accumulated in float64; the chunk count does not depend on the thread count, so the result
+# does not either. The element-wise passes are parallel over rows, channels innermost.
+# ---------------------------------------------------------------------------------------------
+
+BATCHNORM_CHUNKS = 64
+
+
+@njit(parallel=True, cache=True)
+def _chunk_sums(a, b, chunks, partial_a, partial_ab):
+    """partial_a[k] = sum of a over the rows of chunk k, partial_ab[k] = sum of a * b (for the
+    backward pass: sum dy and sum dy * x_hat)."""
+    m, c = a.shape
+    size = (m + chunks - 1) // chunks
+    for k in prange(chunks):
+        for ch in range(c):
+            partial_a[k, ch] = 0.0
+            partial_ab[k, ch] = 0.0
+        for i in range(k * size, min(m, (k + 1) * size)):
+            for ch in range(c):
+                partial_a[k, ch] += a[i, ch]
+                partial_ab[k, ch] += a[i, ch] * b[i, ch]
+
+
+@njit(parallel=True, cache=True)
+def _centered_square_sums(x, mean, chunks, partial):
+    m, c = x.shape
+    size = (m + chunks - 1) // chunks
+    for k in prange(chunks):
+        for ch in range(c):
+            partial[k, ch] = 0.0
+        for i in range(k * size, min(m, (k + 1) * size)):
+            for ch in range(c):
+                d = x[i, ch] - mean[ch]
+                partial[k, ch] += d * d
+
+
+@njit(parallel=True, cache=True)
+def _batchnorm_apply(x, mean, inv_std, gamma, beta, y, x_hat):
+    m, c = x.shape
+    for i in prange(m):
+        for ch in range(c):
+            h = (x[i, ch] - mean[ch]) * inv_std[ch]
+            x_hat[i, ch] = h
+            y[i, ch] = gamma[ch] * h + beta[ch]
+
+
+@njit(parallel=True, cache=True)
+def _batchnorm_input_gradient(dy, x_hat, scale, mean_dy, mean_dy_x_hat, dx):
+    m, c = dy.shape
+    for i in prange(m):
+        for ch in range(c):
+            dx[i, ch] = scale[ch] * (dy[i, ch] - mean_dy[ch] - x_hat[i, ch] * mean_dy_x_hat[ch])
+
+
+def batchnorm_statistics(x):
+    x = np.ascontiguousarray(x)
+    m, c = x.shape
+    chunks = min(m, BATCHNORM_CHUNKS)
+    partial, squares = np.empty((chunks, c)), np.empty((chunks, c))
+    _chunk_sums(x, x, chunks, partial, squares)  # the raw squares go unused: see below
+    mean = partial.sum(axis=0) / m
+    # Two passes: squares of centred values, which keeps the variance accurate in float32.
+    _centered_square_sums(x, mean, chunks, partial)
+    return mean.astype(x.dtype), (partial.sum(axis=0) / m).astype(x.dtype)
+
+
+def batchnorm_forward(x, mean, inv_std, gamma, beta):
+    x = np.ascontiguousarray(x)
+    y, x_hat = np.empty_like(x), np.empty_like(x)
+    t = x.dtype
+    _batchnorm_apply(x, mean.astype(t), inv_std.astype(t), gamma.astype(t), beta.astype(t), y, x_hat)
+    return y, x_hat
+
+
+def batchnorm_backward(dy, x_hat, scale, batch_statistics):
+    dy = np.ascontiguousarray(dy)
+    m, c = dy.shape
+    chunks = min(m, BATCHNORM_CHUNKS)
+    partial_dy, partial_dy_x_hat = np.empty((chunks, c)), np.empty((chunks, c))
+    _chunk_sums(dy, np.ascontiguousarray(x_hat), chunks, partial_dy, partial_dy_x_hat)
+    dbeta, dgamma = partial_dy.sum(axis=0), partial_dy_x_hat.sum(axis=0)
+    t = dy.dtype
+    dx = np.empty_like(dy)
+    if batch_statistics:
+        _batchnorm_input_gradient(dy, x_hat, scale.astype(t), (dbeta / m).astype(t), (dgamma / m).astype(t), dx)
+    else:
+        _batchnorm_input_gradient(dy, x_hat, scale.astype(t), np.zeros(c, t), np.zeros(c, t), dx)
+    return dx, dgamma.astype(t), dbeta.astype(t)
+
+
+# ---------------------------------------------------------------------------------------------
 # Affine warp: one bilinear resampling pass per image, parallel over the batch (serial for small
 # batches, see PARALLEL_MIN_PIXELS). Same contract and fill modes as reference.affine_warp (which
 # explains them); mode codes index FILL_MODES.

@@ -23,6 +23,7 @@ import numpy as np
 # Element-wise kernels without a CUDA version here: the reference ones are written with
 # get_array_module, so CuPy runs them as they are (each operation one CuPy kernel).
 from .reference import adam_update, leaky_relu_backward, leaky_relu_forward  # noqa: F401
+from .reference import batchnorm_backward, batchnorm_forward, batchnorm_statistics  # noqa: F401
 from .reference import _windows_shape, check_fill_mode
 
 THREADS_PER_BLOCK = 256

@@ -198,6 +198,40 @@ def adam_update(w, g, m, v, step_size, beta_1, beta_2, epsilon):
 
 
 # ---------------------------------------------------------------------------------------------
+# Batch normalization over rows: x is (M, C), one row per pixel (N*H*W of them for NHWC images),
+# one column per channel; see layers/normalization.py for the math.
+# ---------------------------------------------------------------------------------------------
+
+def batchnorm_statistics(x):
+    """Per-channel mean and biased variance of an (M, C) array: two (C,) arrays."""
+    mean = x.mean(axis=0)
+    variance = ((x - mean) ** 2).mean(axis=0)
+    return mean, variance
+
+
+def batchnorm_forward(x, mean, inv_std, gamma, beta):
+    """``x_hat = (x - mean) * inv_std`` and ``y = gamma * x_hat + beta``; returns ``(y, x_hat)``."""
+    x_hat = (x - mean) * inv_std
+    return gamma * x_hat + beta, x_hat
+
+
+def batchnorm_backward(dy, x_hat, scale, batch_statistics):
+    """``(dx, dgamma, dbeta)`` from dy (M, C), the cached x_hat and ``scale = gamma * inv_std``.
+
+    ``dbeta = sum(dy)``, ``dgamma = sum(dy * x_hat)`` over the rows. With the batch's own
+    statistics (training) the mean and variance depend on x too, which gives
+    ``dx = scale * (dy - mean(dy) - x_hat * mean(dy * x_hat))``; with fixed (moving) ones,
+    ``dx = scale * dy``.
+    """
+    dbeta = dy.sum(axis=0)
+    dgamma = (dy * x_hat).sum(axis=0)
+    if not batch_statistics:
+        return scale * dy, dgamma, dbeta
+    m = dy.shape[0]
+    return scale * (dy - dbeta / m - x_hat * (dgamma / m)), dgamma, dbeta
+
+
+# ---------------------------------------------------------------------------------------------
 # Affine warp (used by tinyconv.data.ImageDataGenerator)
 #
 # Each output pixel (row, col) samples the input at T @ (row, col, 1) (inverse mapping) with

@@ -1,14 +1,17 @@
 """Layers with Keras names, arguments and defaults; each file is one page of math."""
-from .activations import Activation, LeakyReLU, ReLU, Sigmoid, Tanh
+from .activations import Activation, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
 from .base import Input, InputLayer, Layer, SymbolicTensor, reset_names
 from .conv import Conv2D
 from .conv_transpose import Conv2DTranspose
 from .dense import Dense, Flatten
 from .dropout import Dropout
-from .pooling import MaxPooling2D
+from .merge import Add, Concatenate
+from .normalization import BatchNormalization
+from .pooling import GlobalAveragePooling2D, MaxPooling2D
 from .reshape import Reshape
 from .upsampling import UpSampling2D
 
-__all__ = ["Activation", "Conv2D", "Conv2DTranspose", "Dense", "Dropout", "Flatten", "Input", "InputLayer",
-           "Layer", "LeakyReLU", "MaxPooling2D", "ReLU", "Reshape", "Sigmoid", "SymbolicTensor", "Tanh",
-           "UpSampling2D", "reset_names"]
+__all__ = ["Activation", "Add", "BatchNormalization", "Concatenate", "Conv2D", "Conv2DTranspose", "Dense",
+           "Dropout", "Flatten", "GlobalAveragePooling2D", "Input", "InputLayer", "Layer", "LeakyReLU",
+           "MaxPooling2D", "ReLU", "Reshape", "Sigmoid", "Softmax", "SymbolicTensor", "Tanh", "UpSampling2D",
+           "reset_names"]

@@ -1,4 +1,4 @@
-r"""Element-wise activations: LeakyReLU, ReLU, sigmoid, tanh, and the ``Activation(name)`` layer.
+r"""Activations: LeakyReLU, ReLU, sigmoid, tanh, softmax, and the ``Activation(name)`` layer.
 
 All keep the shape: ``x`` (N, ...) -> ``y`` (N, ...), and backward multiplies by the derivative:
 ``dx = dy * f'(x)``.
@@ -9,6 +9,11 @@ All keep the shape: ``x`` (N, ...) -> ``y`` (N, ...), and backward multiplies by
 - Sigmoid: ``y = 1 / (1 + exp(-x))``; ``f'(x) = y * (1 - y)``, computed from the cached output.
   Evaluated as ``exp(min(x, 0)) / (1 + exp(-|x|))`` so no exp overflows for large |x|.
 - Tanh: ``y = tanh(x) = 2 sigmoid(2x) - 1``, in (-1, 1); ``f'(x) = 1 - y**2``, from the cached output.
+
+- Softmax (along ``axis``, default -1): ``y_k = exp(x_k - m) / sum_j exp(x_j - m)`` with m the
+  maximum along the axis (the same value, and no exp overflows). Not element-wise: each output
+  depends on the whole row, ``dy_k/dx_j = y_k (delta_kj - y_j)``, so
+  ``dx = y * (dy - sum_k dy_k y_k)`` (the sum along the axis).
 
 At x = 0 the (Leaky)ReLU derivative is taken as ``alpha`` (the left one).
 """
@@ -69,8 +74,39 @@ class Tanh(Layer):
         return dy * (1 - self.y * self.y)
 
 
+class Softmax(Layer):
+    def __init__(self, axis: int = -1, name: str | None = None, input_shape=None):
+        super().__init__(name=name, input_shape=input_shape)
+        if not isinstance(axis, int) or isinstance(axis, bool):
+            raise TypeError(f"layer {self.name!r} (Softmax): axis must be an int, got {axis!r}")
+        if axis == 0:
+            raise ValueError(f"layer {self.name!r} (Softmax): axis 0 is the batch axis; "
+                             "give a feature axis (default -1)")
+        self.axis = axis
+
+    def compute_output_shape(self, input_shape):
+        if not -len(input_shape) - 1 < self.axis <= len(input_shape):
+            raise ValueError(f"layer {self.name!r} (Softmax): axis {self.axis} is out of range for inputs "
+                             f"of shape (batch, {', '.join(map(str, input_shape))})")
+        return input_shape
+
+    def over_last_axis(self) -> bool:
+        """True for the default axis, and for a positive axis naming the last one."""
+        return self.axis == -1 or (self.input_shape is not None and self.axis == len(self.input_shape))
+
+    def forward(self, x, training: bool = False):
+        self.check_input(x)
+        xp = get_array_module(x)
+        e = xp.exp(x - x.max(axis=self.axis, keepdims=True))
+        self.y = e / e.sum(axis=self.axis, keepdims=True)
+        return self.y
+
+    def backward(self, dy):
+        return self.y * (dy - (dy * self.y).sum(axis=self.axis, keepdims=True))
+
+
 # Identifiers accepted by ``activation=`` and ``Activation(...)``; None and "linear" mean no activation.
-_ACTIVATIONS = {"relu": ReLU, "leaky_relu": LeakyReLU, "sigmoid": Sigmoid, "tanh": Tanh}
+_ACTIVATIONS = {"relu": ReLU, "leaky_relu": LeakyReLU, "sigmoid": Sigmoid, "softmax": Softmax, "tanh": Tanh}
 
 
 def get(identifier, owner: str = "activation"):

@@ -6,12 +6,12 @@ Every layer maps a batch ``x`` of shape ``(N, *input_shape)`` to ``y`` of shape
 never modifies the gradient it receives.
 
 Functional API: ``Input(shape)`` returns a ``SymbolicTensor``; calling a layer on a symbolic
-tensor builds the layer for that shape and returns the symbolic output, which ``Model`` follows
-back to the input.
+tensor builds the layer for that shape and returns the symbolic output, which remembers the
+tensors it was computed from. ``Model`` follows those links back from the output to the input.
+A tensor may feed several layers; merge layers (``Add``, ``Concatenate``, in ``merge.py``) are
+called on a list of tensors.
 """
 from __future__ import annotations
-
-import inspect
 
 import numpy as np
 
@@ -51,12 +51,13 @@ def as_pair(value, what: str, owner: str) -> tuple[int, int]:
 
 
 class SymbolicTensor:
-    """A placeholder for the batch flowing through the graph: its shape and the layer that made it."""
+    """A placeholder for the batch flowing through the graph: its shape, the layer that made it
+    and the tensors that layer was called on (none for an ``Input``)."""
 
-    def __init__(self, shape: tuple, layer: "Layer", parent: "SymbolicTensor | None"):
+    def __init__(self, shape: tuple, layer: "Layer", inputs: list["SymbolicTensor"]):
         self.shape = (None, *shape)
         self.layer = layer
-        self.parent = parent
+        self.inputs = inputs
 
     def __repr__(self) -> str:
         return f"SymbolicTensor(shape={self.shape}, layer={self.layer.name!r})"
@@ -67,8 +68,9 @@ class Layer:
 
     def __init__(self, name: str | None = None, input_shape: tuple | None = None):
         self.name = name if name is not None else unique_name(_snake_case(type(self).__name__))
-        self.params: dict[str, object] = {}
+        self.params: dict[str, object] = {}  # trainable: the optimizer updates them from grads
         self.grads: dict[str, object] = {}
+        self.non_trainable_params: dict[str, object] = {}  # state such as BatchNorm's moving mean
         self.built = False
         self.input_shape: tuple | None = None
         self.output_shape: tuple | None = None
@@ -85,35 +87,53 @@ class Layer:
     def compute_output_shape(self, input_shape: tuple) -> tuple:
         return input_shape
 
-    def add_param(self, name: str, shape: tuple, initializer) -> None:
+    def add_param(self, name: str, shape: tuple, initializer, trainable: bool = True) -> None:
         init = initializers.get(initializer, owner=f"layer {self.name!r}")
-        value = np.asarray(init(tuple(shape)), dtype=config.float_dtype())
-        self.params[name] = backend.to_device(value)
-        self.grads[name] = None
+        value = backend.to_device(np.asarray(init(tuple(shape)), dtype=config.float_dtype()))
+        if trainable:
+            self.params[name] = value
+            self.grads[name] = None
+        else:
+            self.non_trainable_params[name] = value
 
     def __call__(self, tensor: SymbolicTensor) -> SymbolicTensor:
+        self.require_symbolic(tensor)
+        self.require_unbuilt()
+        self.build(tensor.shape[1:])
+        return SymbolicTensor(self.output_shape, self, [tensor])
+
+    def require_symbolic(self, tensor) -> None:
         if not isinstance(tensor, SymbolicTensor):
+            hint = " (only merge layers such as Add and Concatenate take a list)" \
+                if isinstance(tensor, (list, tuple)) else ""
             raise TypeError(
                 f"layer {self.name!r}: calling a layer builds the graph and needs a symbolic tensor "
-                f"(from Input(...)), got {type(tensor).__name__}; use layer.forward(x) for arrays")
+                f"(from Input(...)), got {type(tensor).__name__}{hint}; use layer.forward(x) for arrays")
+
+    def require_unbuilt(self) -> None:
+        # One call per layer: a layer is one node of the graph (share a tensor, not a layer).
         if self.built:
             raise ValueError(f"layer {self.name!r} is already part of a graph; create a new layer instead")
-        self.build(tensor.shape[1:])
-        return SymbolicTensor(self.output_shape, self, tensor)
 
     # --- checks -----------------------------------------------------------------------------
     def check_input(self, x) -> None:
         """Fail clearly on a wrong type, dtype or shape before any arithmetic happens."""
+        self.check_array(x)
+        if not self.built:
+            self.build(x.shape[1:])
+        self.check_shape(x, self.input_shape)
+
+    def check_array(self, x) -> None:
         if not hasattr(x, "shape") or not hasattr(x, "dtype"):
             raise TypeError(f"layer {self.name!r}: expected an array, got {type(x).__name__}")
         if x.dtype.kind != "f":
             raise TypeError(f"layer {self.name!r}: expected a floating-point array, got dtype {x.dtype}")
-        if not self.built:
-            self.build(x.shape[1:])
-        if x.ndim != len(self.input_shape) + 1 or tuple(x.shape[1:]) != self.input_shape:
+
+    def check_shape(self, x, expected: tuple) -> None:
+        if x.ndim != len(expected) + 1 or tuple(x.shape[1:]) != tuple(expected):
             raise ValueError(
                 f"layer {self.name!r} ({type(self).__name__}): expected input of shape "
-                f"(batch, {', '.join(map(str, self.input_shape))}), got {tuple(x.shape)}")
+                f"(batch, {', '.join(map(str, expected))}), got {tuple(x.shape)}")
 
     def image_shape(self, input_shape) -> tuple[int, int, int]:
         """``(H, W, C)`` of an image input, or a clear error for any other rank."""
@@ -124,23 +144,35 @@ class Layer:
         return tuple(input_shape)
 
     # --- weights ----------------------------------------------------------------------------
+    @property
+    def weights(self) -> dict[str, object]:
+        """Every weight by name, trainable ones first: Keras's order (kernel, bias; gamma, beta,
+        moving_mean, moving_variance)."""
+        return {**self.params, **self.non_trainable_params}
+
     def get_weights(self) -> list[np.ndarray]:
-        """Parameters as host arrays, in Keras order (kernel, bias)."""
-        return [backend.to_numpy(p).copy() for p in self.params.values()]
+        """Weights as host arrays, in Keras order (see ``weights``)."""
+        return [backend.to_numpy(p).copy() for p in self.weights.values()]
 
     def set_weights(self, weights: list) -> None:
-        if len(weights) != len(self.params):
+        mine = self.weights
+        if len(weights) != len(mine):
             raise ValueError(
-                f"layer {self.name!r}: expected {len(self.params)} weight arrays, got {len(weights)}")
-        for (key, current), new in zip(self.params.items(), weights):
+                f"layer {self.name!r}: expected {len(mine)} weight arrays, got {len(weights)}")
+        for (key, current), new in zip(mine.items(), weights):
             new = np.asarray(new)
             if new.shape != tuple(current.shape):
                 raise ValueError(
                     f"layer {self.name!r}: weight {key!r} expected shape {tuple(current.shape)}, "
                     f"got {new.shape}")
-            current[...] = backend.get_array_module(current).asarray(new, dtype=current.dtype)
+        for current, new in zip(mine.values(), weights):  # all checked: now change them
+            current[...] = backend.get_array_module(current).asarray(np.asarray(new), dtype=current.dtype)
 
     def count_params(self) -> int:
+        """Every weight's entries, trainable or not (as Keras counts a layer)."""
+        return int(sum(int(np.prod(p.shape)) for p in self.weights.values()))
+
+    def count_trainable_params(self) -> int:
         return int(sum(int(np.prod(p.shape)) for p in self.params.values()))
 
     # --- receptive field ----------------------------------------------------------------------
@@ -203,37 +235,6 @@ class WindowLayer(Layer):
         return size_h + (kh - 1) * jump_h, size_w + (kw - 1) * jump_w, jump_h * sh, jump_w * sw
 
 
-class LinearLayer(Layer):
-    """A layer computing ``z = linear(x)`` then ``y = activation(z)`` (Conv2D, Dense).
-
-    Subclasses implement ``forward_linear`` and ``backward_linear``. Keeping the two steps apart
-    lets a model skip a final sigmoid when it is fused with the loss (gradient ``(p - y) / (N*L)``).
-    """
-
-    def __init__(self, activation=None, **kwargs):
-        super().__init__(**kwargs)
-        from . import activations  # activations are layers too
-        self.activation = activations.get(activation, owner=f"layer {self.name!r}")
-
-    def forward(self, x, training: bool = False):
-        z = self.forward_linear(x)
-        return z if self.activation is None else self.activation.forward(z, training)
-
-    def backward(self, dy, input_gradient: bool = True):
-        """``input_gradient=False`` fills ``grads`` and returns None (for a model's first layer).
-
-        ``backward_linear(dz, input_gradient)`` may then skip dL/dx; a subclass that defines
-        ``backward_linear(dz)`` alone still works, its dx is computed and dropped.
-        """
-        dz = dy if self.activation is None else self.activation.backward(dy)
-        if input_gradient:
-            return self.backward_linear(dz)
-        if "input_gradient" in inspect.signature(self.backward_linear).parameters:
-            return self.backward_linear(dz, input_gradient=False)
-        self.backward_linear(dz)
-        return None
-
-
 class InputLayer(Layer):
     """The graph's entry: holds the input shape (without the batch axis)."""
 
@@ -261,4 +262,4 @@ def Input(shape: tuple, name: str | None = None) -> SymbolicTensor:
     if not shape or any(d < 1 for d in shape):
         raise ValueError(f"Input: shape must hold positive sizes, got {shape!r}")
     layer = InputLayer(shape, name=name)
-    return SymbolicTensor(shape, layer, None)
+    return SymbolicTensor(shape, layer, [])

@@ -33,7 +33,8 @@ from __future__ import annotations
 from .. import kernels
 from ..backend import get_array_module
 from . import winograd
-from .base import LinearLayer, WindowLayer
+from .base import WindowLayer
+from .linear import LinearLayer
 
 # The Winograd tile of each algorithm name; "auto" takes "winograd" where it applies, else im2col.
 WINOGRAD_TILES = {"winograd": winograd.F4X4_3X3, "winograd_2x2": winograd.F2X2_3X3}

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Layer, LinearLayer
+from .base import Layer
+from .linear import LinearLayer
 
 
 class Dense(LinearLayer):

@@ -1,4 +1,4 @@
-r"""MaxPooling2D: the maximum over each (PH, PW) window.
+r"""MaxPooling2D, the maximum over each (PH, PW) window; GlobalAveragePooling2D, the mean of each channel.
 
 Shapes: ``x`` (N, H, W, C) -> ``y`` (N, OH, OW, C); strides default to the pool size.
 
@@ -11,11 +11,20 @@ Backward: the max is locally the identity on the winning input and constant in t
 
 Overlapping windows (stride < pool size) add up; a tie goes to one input only (the first in the
 window, row-major), which keeps the gradient a valid subgradient.
+
+GlobalAveragePooling2D: ``x`` (N, H, W, C) -> ``y`` (N, C), ``y[n, c] = mean over (h, w) of
+x[n, h, w, c]``. Every input pixel counts ``1 / (H*W)`` towards its channel's mean, so
+
+    dx[n, h, w, c] = dy[n, c] / (H * W)        for every h, w.
+
+It replaces Flatten + Dense's large weight matrix by a parameter-free average, and makes the
+model accept any image size; every output sees the whole input.
 """
 from __future__ import annotations
 
 from .. import kernels
-from .base import WindowLayer
+from ..backend import get_array_module
+from .base import Layer, WindowLayer
 
 
 class MaxPooling2D(WindowLayer):
@@ -34,3 +43,25 @@ class MaxPooling2D(WindowLayer):
     def backward(self, dy):
         argmax, x_shape = self.cache
         return kernels.maxpool_backward(dy, argmax, x_shape, self.pool_size, self.strides, self.pads)
+
+
+class GlobalAveragePooling2D(Layer):
+    def compute_output_shape(self, input_shape):
+        if len(input_shape) != 3:
+            raise ValueError(
+                f"layer {self.name!r} (GlobalAveragePooling2D): expected input of shape (batch, height, width, "
+                f"channels), got (batch, {', '.join(map(str, input_shape))})")
+        return (input_shape[2],)
+
+    def forward(self, x, training: bool = False):
+        self.check_input(x)
+        return x.mean(axis=(1, 2))
+
+    def backward(self, dy):
+        n, h, w, c = (dy.shape[0], *self.input_shape)
+        dx = get_array_module(dy).empty((n, h, w, c), dtype=dy.dtype)
+        dx[...] = (dy / (h * w))[:, None, None, :]  # a real array, not a broadcast view
+        return dx
+
+    def receptive_field(self, field):
+        return None  # every output sees the whole input
