@@ -9,7 +9,6 @@ All keep the shape: ``x`` (N, ...) -> ``y`` (N, ...), and backward multiplies by
 - Sigmoid: ``y = 1 / (1 + exp(-x))``; ``f'(x) = y * (1 - y)``, computed from the cached output.
   Evaluated as ``exp(min(x, 0)) / (1 + exp(-|x|))`` so no exp overflows for large |x|.
 - Tanh: ``y = tanh(x) = 2 sigmoid(2x) - 1``, in (-1, 1); ``f'(x) = 1 - y**2``, from the cached output.
-
 - Softmax (along ``axis``, default -1): ``y_k = exp(x_k - m) / sum_j exp(x_j - m)`` with m the
   maximum along the axis (the same value, and no exp overflows). Not element-wise: each output
   depends on the whole row, ``dy_k/dx_j = y_k (delta_kj - y_j)``, so

@@ -34,7 +34,8 @@ from __future__ import annotations
 import math
 
 from .. import kernels
-from .base import LinearLayer, WindowLayer
+from .base import WindowLayer
+from .linear import LinearLayer
 
 
 class Conv2DTranspose(WindowLayer, LinearLayer):
