@@ -108,6 +108,63 @@ def test_fused_sigmoid_bce_training_gradient(rng):
         np.testing.assert_allclose(a, b, rtol=1e-7, atol=1e-12)
 
 
+SIGMOID_ENDINGS = {
+    "dense_activation": lambda: [Dense(2, activation="sigmoid")],
+    "dense_activation_layer_object": lambda: [Dense(2, activation=Sigmoid())],
+    "activation_sigmoid": lambda: [Dense(2), Activation("sigmoid")],
+    "bare_sigmoid": lambda: [Dense(2), Sigmoid()],
+}
+
+
+@pytest.mark.model
+@pytest.mark.parametrize("ending", list(SIGMOID_ENDINGS))
+def test_every_final_sigmoid_is_fused_and_a_saturated_output_still_learns(ending):
+    """z = +-40 saturates the sigmoid (p = 1 or 0 in float64) on the wrong side of the labels. Fused, the
+    gradient at z is (p - y) / (N * L); through the clipped probability it would be exactly 0."""
+    from tinyconv import Sequential
+    from tinyconv.layers import Input
+    from tinyconv.optimizers import SGD
+
+    model = Sequential([Input((3,)), *SIGMOID_ENDINGS[ending]()])
+    dense = next(layer for layer in model.layers if isinstance(layer, Dense))
+    kernel = np.array([[20.0, -20.0], [0.0, 0.0], [0.0, 0.0]])
+    dense.set_weights([kernel, np.zeros(2)])
+    model.compile(SGD(learning_rate=0.5), BinaryCrossentropy())
+    assert model.fuse_sigmoid
+    x = np.array([[2.0, 0.0, 0.0], [-2.0, 0.0, 0.0]])               # z = [[40, -40], [-40, 40]]
+    y = np.array([[0.0, 1.0], [1.0, 0.0]])                            # every label on the wrong side
+    p = 1 / (1 + np.exp(-x @ kernel))
+    dz = (p - y) / (2 * 2)                                            # (p - y) / (N * L)
+    assert np.abs(dz).min() > 0.2
+    model.train_step(x, y)
+    np.testing.assert_allclose(dense.get_weights()[0], kernel - 0.5 * x.T @ dz, rtol=1e-6)
+    np.testing.assert_allclose(dense.get_weights()[1], -0.5 * dz.sum(axis=0), rtol=1e-6)
+
+
+def test_a_new_layer_that_ends_in_a_sigmoid_is_fused_by_saying_so():
+    """The rule is the layer's ``ends_in_sigmoid``, not a list of classes: a scaled sigmoid qualifies."""
+    from tinyconv import Sequential
+    from tinyconv.layers import Input
+
+    class SigmoidOfDouble(Layer):
+        ends_in_sigmoid = True
+
+        def forward_logits(self, x, training=False):
+            return 2 * x
+
+        def backward_logits(self, dz):
+            return 2 * dz
+
+    model = Sequential([Input((3,)), Dense(2), SigmoidOfDouble()])
+    plain = Sequential([Input((3,)), Dense(2), ReLU()])
+    model.compile("adam", BinaryCrossentropy())
+    plain.compile("adam", BinaryCrossentropy())
+    assert model.fuse_sigmoid and not plain.fuse_sigmoid
+    x = np.ones((1, 3))
+    dense = next(layer for layer in model.layers if isinstance(layer, Dense))
+    np.testing.assert_allclose(model.forward_logits(x), 2 * dense.forward(x))
+
+
 def test_gradcheck_catches_a_wrong_gradient(rng):
     """The tool must be able to fail: a layer with a deliberately wrong backward is caught."""
     class WrongLeakyReLU(LeakyReLU):

@@ -187,8 +187,8 @@ def check(objective, analytic: dict, tensors: dict, h: float = 1e-5, max_checks:
             raise ValueError(
                 f"gradcheck: {result.kinks} of the {result.checked} checked entries of {name!r} lie on a "
                 f"kink (more than {max_kink_share:.0%}), where a numerical derivative means nothing, so "
-                "this check would prove little; move the inputs away from 0 (ReLU, LeakyReLU) and from "
-                f"ties (max pooling).\n{report}")
+                "this check would prove little; choose inputs (and parameters) that put no ReLU or "
+                f"LeakyReLU input exactly at 0 and no two max-pool inputs in a tie.\n{report}")
     return report
 
 
