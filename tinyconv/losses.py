@@ -43,7 +43,6 @@ from __future__ import annotations
 
 from .backend import get_array_module
 from .batches import check_label_range
-from .layers.activations import Sigmoid, Softmax
 
 EPSILON = 1e-7
 
@@ -63,10 +62,10 @@ def _check(y_pred, y_true, owner: str):
 
 
 class Loss:
-    """Base of the losses. ``output_activation``: the final activation whose input the logits
-    form of the loss takes, which lets training fuse the two."""
+    """Base of the losses. ``link``: the final activation ("sigmoid", "softmax") whose input the
+    logits form of the loss takes, which lets training fuse the two."""
 
-    output_activation: type = type(None)
+    link = ""
     name = "loss"
 
     def __init__(self, from_logits: bool = False):
@@ -80,7 +79,7 @@ class Loss:
 
 
 class BinaryCrossentropy(Loss):
-    output_activation = Sigmoid
+    link = "sigmoid"
     name = "binary_crossentropy"
 
     def forward(self, y_pred, y_true) -> float:
@@ -114,7 +113,7 @@ class BinaryCrossentropy(Loss):
 
 
 class CategoricalCrossentropy(Loss):
-    output_activation = Softmax
+    link = "softmax"
     name = "categorical_crossentropy"
 
     def forward(self, y_pred, y_true) -> float:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import numpy as np
 
 from . import backend
-from .layers.activations import Sigmoid
 
 
 def saliency_map(model, images: np.ndarray, label: int) -> np.ndarray:
@@ -29,7 +28,7 @@ def saliency_map(model, images: np.ndarray, label: int) -> np.ndarray:
     n_labels = model.output_shape[-1]
     if not 0 <= label < n_labels:
         raise ValueError(f"saliency_map: label must be in [0, {n_labels}), got {label}")
-    if not isinstance(model.output_activation(), Sigmoid):
+    if not model._ends_in("sigmoid"):
         raise ValueError(f"saliency_map: model {model.name!r} must end in a sigmoid")
     z = model.forward_logits(images, training=False)
     upstream = np.zeros(tuple(z.shape), dtype=z.dtype)

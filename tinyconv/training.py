@@ -36,8 +36,6 @@ from tqdm.auto import tqdm
 from . import backend, losses, optimizers
 from .batches import ArrayIterator, check_images, check_labels
 from .callbacks import Callback, ProgressBar, TrainingCheckpoint
-from .layers.activations import Activation, Softmax
-from .layers.linear import LinearLayer
 
 
 class Trainable:
@@ -64,22 +62,16 @@ class Trainable:
                              "'binary_accuracy' or 'categorical_accuracy'")
         # A final activation that is the loss's own link (sigmoid for binary, softmax over the
         # classes for categorical cross-entropy), however it is written, is fused with the loss.
-        final = self.output_activation()
-        self.fuse_output = (not self.loss.from_logits and isinstance(final, self.loss.output_activation)
-                            and (not isinstance(final, Softmax) or final.over_last_axis()))
+        self.fuse_output = not self.loss.from_logits and self._ends_in(self.loss.link)
         if self.fuse_output:
             self.logits_loss = type(self.loss)(from_logits=True)
 
-    def output_activation(self):
-        """The model's final activation layer however it is written (a bare ``Sigmoid()`` or
-        ``Softmax()``, ``Activation("sigmoid")``, or ``activation=`` on the last Conv2D or Dense);
-        None when the last layer is linear."""
+    def _ends_in(self, link: str) -> bool:
+        """Whether the last layer ends in ``link`` ("sigmoid" or "softmax"), however it is written
+        (a bare ``Sigmoid()``, ``Activation("softmax")``, ``activation=`` on a Dense): each layer says so
+        through ``Layer.ends_in_sigmoid`` and ``Layer.ends_in_softmax``."""
         last = self.layers[-1]
-        if isinstance(last, Activation):
-            return last.function
-        if isinstance(last, LinearLayer):
-            return last.activation
-        return last
+        return last.ends_in_sigmoid if link == "sigmoid" else last.ends_in_softmax
 
     def _require_compiled(self, what: str) -> None:
         if self.optimizer is None:
@@ -87,18 +79,15 @@ class Trainable:
 
     # --- the step ------------------------------------------------------------------------------
     def forward_logits(self, x, training: bool = False):
-        """Forward pass that stops before the final activation: returns its input z."""
+        """Forward pass that stops before the final sigmoid or softmax: returns its input z."""
         # The last layer reads the one before it (see model.topological_order).
         x = self.run_layers(self.prepare_input(x), len(self.layers) - 1, training)
-        last = self.layers[-1]
-        return last.forward_linear(x) if isinstance(last, LinearLayer) else x
+        return self.layers[-1].forward_logits(x, training)
 
     def backward_logits(self, dz, input_gradient: bool = True):
         """Backward pass from dL/dz, the gradient at the final activation's input (see ``backward``)."""
         *body, last = self.layers
-        if isinstance(last, LinearLayer):
-            dz = last.backward_linear(dz)
-        return self.backward_layers(body, dz, input_gradient)
+        return self.backward_layers(body, last.backward_logits(dz), input_gradient)
 
     def train_step(self, x, y):
         """One optimisation step on a batch; returns ``(loss, predictions)`` (predictions on the device).

@@ -51,6 +51,8 @@ class ReLU(LeakyReLU):
 
 
 class Sigmoid(Layer):
+    ends_in_sigmoid = True  # a model ending here fuses it with the loss (see ``Layer.ends_in_sigmoid``)
+
     def forward(self, x, training: bool = False):
         self.check_input(x)
         xp = get_array_module(x)
@@ -61,6 +63,13 @@ class Sigmoid(Layer):
 
     def backward(self, dy):
         return dy * self.y * (1 - self.y)
+
+    def forward_logits(self, x, training: bool = False):
+        self.check_input(x)
+        return x
+
+    def backward_logits(self, dz):
+        return dz
 
 
 class Softmax(Layer):
@@ -79,9 +88,18 @@ class Softmax(Layer):
                              f"of shape (batch, {', '.join(map(str, input_shape))})")
         return input_shape
 
-    def over_last_axis(self) -> bool:
-        """True for the default axis, and for a positive axis naming the last one."""
+    @property
+    def ends_in_softmax(self) -> bool:
+        """Over the last axis (the default, or a positive axis naming it): fused with categorical
+        cross-entropy, which takes (batch, classes) rows."""
         return self.axis == -1 or (self.input_shape is not None and self.axis == len(self.input_shape))
+
+    def forward_logits(self, x, training: bool = False):
+        self.check_input(x)
+        return x
+
+    def backward_logits(self, dz):
+        return dz
 
     def forward(self, x, training: bool = False):
         self.check_input(x)
@@ -124,3 +142,18 @@ class Activation(Layer):
 
     def backward(self, dy):
         return dy if self.function is None else self.function.backward(dy)
+
+    @property
+    def ends_in_sigmoid(self) -> bool:
+        return self.function is not None and self.function.ends_in_sigmoid
+
+    @property
+    def ends_in_softmax(self) -> bool:
+        return self.function is not None and self.function.ends_in_softmax
+
+    def forward_logits(self, x, training: bool = False):
+        self.check_input(x)
+        return self.function.forward_logits(x, training)
+
+    def backward_logits(self, dz):
+        return self.function.backward_logits(dz)

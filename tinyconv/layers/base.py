@@ -167,6 +167,26 @@ class Layer:
     def count_trainable_params(self) -> int:
         return int(sum(int(np.prod(p.shape)) for p in self.params.values()))
 
+    # --- a final sigmoid or softmax, fused with the loss ----------------------------------------------
+    @property
+    def ends_in_sigmoid(self) -> bool:
+        """True when the output is ``sigmoid(z)`` of a ``z = forward_logits(x)``: a model ending in such a
+        layer skips the sigmoid and takes binary cross-entropy on ``z`` (see ``training.py``)."""
+        return False
+
+    @property
+    def ends_in_softmax(self) -> bool:
+        """The same for ``softmax(z)`` over the last axis and categorical cross-entropy."""
+        return False
+
+    def forward_logits(self, x, training: bool = False):
+        """The input z of the final sigmoid or softmax (for a layer that ends in one)."""
+        raise TypeError(f"layer {self.name!r} ({type(self).__name__}) does not end in a sigmoid or softmax")
+
+    def backward_logits(self, dz):
+        """dL/dx from dL/dz, z being what ``forward_logits`` returned."""
+        raise TypeError(f"layer {self.name!r} ({type(self).__name__}) does not end in a sigmoid or softmax")
+
     # --- receptive field ----------------------------------------------------------------------
     def receptive_field(self, field: tuple[int, int, int, int] | None):
         """Propagate (size_h, size_w, jump_h, jump_w) of one output pixel; ``None`` means the whole input.
