@@ -71,7 +71,7 @@ class Trainable:
         (a bare ``Sigmoid()``, ``Activation("softmax")``, ``activation=`` on a Dense): each layer says so
         through ``Layer.ends_in_sigmoid`` and ``Layer.ends_in_softmax``."""
         last = self.layers[-1]
-        return last.ends_in_sigmoid if link == "sigmoid" else last.ends_in_softmax
+        return {"sigmoid": last.ends_in_sigmoid, "softmax": last.ends_in_softmax}.get(link, False)
 
     def _require_compiled(self, what: str) -> None:
         if self.optimizer is None:
