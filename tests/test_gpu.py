@@ -4,8 +4,10 @@ Tests marked ``gpu`` need CuPy and a visible NVIDIA GPU and skip cleanly otherwi
 The others run everywhere: the launch arithmetic for element counts past 2**31, the kernel
 dispatch coverage of ``kernels/gpu.py``, the error that ``set_device("gpu")`` gives when CuPy, a
 GPU or the CUDA libraries are missing (with CuPy stood in for), the kernels' plain entry points
-(compiled by nvcc where it is installed), and, with device arrays emulated on the host, optimizer
-slots that follow their parameters and user arrays read with ``to_numpy``.
+(compiled by nvcc where it is installed), the CUDA source itself run thread by thread on the host
+(compiled by g++, see cuda_on_host.py) against the reference kernels, and, with device arrays
+emulated on the host, optimizer slots that follow their parameters and user arrays read with
+``to_numpy``.
 """
 import functools
 import inspect
@@ -27,6 +29,9 @@ from tinyconv.layers import (Conv2D, Dense, Dropout, Flatten, Input, LeakyReLU, 
 from tinyconv.model import Model
 from tinyconv.optimizers import SGD, Adam
 from tinyconv.saliency import saliency_map
+
+import cuda_on_host
+from cuda_on_host import elementwise_as_cuda
 
 RTOL = 1e-4  # CPU vs GPU in float32: BLAS libraries sum in different orders
 
@@ -77,6 +82,9 @@ def check_im2col_and_col2im(cp, x, window, strides, pads):
                                rtol=1e-6, atol=1e-6)
 
 
+POOL_VALUES = ["random", "negative", "ties", "nan"]
+
+
 def pool_input(values, shape, dtype):
     """Negative inputs catch padding that would win as 0; small integers make ties (first one wins);
     NaN must win its window (the first NaN of several), as in the reference."""
@@ -110,7 +118,7 @@ def test_im2col_and_col2im_match_reference(cp, shape, window, strides, pads, dty
 @pytest.mark.gpu
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape, window, strides, pads", WINDOW_CASES)
-@pytest.mark.parametrize("values", ["random", "negative", "ties", "nan"])
+@pytest.mark.parametrize("values", POOL_VALUES)
 def test_maxpool_matches_reference(cp, shape, window, strides, pads, dtype, values):
     check_maxpool(cp, pool_input(values, shape, dtype), window, strides, pads)
 
@@ -362,18 +370,6 @@ def test_kernels_are_looked_up_by_plain_names(monkeypatch):
     assert len(compiled) == 1 and set(compiled[0]) == {"code", "options"}
 
 
-def elementwise_as_cuda(in_params: str, out_params: str, operation: str, name: str, ctype: str) -> str:
-    """An ElementwiseKernel as CUDA source, the way CuPy writes it: inputs read at element i,
-    outputs bound by reference, then the operation."""
-    assert {p.split()[0] for p in (in_params + "," + out_params).split(",")} == {"T"}
-    inputs = [p.split()[1] for p in in_params.split(",")]
-    outputs = [p.split()[1] for p in out_params.split(",")]
-    params = ", ".join([f"const {ctype}* {n}_" for n in inputs] + [f"{ctype}* {n}_" for n in outputs])
-    binds = " ".join([f"const {ctype} {n} = {n}_[i];" for n in inputs] + [f"{ctype}& {n} = {n}_[i];" for n in outputs])
-    return (f'extern "C" __global__ void {name}_{ctype}(long long size, {params}) {{\n'
-            f"    for (long long i = 0; i < size; ++i) {{ {binds} {operation} }}\n}}\n")
-
-
 def test_cuda_source_compiles_to_plain_entry_points(tmp_path):
     """nvcc, where installed, compiles the kernels without a GPU: one plain-named entry point per
     kernel and type that gpu.py launches, and the fused Adam operation in float and double."""
@@ -387,6 +383,54 @@ def test_cuda_source_compiles_to_plain_entry_points(tmp_path):
     entries = set(re.findall(r"\.entry (\w+)\(", (tmp_path / "kernels.ptx").read_text()))
     launched = {gpu.entry_point(k, dtype) for k in WINDOW_KERNELS for dtype in DTYPES} | {"affine_warp"}
     assert entries == launched | {"adam_float", "adam_double"}
+
+
+# --- the CUDA source run on the host (g++: runs without CuPy or a GPU) -------------------------------
+
+@pytest.fixture(scope="module")
+def host_cupy(tmp_path_factory):
+    if not cuda_on_host.compiler_available():
+        pytest.skip("needs g++ to run the CUDA source on the host")
+    return cuda_on_host.HostCuPy(tmp_path_factory.mktemp("cuda_on_host"))
+
+
+@pytest.fixture
+def on_host(host_cupy, monkeypatch):
+    """kernels/gpu.py with its CUDA source compiled by g++ and launched thread by thread on the host."""
+    monkeypatch.setattr(gpu, "_cupy", lambda: host_cupy)
+    monkeypatch.setattr(gpu, "_module", None)
+    monkeypatch.setattr(gpu, "_kernels", {})
+    monkeypatch.setattr(gpu, "_adam_kernel", None)
+    monkeypatch.setattr(backend, "_cupy", host_cupy)  # what get_array_module returns for its arrays
+    return host_cupy
+
+
+@pytest.mark.parametrize("launch_limits", [None, (2, 8)], ids=["thread-per-element", "grid-stride"])
+def test_cuda_window_kernels_on_the_host_match_reference(on_host, monkeypatch, launch_limits):
+    """The GPU tests' window cases, ties and NaN included, on the CUDA source itself; once with the
+    grid capped at 2 blocks of 8 threads, so that every thread walks several elements."""
+    if launch_limits is not None:
+        monkeypatch.setattr(gpu, "MAX_BLOCKS", launch_limits[0])
+        monkeypatch.setattr(gpu, "THREADS_PER_BLOCK", launch_limits[1])
+    for shape, window, strides, pads in WINDOW_CASES:
+        for dtype in DTYPES:
+            check_im2col_and_col2im(on_host, np.random.default_rng(0).standard_normal(shape).astype(dtype),
+                                    window, strides, pads)
+            for values in POOL_VALUES:
+                check_maxpool(on_host, pool_input(values, shape, dtype), window, strides, pads)
+
+
+@pytest.mark.parametrize("fill_mode", reference.FILL_MODES)
+def test_cuda_affine_warp_on_the_host_matches_reference(on_host, fill_mode):
+    for shape in [(3, 9, 7, 3), (1, 1, 5, 1)]:
+        for reach in [0.0, 3.0]:
+            check_affine_warp(on_host, shape, fill_mode, reach)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_fused_adam_kernel_on_the_host_equals_the_reference(on_host, dtype):
+    """On the host both round every operation in IEEE arithmetic, in the same order: equal bits."""
+    check_fused_adam(on_host, dtype, rtol=0)
 
 
 # --- arrays on the other device (emulated: runs without CuPy) ---------------------------------------
@@ -549,10 +593,8 @@ def test_adam_update_matches_cpu(cp):
         np.testing.assert_allclose(p_gpu.get(), p_cpu, rtol=1e-6, atol=1e-7)
 
 
-@pytest.mark.gpu
-@pytest.mark.parametrize("dtype, rtol", [(np.float32, 1e-6), (np.float64, 1e-14)])
-def test_fused_adam_kernel_equals_the_readable_reference(cp, dtype, rtol):
-    """The one-launch kernel against the xp-generic expression, both on the device, over 3 steps
+def check_fused_adam(cp, dtype, rtol):
+    """The one-launch kernel against the xp-generic expression, both on ``cp`` arrays, over 3 steps
     (with a non-contiguous gradient, as a transposed view would give)."""
     rng = np.random.default_rng(15)
     w = rng.standard_normal((6, 5)).astype(dtype)
@@ -568,6 +610,12 @@ def test_fused_adam_kernel_equals_the_readable_reference(cp, dtype, rtol):
         assert a.dtype == dtype
         np.testing.assert_allclose(a.get(), b.get(), rtol=rtol, atol=0)
     assert not np.array_equal(fused[0].get(), w)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype, rtol", [(np.float32, 1e-6), (np.float64, 1e-14)])
+def test_fused_adam_kernel_equals_the_readable_reference(cp, dtype, rtol):
+    check_fused_adam(cp, dtype, rtol)
 
 
 # --- gradient checks on the GPU (float64) ----------------------------------------------------------
