@@ -26,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 
 # LeakyReLU has no CUDA version here: the reference one is written with get_array_module, so
-# CuPy runs it as it is (one fused-enough CuPy kernel per call).
+# CuPy runs it as it is (three small CuPy kernels per call).
 from .reference import leaky_relu_backward, leaky_relu_forward  # noqa: F401
 from .reference import _windows_shape, check_fill_mode
 
