@@ -12,7 +12,7 @@ _DEVICE = "cpu"
 _cupy = None
 
 # The [ctk] extra brings the CUDA libraries CuPy compiles and multiplies with (NVRTC, cuBLAS, headers).
-_WHEELS = ('pip install -e ".[gpu]" (CUDA 12, cupy-cuda12x[ctk]) or pip install "cupy-cuda13x[ctk]" (CUDA 13)')
+_WHEELS = 'pip install -e ".[gpu]" (CUDA 12, cupy-cuda12x[ctk]) or pip install "cupy-cuda13x[ctk]" (CUDA 13)'
 _INSTALL_HINT = f"install CuPy for your CUDA version: {_WHEELS}"
 
 
