@@ -5,6 +5,7 @@
 # Usage: benchmarks/gpu_check.sh [RESULTS_FOLDER]          (default: gpu-check)
 #   PYTHON=...    the interpreter to use (default: python3)
 #   WHEELS=DIR    install CuPy from wheels in DIR, offline (pip --no-index --find-links DIR)
+#   STEP_LIMIT=S  stop the tests, the example or the benchmark after S seconds each (default 900)
 #
 # Every step runs even when an earlier one fails; the exit status is non-zero when any failed.
 # The results folder gets six files: setup.txt (device, versions, kernel cache check),
@@ -13,6 +14,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 RESULTS=$(mkdir -p "${1:-gpu-check}" && cd "${1:-gpu-check}" && pwd)
 PY=${PYTHON:-python3}
+LIMIT=(timeout "${STEP_LIMIT:-900}")
 SCRATCH=$(mktemp -d)  # the example's data and run folders: many files, kept out of RESULTS
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 CUPY_CACHE_DIR="$SCRATCH/kernel_cache"
 : >"$RESULTS/summary.txt"
@@ -82,14 +84,14 @@ step kernel-cache-second "$SETUP" "$PY" -c "$KERNEL_LOAD"
 step kernel-cache-reused "$SETUP" cache_unchanged
 
 # 4. The GPU tests, the slow one past 2**31 elements included (it needs 16 GiB of free GPU memory).
-step pytest-gpu "$RESULTS/pytest-gpu.txt" "$PY" -m pytest -m gpu -q -rs -p no:cacheprovider
+step pytest-gpu "$RESULTS/pytest-gpu.txt" "${LIMIT[@]}" "$PY" -m pytest -m gpu -q -rs -p no:cacheprovider
 
 # 5. The example on the GPU, short settings.
-step example "$RESULTS/example.txt" "$PY" examples/train_cells.py --device gpu --epochs 2 --n-samples 1000 \
-    --data-dir "$SCRATCH/cells" --out "$SCRATCH/runs"
+step example "$RESULTS/example.txt" "${LIMIT[@]}" "$PY" examples/train_cells.py --device gpu \
+    --epochs 2 --n-samples 1000 --data-dir "$SCRATCH/cells" --out "$SCRATCH/runs"
 
 # 6. The training step against PyTorch + cuDNN, batch 32 and 256.
-step bench-gpu "$RESULTS/bench_gpu.txt" "$PY" benchmarks/bench_gpu.py --batches 32 256 --out "$RESULTS"
+step bench-gpu "$RESULTS/bench_gpu.txt" "${LIMIT[@]}" "$PY" benchmarks/bench_gpu.py --batches 32 256 --out "$RESULTS"
 
 echo "=== summary"
 cat "$RESULTS/summary.txt"
