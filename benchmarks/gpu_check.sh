@@ -53,7 +53,8 @@ if ! "${GPU_READY[@]}" >>"$SETUP" 2>&1; then
     fi
 fi
 if ! step set-device-gpu "$SETUP" "${GPU_READY[@]}"; then
-    echo "CuPy cannot use the GPU (see $SETUP): the GPU tests would only skip; stopping." | tee -a "$RESULTS/summary.txt"
+    echo "CuPy cannot use the GPU (see $SETUP): the GPU tests would only skip; stopping." \
+        | tee -a "$RESULTS/summary.txt"
     exit 1
 fi
 step versions "$SETUP" "$PY" -c "
