@@ -282,8 +282,10 @@ def _check_channels(channels):
             raise ValueError(f"load_images: channels must be at least 1, got {channels}")
         return int(channels)
     try:
+        if isinstance(channels, str):
+            raise TypeError
         picked = tuple(int(c) for c in channels)
-    except TypeError:
+    except (TypeError, ValueError):
         raise TypeError(f"load_images: channels must be None, a count or a list of channel indices, "
                         f"got {channels!r}") from None
     if not picked or min(picked) < 0:
