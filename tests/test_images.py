@@ -222,6 +222,16 @@ def test_stacks_are_refused(tmp_path, array, message):
         assert load_images(folder, labels_csv, image_size=None, channel_axis=0).images.shape == (1, 32, 32, 20)
 
 
+def test_named_z_stack_and_nan_pixels_are_refused(tmp_path):
+    folder, labels_csv = make_folder(tmp_path, {"ok.tif": GREY8})
+    tifffile.imwrite(folder / "z.tif", np.zeros((5, 16, 16), np.uint16), imagej=True, metadata={"axes": "ZYX"})
+    with pytest.raises(ValueError, match=r"z\.tif: a z-stack \(axes ZYX"):  # 5 planes would pass for channels
+        load_images(folder, write_csv(tmp_path / "z.csv", ("file", "a"), [("z.tif", 1)]), ignore_unlisted=True)
+    tifffile.imwrite(folder / "nan.tif", np.where(GREY8 > 100, np.nan, 1.0).astype(np.float32))
+    with pytest.raises(ValueError, match=r"nan\.tif: NaN or inf pixels"):
+        load_images(folder, write_csv(tmp_path / "n.csv", ("file", "a"), [("nan.tif", 1)]), ignore_unlisted=True)
+
+
 def test_size_mistakes_name_the_file(tmp_path):
     folder, labels_csv = make_folder(tmp_path, {"small.png": GREY8, "other.png": GREY8[:11]})
     with pytest.raises(ValueError, match=r"small\.png: is 12x10 pixels, smaller than image_size 16x16"):

@@ -14,10 +14,10 @@ Reading, for every image in the CSV's order:
    of channels). The result is (H, W, C).
 2. **Find the channel axis of a TIFF.** When the file names its axes (RGB samples ``S``, or a
    channel axis ``C`` as OME-TIFF and ImageJ write it), that axis holds the channels. Otherwise a
-   3-D array has its channels on the first or the last axis, whichever is smallest and at most
+   3-D array has its channels on the first or the last axis, whichever is shorter, if it is at most
    ``MAX_CHANNELS`` long: (H, W, C) channels-last and (C, H, W) channels-first both read as (H, W, C).
-   Anything else (a 60-plane z-stack, a time series) is an error: choose a plane and save it alone,
-   or pass ``channel_axis``.
+   Anything else (an axis the file names Z or T, a 60-plane stack) is an error: choose a plane and
+   save it alone, or pass ``channel_axis``.
 3. **Select channels.** ``channels=None`` keeps them all (every image must have as many);
    ``channels=3`` requires three; ``channels=[3, 0]`` keeps channels 3 and 0, in that order.
 4. **Normalise each channel of each image** to [0, 1]. By default by percentiles, the microscopy
@@ -247,6 +247,8 @@ def _read_tiff(path: Path, channel_axis: int | None) -> np.ndarray:
     array, axes = array.reshape([array.shape[i] for i in keep]), "".join(axes[i] for i in keep)
     if array.dtype.kind not in "uif":
         raise ValueError(f"{path}: unsupported TIFF pixel type {array.dtype}")
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
+        raise ValueError(f"{path}: NaN or inf pixels")
     if array.ndim == 2:
         return array[:, :, None]
     if array.ndim != 3:
@@ -264,6 +266,10 @@ def _tiff_channel_axis(shape: tuple, axes: str, path: Path) -> int:
     named = [i for i, axis in enumerate(axes) if axis in "CS"]
     if len(named) == 1:
         return named[0]
+    stacked = [axis for axis in axes if axis in "ZT"]
+    if stacked:
+        raise ValueError(f"{path}: a {'z-stack' if 'Z' in stacked else 'time series'} (axes {axes}, shape {shape}); "
+                         "expected a 2-D image with or without channels: save one plane per file")
     first, last = shape[0], shape[-1]
     if last <= MAX_CHANNELS and last < first:
         return 2
