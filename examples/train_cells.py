@@ -76,6 +76,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if bool(args.images) != bool(args.labels):
         parser.error("--images and --labels go together")
+    if args.images and args.data_dir:
+        parser.error("--images reads your own images, --data-dir a data set folder: give one of them")
     return args
 
 

@@ -1,6 +1,7 @@
 """load_images: image folders built on the fly (PNG, JPEG, TIFF; 8/16-bit; grey, RGB, multi-channel),
 checked against NumPy computations, in the CSV's order, and every mistake a CSV or a folder can hold."""
 import csv
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -271,6 +272,38 @@ def test_missing_folder_and_csv(tmp_path):
         load_images(tmp_path / "none", tmp_path / "l.csv")
     with pytest.raises(FileNotFoundError, match=r"labels CSV .*l\.csv not found"):
         load_images(tmp_path, tmp_path / "l.csv")
+
+
+def load_example():
+    path = Path(__file__).resolve().parents[1] / "examples" / "train_cells.py"
+    spec = importlib.util.spec_from_file_location("train_cells_example", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_train_cells_reads_a_folder(tmp_path):
+    example = load_example()
+    folder, labels_csv = make_folder(tmp_path, {"a.tif": MULTI16, "b.tif": MULTI16[::-1], "c.tif": MULTI16[:, ::-1]})
+    args = example.parse_args(["--images", str(folder), "--labels", str(labels_csv), "--channels", "4", "0",
+                               "--intensity-range", "0", "4095", "--fit", "crop", "--image-size", "8"])
+    example.fill_defaults(args)
+    images, labels, names, _ = example.load_or_simulate(args)
+    expected = load_images(folder, labels_csv, image_size=8, channels=[4, 0], intensity_range=(0, 4095), fit="crop")
+    np.testing.assert_array_equal(images, expected.images)
+    np.testing.assert_array_equal(labels, expected.labels)
+    assert names == ["a", "b"] and images.shape == (3, 8, 8, 2)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--images", "d"], "--images and --labels go together"),
+    (["--labels", "l.csv"], "--images and --labels go together"),
+    (["--images", "d", "--labels", "l.csv", "--data-dir", "x"], "give one of them"),
+])
+def test_train_cells_flags_go_together(capsys, argv, message):
+    with pytest.raises(SystemExit):
+        load_example().parse_args(argv)
+    assert message in capsys.readouterr().err
 
 
 # --- real images (the samples extra; skipped when it is absent) --------------------------------------
