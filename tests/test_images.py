@@ -149,6 +149,10 @@ def test_save_to_writes_a_data_set_folder(tmp_path):
     np.testing.assert_array_equal(again.images, data.images)
     np.testing.assert_array_equal(again.labels, data.labels)
     assert again.meta["label_names"] == ["a", "b"] and again.meta["files"] == ["a.png", "b.png"]
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        load_images(folder, labels_csv, image_size=8, save_to=tmp_path / "set")
+    load_images(folder, labels_csv, image_size=4, save_to=tmp_path / "set", overwrite=True)
+    assert load_dataset(tmp_path / "set").images.shape == (2, 4, 4, 1)
 
 
 def test_csv_found_inside_the_folder_and_unlisted_ignored(tmp_path):
@@ -254,6 +258,7 @@ def test_size_mistakes_name_the_file(tmp_path):
     ({"channels": [-1]}, ValueError, "indices >= 0"),
     ({"channels": "rgb"}, TypeError, "a count or a list"),
     ({"channels": 2.5}, TypeError, "a count or a list"),
+    ({"channel_axis": 3}, ValueError, "channel_axis must be one of"),
 ])
 def test_bad_arguments(tmp_path, kwargs, error, message):
     folder, labels_csv = make_folder(tmp_path, {"g.png": GREY8})

@@ -90,6 +90,10 @@ def load_images(folder, labels_csv, image_size: int | tuple[int, int] | None = 3
     if fit not in ("resize", "crop"):
         raise ValueError(f"load_images: fit must be 'resize' or 'crop', got {fit!r}")
     channels = _check_channels(channels)
+    if channel_axis is not None and channel_axis not in (-3, -2, -1, 0, 1, 2):
+        raise ValueError(f"load_images: channel_axis must be one of -3..2 (an axis of a 3-D TIFF), got {channel_axis!r}")
+    if save_to is not None and Path(save_to).exists() and not overwrite:
+        raise FileExistsError(f"load_images: save_to={save_to} exists; pass overwrite=True to replace it")
 
     names, files, labels, row_numbers = read_labels_csv(csv_path)
     _check_files_match(folder, csv_path, files, row_numbers, ignore_unlisted)
@@ -106,11 +110,10 @@ def load_images(folder, labels_csv, image_size: int | tuple[int, int] | None = 3
                              f"{first} has {channel_count}; pass channels=[...] to pick the same ones")
         image = normalize(image, path)
         images.append(_fit(image, size, fit, path))
-    shapes = {image.shape for image in images}
-    if len(shapes) > 1:  # only with image_size=None
-        odd = next(f for f, image in zip(files, images) if image.shape != images[0].shape)
+    odd = [i for i, image in enumerate(images) if image.shape != images[0].shape]
+    if odd:  # only with image_size=None
         raise ValueError(f"load_images: image_size=None needs images of one size, but {folder / files[0]} is "
-                         f"{images[0].shape[:2]} and {folder / odd} is {images[files.index(odd)].shape[:2]}")
+                         f"{images[0].shape[:2]} and {folder / files[odd[0]]} is {images[odd[0]].shape[:2]}")
     meta = {"label_names": names, "files": files, "source": {"folder": str(folder), "labels_csv": str(csv_path)},
             "normalization": normalize.description, "fit": fit,
             "channels": list(channels) if isinstance(channels, tuple) else channels}
@@ -256,8 +259,6 @@ def _read_tiff(path: Path, channel_axis: int | None) -> np.ndarray:
                          "with or without channels: save one plane per file")
     if channel_axis is None:
         channel_axis = _tiff_channel_axis(array.shape, axes, path)
-    elif not -3 <= channel_axis < 3:
-        raise ValueError(f"load_images: channel_axis must be 0, 1, 2 or negative, got {channel_axis}")
     return np.ascontiguousarray(np.moveaxis(array, channel_axis, -1))
 
 
