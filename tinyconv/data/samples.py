@@ -17,8 +17,8 @@ measurements, each split at its median over all crops (so each is positive for a
 
 - ``large``: area at or above the median;
 - ``elongated``: eccentricity at or above the median;
-- ``bright``: mean intensity at or above the median (invisible after per-image percentile
-  normalisation; learnable with a fixed ``intensity_range``);
+- ``bright``: mean intensity at or above the median (per-image percentile normalisation hides the
+  intensity itself; a fixed ``intensity_range`` keeps it);
 - ``touching``: another nucleus is an 8-neighbour in this plane;
 - ``cut_by_border``: the nucleus reaches the edge of the field.
 
