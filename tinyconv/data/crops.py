@@ -32,8 +32,8 @@ def crop_cells(image: np.ndarray, mask: np.ndarray, size: int, isolate: bool = F
     ----------
     image : (H, W) or (H, W, C), any numeric dtype
     mask : (H, W) integer label mask; 0 is background, each object a positive id
-    size : the crops' height and width; a crop is centred on the object's centroid (rounded to
-        a pixel; for even sizes the centre pixel is at ``size // 2``), and the part that falls
+    size : the crops' height and width; a crop is centred on the object's centroid (rounded half
+        up to a pixel, which lands at index ``size // 2`` of the crop), and the part that falls
         outside the image is filled with 0
     isolate : set the pixels of the crop that are not the object (neighbours, background) to 0
 
@@ -64,11 +64,10 @@ def crop_cells(image: np.ndarray, mask: np.ndarray, size: int, isolate: bool = F
     crops = np.zeros((len(measurements["label"]), size, size, image.shape[2]), dtype=image.dtype)
     for i, (label, (row, col)) in enumerate(zip(measurements["label"], measurements["centroid"])):
         top, left = int(np.floor(row + 0.5)) - size // 2, int(np.floor(col + 0.5)) - size // 2
-        # The window's overlap with the image, in image and in crop coordinates.
+        # The window's overlap with the image (never empty: the centroid lies inside), in image
+        # and in crop coordinates.
         r0, r1 = max(top, 0), min(top + size, mask.shape[0])
         c0, c1 = max(left, 0), min(left + size, mask.shape[1])
-        if r0 >= r1 or c0 >= c1:
-            continue
         window = image[r0:r1, c0:c1]
         if isolate:
             window = np.where((mask[r0:r1, c0:c1] == label)[:, :, None], window, 0)
