@@ -61,6 +61,7 @@ MULTI16 = RNG.integers(0, 4096, (12, 10, 5), dtype=np.uint16)
     ("grey8.tif", GREY8, 1),
     ("grey16.tif", GREY16, 1),
     ("rgb8.tif", RGB8, 3),
+    ("rgb16.tif", RGB8.astype(np.uint16) * 257, 3),
     ("multi16_last.tif", MULTI16, 5),                       # (H, W, C) with C small
     ("multi16_first.tif", np.moveaxis(MULTI16, -1, 0), 5),  # (C, H, W) with C small
 ])
@@ -112,15 +113,19 @@ def test_channel_selection(tmp_path):
     assert load_images(folder, labels_csv, image_size=None, channels=5).images.shape[-1] == 5
 
 
-def test_named_tiff_axes_win_over_the_shape_rule(tmp_path):
-    # 10 x 40 pixels with 12 channels: the shape rule would take the 10 rows for channels.
+@pytest.mark.parametrize("axes, ome", [("YXC", False), ("CYX", True)])
+def test_named_tiff_axes_win_over_the_shape_rule(tmp_path, axes, ome):
+    # 12 channels of 10 x 40 pixels (YXC), or of 40 x 10 (OME, CYX): the shape rule would take the
+    # 10-pixel axis for the channels.
     array = RNG.integers(0, 255, (10, 40, 12), dtype=np.uint8)
+    stored = array if axes == "YXC" else np.moveaxis(array.transpose(1, 0, 2), -1, 0)  # (12, 40, 10)
     folder = tmp_path / "images"
     folder.mkdir()
-    tifffile.imwrite(folder / "named.tif", array, metadata={"axes": "YXC"})
+    tifffile.imwrite(folder / "named.tif", stored, metadata={"axes": axes}, ome=ome, photometric="minisblack")
     data = load_images(folder, write_csv(tmp_path / "l.csv", ("file", "a"), [("named.tif", 1)]),
                        image_size=None, intensity_range="dtype")
-    np.testing.assert_allclose(data.images[0], array / 255.0, atol=1e-7)
+    expected = array if axes == "YXC" else array.transpose(1, 0, 2)
+    np.testing.assert_allclose(data.images[0], expected / 255.0, atol=1e-7)
 
 
 def test_resize_keeps_the_aspect_and_samples_a_ramp(tmp_path):
