@@ -92,6 +92,21 @@ def test_rgba_drops_alpha_and_jpeg_reads(tmp_path):
     assert np.abs(data.images[1] - RGB8 / 255.0).mean() < 0.2  # JPEG is lossy, but these are its pixels
 
 
+def test_palette_and_grey_alpha_pngs(tmp_path):
+    palette = Image.fromarray(RGB8).quantize(colors=16)  # mode P: the pixels are indices
+    grey_alpha = Image.fromarray(np.dstack([GREY8, np.full((12, 10), 9, np.uint8)]), mode="LA")
+    folder = tmp_path / "images"
+    folder.mkdir()
+    palette.save(folder / "p.png")
+    grey_alpha.save(folder / "la.png")
+    labels_csv = write_csv(tmp_path / "l.csv", ("file", "a"), [("p.png", 1)])
+    data = load_images(folder, labels_csv, image_size=None, intensity_range="dtype", ignore_unlisted=True)
+    np.testing.assert_allclose(data.images[0], np.asarray(palette.convert("RGB")) / 255.0, atol=1e-7)
+    labels_csv = write_csv(tmp_path / "l.csv", ("file", "a"), [("la.png", 1)])
+    data = load_images(folder, labels_csv, image_size=None, intensity_range="dtype", ignore_unlisted=True)
+    np.testing.assert_allclose(data.images[0, :, :, 0], GREY8 / 255.0, atol=1e-7)
+
+
 def test_rows_in_csv_order_with_labels_and_meta(tmp_path):
     images = {f"img{i}.png": np.full((8, 8), 10 * i, np.uint8) for i in range(5)}
     images["sub/deep.tif"] = np.full((8, 8), 200, np.uint8)

@@ -22,7 +22,7 @@ Reading, for every image in the CSV's order:
    ``channels=3`` requires three; ``channels=[3, 0]`` keeps channels 3 and 0, in that order.
 4. **Normalise each channel of each image** to [0, 1]. By default by percentiles, the microscopy
    convention: the 1st percentile maps to 0, the 99.8th to 1, values outside are clipped. That makes
-   dim and bright images look alike, so a label about absolute brightness cannot be learnt; for
+   dim and bright images look alike: absolute brightness is no longer in the pixels. For
    quantitative work pass a fixed ``intensity_range=(low, high)`` shared by all images, or
    ``intensity_range="dtype"`` for the full range of the file's type (0-255, 0-65535).
    A constant channel (high == low) becomes 0.
@@ -225,9 +225,9 @@ def _read_pillow(path: Path) -> np.ndarray:
             image.load()
     except (UnidentifiedImageError, OSError, SyntaxError) as exc:
         raise ValueError(f"{path}: cannot read the image: {exc}") from exc
-    if image.mode == "P":
-        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
-    if image.mode in ("LA", "La", "PA"):
+    if image.mode in ("P", "PA"):  # palette indices -> the colours they stand for
+        image = image.convert("RGB")
+    if image.mode in ("LA", "La"):
         image = image.getchannel(0)  # grey, without its alpha
     elif image.mode not in ("1", "L", "I", "I;16", "I;16B", "I;16L", "F", "RGB", "RGBA"):
         image = image.convert("RGB")  # CMYK, YCbCr, ...
