@@ -136,4 +136,7 @@ if __name__ == "__main__":
     import sys
 
     target = Path(sys.argv[1] if len(sys.argv) > 1 else "data/nuclei")
-    print(make_nuclei_folder(target, overwrite=True))
+    try:
+        print(make_nuclei_folder(target))
+    except (FileExistsError, FileNotFoundError) as error:
+        sys.exit(str(error))
