@@ -12,6 +12,15 @@ import numpy as np
 from . import random
 
 
+def check_count(value, name: str, owner: str, minimum: int = 1) -> int:
+    """``value`` as an int if it is a Python or NumPy integer (not a bool) of at least ``minimum``."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{owner}: {name} must be an int, got {type(value).__name__} {value!r}")
+    if value < minimum:
+        raise ValueError(f"{owner}: {name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
 def check_images(x, owner: str) -> None:
     """Fail clearly unless ``x`` is a finite numeric (N, H, W, C) array with N >= 1."""
     if not hasattr(x, "shape") or not hasattr(x, "dtype"):
@@ -54,10 +63,8 @@ class ArrayIterator:
     """Endless ``(x_batch, y_batch)`` batches of arrays; ``len()`` is ``ceil(N / batch_size)``."""
 
     def __init__(self, x: np.ndarray, y: np.ndarray, batch_size: int = 32, shuffle: bool = True):
-        if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
         self.x, self.y = x, y
-        self.batch_size = int(batch_size)
+        self.batch_size = check_count(batch_size, "batch_size", "ArrayIterator")
         self.shuffle = shuffle
         self.n = len(x)
         self.order = np.arange(self.n)

@@ -61,7 +61,8 @@ class Model(Trainable):
     def to_model_device(self, a):
         """An array on the model's device, in the model's dtype (no copy when it is already there)."""
         xp = self.array_module
-        return xp.asarray(backend.to_numpy(a) if xp is np else a, dtype=self.dtype)
+        # to_numpy only for a device array: on the host it is the read-back a training step counts.
+        return xp.asarray(backend.to_numpy(a) if xp is np and backend.is_gpu_array(a) else a, dtype=self.dtype)
 
     def prepare_input(self, x):
         """Check that a batch is numeric and move it to the model's device and dtype."""
