@@ -86,7 +86,21 @@ class ArrayIterator:
     def get_state(self) -> dict:
         return {"order": self.order.copy(), "position": self.position}
 
+    @staticmethod
+    def check_state(state, owner: str) -> None:
+        """Raise ``ValueError`` unless ``state`` looks like a ``get_state()`` (a permutation and a position)."""
+        if not isinstance(state, dict) or set(state) != {"order", "position"}:
+            raise ValueError(f"{owner}: expected the state of the batches fit draws from arrays "
+                             f"(order, position), got {sorted(state) if isinstance(state, dict) else state!r}; "
+                             "the state of an iterator such as ImageDataGenerator.flow is restored with data=")
+        order, position = np.asarray(state["order"]), state["position"]
+        if order.ndim != 1 or order.dtype.kind not in "iu" or not np.array_equal(np.sort(order), np.arange(len(order))):
+            raise ValueError(f"{owner}: the saved batch order is not a permutation of the samples")
+        if isinstance(position, bool) or not isinstance(position, (int, np.integer)) or not 0 <= position < max(len(order), 1):
+            raise ValueError(f"{owner}: the saved batch position {position!r} is out of range")
+
     def set_state(self, state: dict) -> None:
+        self.check_state(state, "ArrayIterator.set_state")
         order = np.asarray(state["order"])
         if order.shape != (self.n,):
             raise ValueError(f"ArrayIterator.set_state: the saved order covers {order.shape[0]} samples, "

@@ -4,7 +4,8 @@ The loop calls, in this order::
 
     on_train_begin
     for each epoch:   on_epoch_begin, (on_train_batch_end after every batch), on_epoch_end
-    on_interrupt      (only after Ctrl-C, at the end of the batch that was running)
+    on_interrupt      (only after Ctrl-C: at the end of the batch that was running, or after the
+                      epoch whose validation was running)
     on_train_end
 
 ``logs`` are dicts of floats: ``loss`` and ``accuracy`` (running means over the epoch's batches so
@@ -321,8 +322,8 @@ class TrainingCheckpoint(Callback):
         checkpoint.write(self.filepath, self.resume_state)
 
     def on_interrupt(self, epoch):
-        """``epoch``: the index of the epoch that was running (past the last one finished when Ctrl-C
-        came during a validation, after that epoch was saved)."""
+        """``epoch``: the index of the epoch that was running. Ctrl-C during its validation lets the
+        epoch finish and be saved; otherwise the state at its start is written."""
         if self.resume_state is None:
             return
         done = self.resume_state["epoch"]

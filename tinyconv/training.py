@@ -249,7 +249,7 @@ class Trainable:
                     if ctrl_c.requested:  # pressed during the validation: the epoch is complete and saved
                         history.interrupted = True
                         for callback in ordered:
-                            callback.on_interrupt(epoch + 1)
+                            callback.on_interrupt(epoch)
                         break
                     if self.stop_training:
                         break
