@@ -239,3 +239,31 @@ def test_saliency_is_the_gradient_of_the_label_score(float64):
     np.testing.assert_allclose(saliency_map(model, x, label), np.abs(numeric).max(axis=-1), rtol=1e-6, atol=1e-9)
     with pytest.raises(ValueError, match=r"label must be in \[0, 3\)"):
         saliency_map(model, x, 3)
+
+
+def test_one_read_back_per_training_step_and_labels_checked_and_copied_once(device, monkeypatch):
+    """Loss, accuracy and the finite flag come to the host in one transfer per step; the labels
+    are checked on the host (once for arrays, once per batch for an iterator) and copied to the
+    device once per step. Counted through the backend's to_numpy, which every read-back uses."""
+    from tinyconv import batches
+    from tinyconv.data import ImageDataGenerator
+
+    x, y = tiny_data()  # 36 samples: 5 batches of 8 per epoch
+    model = tiny_model()
+    transfers, label_checks, copies = [], [], []
+    to_numpy, check_label_range, to_model_device = backend.to_numpy, batches.check_label_range, model.to_model_device
+    monkeypatch.setattr(backend, "to_numpy", lambda a: transfers.append(np.shape(a)) or to_numpy(a))
+    monkeypatch.setattr(batches, "check_label_range", lambda *a: label_checks.append(1) or check_label_range(*a))
+    monkeypatch.setattr(model, "to_model_device", lambda a: copies.append(np.ndim(a)) or to_model_device(a))
+
+    model.fit(x, y, batch_size=8, epochs=2, verbose=0)
+    assert len(transfers) == 10 and len(label_checks) == 1
+    assert copies.count(2) == 10 and copies.count(4) == 10  # labels and images, once per step each
+
+    transfers.clear(), label_checks.clear()
+    model.fit(ImageDataGenerator().flow(x, y, batch_size=8), epochs=1, verbose=0)
+    assert len(transfers) == 5 and len(label_checks) == 5
+
+    transfers.clear()
+    model.evaluate(x, y, batch_size=8)
+    assert len(transfers) == 1 + 5  # the weights' finite flags, then one per batch
