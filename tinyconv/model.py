@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import io
 import os
-import tempfile
 import zipfile
+from pathlib import Path
 
 import numpy as np
 
-from . import backend, checkpoint, config
+from . import atomic, backend, checkpoint, config
 from .layers.base import InputLayer, Layer, LinearLayer, SymbolicTensor, unique_name
 from .training import Trainable
 
@@ -251,20 +251,22 @@ class Sequential(Model):
 
 
 def write_npz_atomically(path, arrays: dict[str, np.ndarray]) -> None:
-    """Write to a temporary file in the same folder, flush it to disk, then rename over ``path``."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=folder)
+    """Write to a temporary file in the same folder, flush it to disk, then rename over ``path``
+    (see ``tinyconv.atomic``: temporaries of earlier killed writes of ``path`` are removed first)."""
+    path = Path(os.path.abspath(path))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic.remove_stale(path)
+    tmp = atomic.temporary_path(path)
     try:
-        with os.fdopen(fd, "wb") as f:
+        with atomic.create_file(tmp) as f:
             np.savez(f, **arrays)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)  # atomic on POSIX and Windows
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    except BaseException as exc:
+        tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise atomic.write_failed(exc, path, "saving") from exc
         raise
 
 
