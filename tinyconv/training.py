@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 
 from . import backend, losses, optimizers
 from .batches import ArrayIterator, check_count, check_images, check_labels
-from .callbacks import Callback, ProgressBar, TrainingCheckpoint
+from .callbacks import Callback, ProgressBar, TrainingCheckpoint, is_terminal
 from .layers.activations import Activation, Sigmoid
 from .layers.base import LinearLayer
 
@@ -461,7 +461,7 @@ class _StopOnCtrlC:
 
 
 def _progress(iterable, verbose: int, what: str):
-    if verbose != 1:
+    if verbose != 1 or not is_terminal(sys.stdout):  # no carriage-return bars in log files
         return iterable
     return tqdm(iterable, desc=what, unit="batch", file=sys.stdout, leave=False)
 
