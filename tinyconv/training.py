@@ -103,11 +103,12 @@ class Trainable:
         Returns the batch's host ``{"loss", metrics...}`` (with ``"finite"``) and the predictions.
         Loss, accuracy and the finite flag come back in one device-to-host transfer.
         """
-        loss, predictions, extra = self._loss_on_device(x_batch, y, training=True)
-        if self.fuse_sigmoid:
-            self.backward_logits(self.logits_loss.backward(), input_gradient=False)
-        else:
-            self.backward(self.loss.backward(), input_gradient=False)
+        with np.errstate(over="ignore", invalid="ignore"):  # overflow is caught below, and said once
+            loss, predictions, extra = self._loss_on_device(x_batch, y, training=True)
+            if self.fuse_sigmoid:
+                self.backward_logits(self.logits_loss.backward(), input_gradient=False)
+            else:
+                self.backward(self.loss.backward(), input_gradient=False)
         gradients = self.gradients()
         xp = self.array_module
         # One sum per gradient: NaN or inf anywhere makes it non-finite.
@@ -233,8 +234,12 @@ class Trainable:
                     logs, bad_batch = self._train_epoch(data, steps, ordered, ctrl_c, stop_on_nan)
                     if bad_batch is not None:
                         history.diverged = True
-                        print(_divergence_message(self.name, epoch, bad_batch, steps, logs["loss"]),
-                              file=sys.stderr, flush=True)
+                        message = _divergence_message(self.name, epoch, bad_batch, steps, logs["loss"])
+                        bad_weight = self._first_non_finite_weight()
+                        if bad_weight is not None:  # the update before overflowed, not the loss
+                            message += (f" The weights already hold NaN or inf ({bad_weight}): restore the "
+                                        "last checkpoint.")
+                        print(message, file=sys.stderr, flush=True)
                         break
                     if ctrl_c.requested:  # also when pressed during the last validation: no batch ran
                         history.interrupted = True
@@ -350,17 +355,25 @@ class Trainable:
         return outputs
 
     def _check_finite_weights(self, owner: str) -> None:
-        """Refuse to compute with NaN or inf weights (one transfer for all of them)."""
+        """Refuse to compute with NaN or inf weights."""
+        bad = self._first_non_finite_weight()
+        if bad is not None:
+            raise ValueError(f"model {self.name!r}: {owner}: the weights hold NaN or inf (first in {bad}): the "
+                             "training diverged; load weights saved before it (a ModelCheckpoint or "
+                             "TrainingCheckpoint file)")
+
+    def _first_non_finite_weight(self) -> str | None:
+        """``"layer <i> '<name>', '<param>'"`` of the first parameter holding NaN or inf, else None
+        (one transfer for all of them)."""
         located = [(i, layer, key) for i, layer in enumerate(self.layers) for key in layer.params]
         if not located:
-            return
+            return None
         xp = self.array_module
         flags = backend.to_numpy(xp.stack([self._finite(layer.params[key]) for _, layer, key in located]))
-        if not flags.all():
-            i, layer, key = located[int(np.flatnonzero(~flags)[0])]
-            raise ValueError(f"model {self.name!r}: {owner}: the weights hold NaN or inf (first in layer {i} "
-                             f"{layer.name!r}, {key!r}): the training diverged; load weights saved "
-                             "before it (a ModelCheckpoint or TrainingCheckpoint file)")
+        if flags.all():
+            return None
+        i, layer, key = located[int(np.flatnonzero(~flags)[0])]
+        return f"layer {i} {layer.name!r}, {key!r}"
 
     # --- input checks ----------------------------------------------------------------------------------
     def _batches(self, x, y, batch_size: int, shuffle: bool, owner: str):
