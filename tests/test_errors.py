@@ -257,3 +257,17 @@ def test_load_weights_refuses_non_finite_values(tmp_path, bad):
         model.load_weights(tmp_path / "w.npz")
     for w0, w1 in zip(before, model.get_weights()):  # the layers before it were not set either
         np.testing.assert_array_equal(w0, w1)
+
+
+def test_a_monitor_the_logs_never_hold_is_refused_before_training(tmp_path):
+    from tinyconv.callbacks import EarlyStopping, ModelCheckpoint
+    model, x, y = _compiled_tiny_model()
+    for callback, owner in ((EarlyStopping(monitor="val_loss"), "EarlyStopping"),
+                            (ModelCheckpoint(tmp_path / "w.npz", save_best_only=True), "ModelCheckpoint")):
+        with pytest.raises(ValueError, match=rf"{owner}: monitor 'val_loss' will not be in this run's logs "
+                                             r"\['loss', 'accuracy'\] \(val_ values need validation_data\)"):
+            model.fit(x, y, verbose=0, callbacks=[callback])
+    with pytest.raises(ValueError, match=r"monitor 'val_auc' will not be in this run's logs \['loss', 'accuracy', "
+                                         r"'val_loss', 'val_accuracy'\]"):
+        model.fit(x, y, verbose=0, validation_data=(x, y), callbacks=[EarlyStopping(monitor="val_auc")])
+    assert model.optimizer.iterations == 0 and list(tmp_path.iterdir()) == []

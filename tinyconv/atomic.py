@@ -77,6 +77,27 @@ def create_file(path: Path):
     return os.fdopen(fd, "wb")
 
 
+def write_file(path, write, owner: str) -> None:
+    """Create or replace the file ``path`` atomically: ``write(f)`` fills a temporary file (binary)
+    next to it, which is flushed to the disk and renamed over ``path``. Temporaries of earlier
+    killed writes of ``path`` are removed first; an ``OSError`` names ``path``."""
+    path = Path(os.path.abspath(path))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale(path)
+    tmp = temporary_path(path)
+    try:
+        with create_file(tmp) as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)  # atomic on POSIX and Windows
+    except BaseException as exc:
+        tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise write_failed(exc, path, owner) from exc
+        raise
+
+
 def write_failed(exc: OSError, path, owner: str) -> OSError:
     """An ``OSError`` like ``exc`` (same errno) whose message names ``path``; a full disk says so."""
     reason = exc.strerror or str(exc)

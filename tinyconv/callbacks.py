@@ -17,6 +17,7 @@ behaves as if it had never stopped (Keras forgets EarlyStopping's counters on re
 from __future__ import annotations
 
 import csv
+import io
 import math
 import os
 import sys
@@ -25,7 +26,7 @@ import time
 import numpy as np
 from tqdm.auto import tqdm
 
-from . import checkpoint
+from . import atomic, checkpoint
 
 
 class Callback:
@@ -73,6 +74,14 @@ def _monitor_op(monitor: str, mode: str, owner: str):
     return np.less if mode == "min" else np.greater
 
 
+def _check_monitor(monitor: str, params: dict, owner: str) -> None:
+    """A monitored value that the run's logs will never hold is a mistake found before training."""
+    keys = params.get("metrics")
+    if keys is not None and monitor not in keys:
+        hint = " (val_ values need validation_data)" if monitor.startswith("val_") else ""
+        raise ValueError(f"{owner}: monitor {monitor!r} will not be in this run's logs {keys}{hint}")
+
+
 def diverged(model, logs: dict | None) -> bool:
     """True when the epoch's loss or any weight is NaN or inf: such a state is never saved."""
     loss = (logs or {}).get("loss", 0.0)
@@ -113,6 +122,9 @@ class EarlyStopping(Callback):
     def _is_improvement(self, value: float) -> bool:
         signed_delta = -self.min_delta if self.monitor_op is np.less else self.min_delta
         return bool(self.monitor_op(value - signed_delta, self.best))
+
+    def check_params(self, params):
+        _check_monitor(self.monitor, params, "EarlyStopping")
 
     def on_train_begin(self, logs=None):
         if not self._resumed:  # a resumed run keeps the counters it had
@@ -192,8 +204,9 @@ class CSVLogger(Callback):
             rows = list(csv.reader(f, delimiter=self.separator))
         kept = [row for row in rows if _epoch_of(row) is None or _epoch_of(row) < epoch]
         if len(kept) != len(rows):
-            with open(self.filename, "w", newline="") as f:
-                csv.writer(f, delimiter=self.separator).writerows(kept)
+            text = io.StringIO(newline="")
+            csv.writer(text, delimiter=self.separator).writerows(kept)
+            atomic.write_file(self.filename, lambda f: f.write(text.getvalue().encode()), "CSVLogger")
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
@@ -240,6 +253,8 @@ class ModelCheckpoint(Callback):
         self.best = np.inf if self.monitor_op is np.less else -np.inf
 
     def check_params(self, params):
+        if self.save_best_only:
+            _check_monitor(self.monitor, params, "ModelCheckpoint")
         keys = params.get("metrics", [])
         try:  # with stand-in values: a field the logs will never have fails now, not after an epoch
             self.filepath.format(epoch=1, **{key: 0.5 for key in keys})

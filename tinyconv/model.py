@@ -9,7 +9,6 @@ from __future__ import annotations
 import io
 import os
 import zipfile
-from pathlib import Path
 
 import numpy as np
 
@@ -253,21 +252,7 @@ class Sequential(Model):
 def write_npz_atomically(path, arrays: dict[str, np.ndarray]) -> None:
     """Write to a temporary file in the same folder, flush it to disk, then rename over ``path``
     (see ``tinyconv.atomic``: temporaries of earlier killed writes of ``path`` are removed first)."""
-    path = Path(os.path.abspath(path))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic.remove_stale(path)
-    tmp = atomic.temporary_path(path)
-    try:
-        with atomic.create_file(tmp) as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)  # atomic on POSIX and Windows
-    except BaseException as exc:
-        tmp.unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            raise atomic.write_failed(exc, path, "saving") from exc
-        raise
+    atomic.write_file(path, lambda f: np.savez(f, **arrays), "saving")
 
 
 def read_npz(path) -> dict[str, np.ndarray]:
