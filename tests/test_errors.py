@@ -271,3 +271,20 @@ def test_a_monitor_the_logs_never_hold_is_refused_before_training(tmp_path):
                                          r"'val_loss', 'val_accuracy'\]"):
         model.fit(x, y, verbose=0, validation_data=(x, y), callbacks=[EarlyStopping(monitor="val_auc")])
     assert model.optimizer.iterations == 0 and list(tmp_path.iterdir()) == []
+
+
+def test_fit_on_outputs_that_are_not_probabilities_suggests_logits():
+    from tinyconv import Model
+    from tinyconv.layers import Flatten
+    inputs = Input((8, 8, 2))
+    model = Model(inputs, Dense(3)(Flatten()(inputs)))  # no sigmoid: raw scores
+    model.compile("sgd", "binary_crossentropy")
+    x = np.random.default_rng(0).random((6, 8, 8, 2)).astype(np.float32) * 10
+    before = [w.copy() for w in model.get_weights()]
+    with pytest.raises(ValueError, match=r"outputs must be probabilities in \[0, 1\].*from_logits=True"):
+        model.fit(x, np.zeros((6, 3), np.float32), verbose=0)
+    with pytest.raises(ValueError, match=r"outputs must be probabilities in \[0, 1\].*from_logits=True"):
+        model.evaluate(x, np.zeros((6, 3), np.float32))
+    assert model.optimizer.iterations == 0
+    for w0, w1 in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(w0, w1)
