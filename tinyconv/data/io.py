@@ -164,6 +164,7 @@ def _load_npy(file: Path, mmap: bool) -> np.ndarray:
         raise ValueError(f"load_dataset: {file} is not a readable .npy array (empty, truncated or not "
                          f"written by NumPy): {exc}") from exc
     if not isinstance(array, np.ndarray):
+        array.close()
         raise ValueError(f"load_dataset: {file} holds an archive of several arrays, expected one .npy array")
     return array
 
