@@ -68,7 +68,7 @@ def test_winograd_forward_equals_nested_loops(n, h, w, c, f, padding, use_bias, 
     expected = direct_convolution(x, kernel, bias, (1, 1), padding)
     with kernels.reference_kernels(reference_kernels):
         y = layer.forward(x.astype(np.float32))
-    assert layer.cache[0] == "winograd"
+    assert layer.cache[0] == algorithm
     np.testing.assert_allclose(y, expected, rtol=1e-4, atol=1e-4)
 
 
@@ -76,7 +76,7 @@ def test_auto_algorithm_takes_winograd_for_wide_3x3_stride_1_layers(rng):
     cases = [(Conv2D(4, 3, padding="same"), 32, "winograd"), (Conv2D(4, 3, padding="same"), 3, "im2col"),
              (Conv2D(4, 3, strides=2), 32, "im2col"), (Conv2D(4, 5), 32, "im2col"),
              (Conv2D(4, 3, algorithm="im2col"), 32, "im2col"), (Conv2D(4, 3, algorithm="winograd"), 3, "winograd"),
-             (Conv2D(4, 3, algorithm="winograd_2x2"), 3, "winograd")]
+             (Conv2D(4, 3, algorithm="winograd_2x2"), 3, "winograd_2x2")]
     for layer, channels, expected in cases:
         layer.build((8, 8, channels))
         layer.forward(rng.standard_normal((1, 8, 8, channels)).astype(np.float32))
