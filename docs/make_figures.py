@@ -8,6 +8,8 @@ Every number in the figures is computed here with tinyconv itself, so the figure
 - ``im2col.png``: one channel of a 4x4 input, its four 3x3 windows, and the im2col matrix.
 - ``receptive-field.png``: the receptive field of each layer of the seed CNN at 32x32, read from the
   layers' ``receptive_field`` (the method ``model.summary()`` uses), drawn to scale on the input.
+- ``conv-input-gradient.png``: the input gradient of a 3x3 input and a 2x2 kernel (docs/conv2d.md's
+  worked example) as a full convolution of the padded upstream gradient with the flipped kernel.
 - ``gradcheck-step-size.png``: the relative error of central differences against the step h, measured
   on a real layer (Conv2D with a sigmoid) in float32 and float64.
 """
@@ -75,6 +77,40 @@ def im2col_figure(out: Path) -> None:
     ax.set_aspect("equal")
     ax.axis("off")
     save(fig, out / "im2col.png")
+
+
+def conv_input_gradient_figure(out: Path) -> None:
+    reset_names()
+    tinyconv.set_floatx("float64")
+    layer = Conv2D(1, (2, 2))
+    layer.build((3, 3, 1))
+    kernel = np.array([[1.0, -1.0], [2.0, 0.0]])
+    layer.set_weights([kernel.reshape(2, 2, 1, 1), np.zeros(1)])
+    layer.forward(np.array([[1.0, 2, 0], [0, 1, 3], [2, 1, 1]]).reshape(1, 3, 3, 1))
+    g = np.array([[1.0, 2.0], [-1.0, 1.0]])
+    dx = layer.backward(g.reshape(1, 2, 2, 1))[0, :, :, 0]
+    tinyconv.set_floatx("float32")
+    padded = np.pad(g, 1)
+    window = {(r, c): COLORS[0] + "55" for r in (1, 2) for c in (1, 2)}
+    fig, ax = plt.subplots(figsize=(9, 3.2))
+    draw_grid(ax, padded, 0, 4, highlight={**{(r, c): "0.92" for r in range(4) for c in range(4)},
+                                            **{(r, c): "white" for r in (1, 2) for c in (1, 2)}, **window})
+    ax.add_patch(patches.Rectangle((1, 1), 2, 2, fill=False, edgecolor=COLORS[0], linewidth=2.2))
+    ax.text(2, 4.45, "G padded by 1 (zeros grey)", ha="center", fontsize=10)
+    ax.text(4.6, 2, "*", ha="center", va="center", fontsize=18)
+    draw_grid(ax, kernel[::-1, ::-1], 5.4, 3, highlight={(r, c): COLORS[0] + "55" for r in range(2) for c in range(2)})
+    ax.text(6.4, 3.45, "K flipped (180\N{DEGREE SIGN})", ha="center", fontsize=10)
+    ax.text(8.3, 2, "=", ha="center", va="center", fontsize=18)
+    draw_grid(ax, dx, 9.2, 3.5, highlight={(1, 1): COLORS[0] + "55"})
+    ax.text(10.7, 3.95, "dL/dx (full: 3x3)", ha="center", fontsize=10)
+    ax.text(0, -0.55, "centre: 1*0 + 2*2 + (-1)*(-1) + 1*1 = 6, the sum of its four windows' contributions",
+            fontsize=9, color="0.25")
+    ax.set_xlim(-0.3, 12.6)
+    ax.set_ylim(-0.9, 4.8)
+    ax.set_aspect("equal")
+    ax.axis("off")
+    save(fig, out / "conv-input-gradient.png")
+    reset_names()
 
 
 def receptive_field_figure(out: Path) -> None:
@@ -189,6 +225,7 @@ def main(argv=None) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     tinyconv.set_seed(0)
     im2col_figure(args.out)
+    conv_input_gradient_figure(args.out)
     receptive_field_figure(args.out)
     step_size_figure(args.out)
 
