@@ -41,6 +41,7 @@ from tinyconv import Model, checkpoint, metrics, plots
 from tinyconv.callbacks import CSVLogger, EarlyStopping, ModelCheckpoint, TerminateOnNaN, TrainingCheckpoint
 from tinyconv.data import ImageDataGenerator, cells, load_dataset, load_images, split
 from tinyconv.data.baseline import logistic_regression_baseline
+from tinyconv.feature_maps import feature_maps
 from tinyconv.layers import Conv2D, Dense, Dropout, Flatten, Input, LeakyReLU, MaxPooling2D
 from tinyconv.optimizers import Adam
 from tinyconv.saliency import saliency_map
@@ -235,6 +236,9 @@ def make_plots(model, x_test, x_test_std, y_test, p_test, names, channel_names, 
     maps = {name: saliency_map(model, x_test_std[shows], names.index(name)) for name in chosen}
     probabilities = {name: p_test[shows, names.index(name)] for name in chosen}
     paths.append(plots.plot_saliency(x_test[shows], maps, plot_dir / "saliency.png", probabilities))
+    cell = shows[0] if len(shows) else 0
+    paths.append(plots.plot_feature_maps(x_test[cell], feature_maps(model, x_test_std[cell]),
+                                         plot_dir / "feature_maps.png"))
     return paths
 
 

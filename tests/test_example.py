@@ -11,7 +11,8 @@ import pytest
 pytestmark = pytest.mark.example
 
 SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "train_cells.py"
-PLOTS = ("learning_curves.png", "label_auc.png", "test_predictions.png", "first_layer_filters.png", "saliency.png")
+PLOTS = ("learning_curves.png", "label_auc.png", "test_predictions.png", "first_layer_filters.png", "saliency.png",
+         "feature_maps.png")
 FILES = ("config.json", "history.csv", "checkpoint.npz", "model.weights.npz", "best.weights.npz",
          "report.csv", "report.md")
 

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from tinyconv.kernels import cpu, reference
+from tinyconv.kernels import cpu, loops, reference
 from tinyconv.layers.winograd import F2X2_3X3, F4X4_3X3
 
 pytestmark = pytest.mark.kernels
@@ -158,7 +158,7 @@ TIE_CASES = [((2, 6, 7, 3), (3, 3), (1, 1), (1, 1, 1, 1)),
              ((1, 5, 5, 1), (3, 2), (2, 1), (1, 1, 0, 1))]
 
 
-@pytest.mark.parametrize("module", [reference, cpu], ids=["reference", "numba"])
+@pytest.mark.parametrize("module", [reference, loops, cpu], ids=["reference", "loops", "numba"])
 @pytest.mark.parametrize("values", ["ties", "negative ties", "nan"])
 @pytest.mark.parametrize("shape, window, strides, pads", TIE_CASES)
 def test_maxpool_ties_and_nan_follow_window_order(module, values, shape, window, strides, pads):
@@ -181,7 +181,7 @@ def test_maxpool_ties_and_nan_follow_window_order(module, values, shape, window,
     np.testing.assert_array_equal(module.maxpool_backward(dy, argmax, x.shape, window, strides, pads), dx_loop)
 
 
-@pytest.mark.parametrize("module", [reference, cpu], ids=["reference", "numba"])
+@pytest.mark.parametrize("module", [reference, loops, cpu], ids=["reference", "loops", "numba"])
 def test_maxpool_nan_propagates_like_numpy_max(module):
     x = np.float32([[1, np.nan], [3, 2]]).reshape(1, 2, 2, 1)
     y, argmax = module.maxpool_forward(x, (2, 2), (2, 2), (0, 0, 0, 0))
