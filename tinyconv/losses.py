@@ -86,6 +86,15 @@ class BinaryCrossentropy(Loss):
         """The mean loss of a batch of (N, L) rows; caches what ``backward`` needs."""
         owner = f"BinaryCrossentropy(from_logits={self.from_logits})"
         _check(y_pred, y_true, owner)
+        if not self.from_logits and not bool(((y_pred >= 0) & (y_pred <= 1)).all()):
+            raise ValueError(f"{owner}: predictions must be probabilities in [0, 1]; "
+                             "use from_logits=True for raw scores")
+        return float(self.value(y_pred, y_true))
+
+    def value(self, y_pred, y_true):
+        """``forward`` without its checks or its read-back: the mean loss as a 0-d array where
+        ``y_pred`` lives. For the training step, which checked the labels once on the host and
+        reads the loss back together with its other scalars (non-finite input gives a non-finite loss)."""
         xp = get_array_module(y_pred)
         y = y_true.astype(y_pred.dtype, copy=False)
         if self.from_logits:
@@ -94,14 +103,11 @@ class BinaryCrossentropy(Loss):
             e = xp.exp(-xp.abs(z))
             self.cache = xp.where(z >= 0, 1 / (1 + e), e / (1 + e)), y
         else:
-            if not bool(((y_pred >= 0) & (y_pred <= 1)).all()):
-                raise ValueError(f"{owner}: predictions must be probabilities in [0, 1]; "
-                                 "use from_logits=True for raw scores")
             p = xp.clip(y_pred, EPSILON, 1 - EPSILON)
             per_element = -(y * xp.log(p) + (1 - y) * xp.log(1 - p))
             inside = (y_pred > EPSILON) & (y_pred < 1 - EPSILON)
             self.cache = p, y, inside
-        return float(per_element.mean())
+        return per_element.mean()
 
     def backward(self):
         """dL/d(y_pred), shape (N, L)."""
@@ -120,28 +126,32 @@ class CategoricalCrossentropy(Loss):
         """The mean loss of a batch of (N, K) rows; caches what ``backward`` needs."""
         owner = f"CategoricalCrossentropy(from_logits={self.from_logits})"
         _check(y_pred, y_true, owner)
+        if not self.from_logits:
+            if not bool((y_pred >= 0).all()):
+                raise ValueError(f"{owner}: predictions must be probabilities (>= 0); "
+                                 "use from_logits=True for raw scores")
+            if not bool((y_pred.sum(axis=1) > 0).all()):
+                raise ValueError(f"{owner}: every row of predictions needs a positive sum")
+        return float(self.value(y_pred, y_true))
+
+    def value(self, y_pred, y_true):
+        """``forward`` without its checks or its read-back (see ``BinaryCrossentropy.value``)."""
         xp = get_array_module(y_pred)
         y = y_true.astype(y_pred.dtype, copy=False)
         if self.from_logits:
             shifted = y_pred - y_pred.max(axis=1, keepdims=True)
             e = xp.exp(shifted)
             total = e.sum(axis=1, keepdims=True)
-            log_sum = xp.log(total)  # lse(z) - max(z)
-            per_row = (y * (log_sum - shifted)).sum(axis=1)
+            per_row = (y * (xp.log(total) - shifted)).sum(axis=1)  # log(total) = lse(z) - max(z)
             self.cache = e / total, y
         else:
-            if not bool((y_pred >= 0).all()):
-                raise ValueError(f"{owner}: predictions must be probabilities (>= 0); "
-                                 "use from_logits=True for raw scores")
             row_sum = y_pred.sum(axis=1, keepdims=True)
-            if not bool((row_sum > 0).all()):
-                raise ValueError(f"{owner}: every row of predictions needs a positive sum")
             q = y_pred / row_sum
             clipped = xp.clip(q, EPSILON, 1 - EPSILON)
             per_row = -(y * xp.log(clipped)).sum(axis=1)
             inside = (q > EPSILON) & (q < 1 - EPSILON)
             self.cache = q, clipped, y, inside, row_sum
-        return float(per_row.mean())
+        return per_row.mean()
 
     def backward(self):
         """dL/d(y_pred), shape (N, K)."""

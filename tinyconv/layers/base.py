@@ -152,13 +152,13 @@ class Layer:
             raise ValueError(
                 f"layer {self.name!r}: expected {len(mine)} weight arrays, got {len(weights)}")
         for (key, current), new in zip(mine.items(), weights):
-            new = np.asarray(new)
+            new = backend.to_numpy(new)  # a NumPy or CuPy array, or a nested list
             if new.shape != tuple(current.shape):
                 raise ValueError(
                     f"layer {self.name!r}: weight {key!r} expected shape {tuple(current.shape)}, "
                     f"got {new.shape}")
         for current, new in zip(mine.values(), weights):  # all checked: now change them
-            current[...] = backend.get_array_module(current).asarray(np.asarray(new), dtype=current.dtype)
+            current[...] = backend.get_array_module(current).asarray(backend.to_numpy(new), dtype=current.dtype)
 
     def count_params(self) -> int:
         """Every weight's entries, trainable or not (as Keras counts a layer)."""
