@@ -9,7 +9,8 @@ from __future__ import annotations
 import numpy as np
 
 from . import backend
-from .layers.base import InputLayer, LinearLayer
+from .layers.base import InputLayer
+from .layers.linear import LinearLayer
 
 
 def default_layers(model) -> list:
