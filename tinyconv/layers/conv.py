@@ -30,10 +30,10 @@ Conv2D always uses im2col.
 """
 from __future__ import annotations
 
-from .. import kernels
+from .. import arguments, initializers, kernels
 from ..backend import get_array_module
 from . import winograd
-from .base import LinearLayer, WindowLayer
+from .base import LinearLayer, WindowLayer, constructor_owner
 
 # The Winograd tile of each algorithm name; "auto" takes "winograd" where it applies, else im2col.
 WINOGRAD_TILES = {"winograd": winograd.F4X4_3X3, "winograd_2x2": winograd.F2X2_3X3}
@@ -49,19 +49,20 @@ class Conv2D(WindowLayer, LinearLayer):
                  activation=None, use_bias: bool = True, kernel_initializer="glorot_uniform",
                  bias_initializer="zeros", algorithm: str = "auto", name: str | None = None,
                  input_shape=None):
-        super().__init__(window=kernel_size, strides=strides, padding=padding, activation=activation,
-                         name=name, input_shape=input_shape)
-        if not isinstance(filters, int) or filters < 1:
-            raise ValueError(f"layer {self.name!r}: filters must be a positive int, got {filters!r}")
-        self.filters = filters
-        if algorithm not in ALGORITHMS:
-            raise ValueError(f"layer {self.name!r}: algorithm must be one of {ALGORITHMS}, got {algorithm!r}")
-        if algorithm in WINOGRAD_TILES and not self._winograd_shape():
-            raise ValueError(f"layer {self.name!r}: the Winograd algorithm needs a 3x3 kernel with "
-                             f"strides 1, got kernel {self.window} and strides {self.strides}")
-        self.algorithm = algorithm
+        owner = constructor_owner(self, name)
+        self.filters = arguments.integer(filters, "filters", owner, low=1)
+        kernel_size = arguments.pair(kernel_size, "kernel_size", owner)
+        strides = arguments.pair(strides, "strides", owner)
+        self.use_bias = arguments.boolean(use_bias, "use_bias", owner)
+        initializers.get(kernel_initializer, owner=f"{owner}: kernel_initializer")
+        initializers.get(bias_initializer, owner=f"{owner}: bias_initializer")
+        self.algorithm = arguments.one_of(algorithm, "algorithm", owner, ALGORITHMS)
+        if algorithm in WINOGRAD_TILES and (kernel_size, strides) != ((3, 3), (1, 1)):
+            raise ValueError(f"{owner}: the Winograd algorithm needs a 3x3 kernel with "
+                             f"strides 1, got kernel {kernel_size} and strides {strides}")
+        super().__init__(window=kernel_size, strides=strides, padding=padding, window_name="kernel_size",
+                         activation=activation, name=name, input_shape=input_shape)
         self.kernel_size = self.window
-        self.use_bias = use_bias
         self.kernel_initializer = kernel_initializer
         self.bias_initializer = bias_initializer
         self.cols = None
