@@ -27,7 +27,7 @@ def describe(value) -> str:
     text = repr(value)
     if len(text) > 60:
         text = text[:57] + "..."
-    if type(value) in (int, float, str):
+    if type(value) in (int, float, str, tuple, list):
         return text
     return f"{text} ({type(value).__name__})"
 
@@ -47,20 +47,20 @@ def interval(low=None, high=None, low_open: bool = False, high_open: bool = Fals
     return ""
 
 
-def _check_range(value, name, owner, kind, low, high, low_open, high_open):
+def _check_range(value, shown, name, owner, kind, low, high, low_open, high_open):
     below = low is not None and (value <= low if low_open else value < low)
     above = high is not None and (value >= high if high_open else value > high)
     if below or above:
         raise ValueError(f"{owner}: {name} must be {kind} {interval(low, high, low_open, high_open)}, "
-                         f"got {describe(value)}")
+                         f"got {describe(shown)}")
 
 
 def integer(value, name: str, owner: str, low: int | None = None, high: int | None = None) -> int:
     """An ``int`` or NumPy integer (not a bool) in ``[low, high]``."""
-    if _is_bool(value) or not isinstance(value, numbers.Integral):
+    if not _is_integer(value):
         raise TypeError(f"{owner}: {name} must be an integer {interval(low, high)}".rstrip()
                         + f", got {describe(value)}")
-    _check_range(value, name, owner, "an integer", low, high, False, False)
+    _check_range(value, value, name, owner, "an integer", low, high, False, False)
     return int(value)
 
 
@@ -76,7 +76,7 @@ def number(value, name: str, owner: str, low: float | None = None, high: float |
         raise ValueError(f"{owner}: {name} must be {expected}, got {describe(value)}") from None
     if not math.isfinite(as_float):
         raise ValueError(f"{owner}: {name} must be {expected}, got {describe(value)}")
-    _check_range(as_float, name, owner, "a number", low, high, low_open, high_open)
+    _check_range(as_float, value, name, owner, "a finite number", low, high, low_open, high_open)
     return as_float
 
 
@@ -122,20 +122,28 @@ def seed(value, name: str, owner: str) -> int | None:
     return None if value is None else integer(value, name, owner, low=0)
 
 
+def _is_integer(value) -> bool:
+    return isinstance(value, numbers.Integral) and not _is_bool(value)
+
+
+def sizes(value, name: str, owner: str, expected: str, length: int | None = None) -> tuple[int, ...]:
+    """A tuple (list, 1-D array) of positive integers, of ``length`` when given; ``expected`` describes it."""
+    if isinstance(value, np.ndarray) and value.ndim == 1:
+        value = value.tolist()
+    if not isinstance(value, (tuple, list)) or not all(_is_integer(v) for v in value):
+        raise TypeError(f"{owner}: {name} must be {expected}, got {describe(value)}")
+    if not value or (length is not None and len(value) != length) or any(v < 1 for v in value):
+        raise ValueError(f"{owner}: {name} must be {expected}, got {describe(value)}")
+    return tuple(int(v) for v in value)
+
+
 def pair(value, name: str, owner: str) -> tuple[int, int]:
     """A positive integer or a pair of them (kernel size, strides, pool size): ``3`` means ``(3, 3)``."""
-    if isinstance(value, numbers.Integral) and not _is_bool(value):
+    if _is_integer(value):
         value = (value, value)
-    if isinstance(value, (str, bytes)) or not isinstance(value, (tuple, list, np.ndarray)) or len(value) != 2:
-        raise TypeError(f"{owner}: {name} must be a positive integer or a pair of them, got {describe(value)}")
-    return (integer(value[0], name, owner, low=1), integer(value[1], name, owner, low=1))
+    return sizes(value, name, owner, "a positive integer or a pair of them", length=2)
 
 
 def shape(value, name: str, owner: str) -> tuple[int, ...]:
     """A non-empty tuple of positive integers, such as an image shape ``(32, 32, 3)``."""
-    if isinstance(value, (str, bytes)) or not isinstance(value, (tuple, list)):
-        raise TypeError(f"{owner}: {name} must be a tuple of positive integers like (32, 32, 3), "
-                        f"got {describe(value)}")
-    if not value:
-        raise ValueError(f"{owner}: {name} must hold at least one size, got {value!r}")
-    return tuple(integer(size, f"each size of {name}", owner, low=1) for size in value)
+    return sizes(value, name, owner, "a tuple of positive integers like (32, 32, 3)")
