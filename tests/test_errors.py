@@ -116,7 +116,7 @@ def test_bad_layer_arguments():
         Conv2D(2, (3, 0))
     with pytest.raises(ValueError, match="filters"):
         Conv2D(0, 3)
-    with pytest.raises(ValueError, match=r"LeakyReLU: alpha must be a number >= 0, got -1"):
+    with pytest.raises(ValueError, match=r"LeakyReLU: alpha must be a finite number >= 0, got -1"):
         LeakyReLU(alpha=-1)
     with pytest.raises(ValueError, match="Dense: kernel_initializer: unknown initializer 'ones_please'"):
         Dense(2, kernel_initializer="ones_please")  # refused where it is given, not at build
