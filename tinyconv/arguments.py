@@ -24,7 +24,7 @@ import numpy as np
 
 def describe(value) -> str:
     """A value as messages show it: its repr and, for anything but plain numbers, its type."""
-    text = repr(value)
+    text = repr(value.item()) if isinstance(value, np.generic) else repr(value)  # 3.0, not np.float64(3.0)
     if len(text) > 60:
         text = text[:57] + "..."
     if type(value) in (int, float, str, tuple, list):
@@ -38,12 +38,14 @@ def _is_bool(value) -> bool:
 
 def interval(low=None, high=None, low_open: bool = False, high_open: bool = False) -> str:
     """``"in [0, 1)"``, ``"> 0"``, ``">= 1"``... for messages."""
+    def show(bound):
+        return str(bound) if isinstance(bound, int) else f"{bound:g}"
     if low is not None and high is not None:
-        return f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+        return f"in {'(' if low_open else '['}{show(low)}, {show(high)}{')' if high_open else ']'}"
     if low is not None:
-        return f"{'>' if low_open else '>='} {low:g}"
+        return f"{'>' if low_open else '>='} {show(low)}"
     if high is not None:
-        return f"{'<' if high_open else '<='} {high:g}"
+        return f"{'<' if high_open else '<='} {show(high)}"
     return ""
 
 
