@@ -365,3 +365,10 @@ def test_seed_zero_is_a_seed():
     assert layer.generator is not None  # seed=0 is a seed, not "no seed"
     np.testing.assert_array_equal(layer.forward(np.ones((4, 4)), training=True),
                                   np.where(np.random.default_rng(0).random((4, 4)) >= 0.5, 2.0, 0.0))
+
+
+def test_dropout_rate_zero_draws_nothing_from_the_seeded_generator():
+    from tinyconv import random as tc_random
+    before = tc_random.generator("dropout").bit_generator.state
+    Dropout(0.0).forward(np.ones((3, 3)), training=True)
+    assert tc_random.generator("dropout").bit_generator.state == before  # other layers' masks stay as they were

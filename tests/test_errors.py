@@ -303,6 +303,9 @@ def test_numpy_integers_are_accepted_wherever_an_int_is(rng):
     assert {gen.get_random_transform((9, 9, 1), seed=s)["ty"] for s in range(50)} <= {-1.0, 0.0, 1.0}
     assert len(gen.flow(x, batch_size=i64(2), seed=i64(1))) == 1
     tinyconv.set_seed(i64(3))
+    # NumPy's booleans are booleans (a comparison of arrays gives one)
+    assert ImageDataGenerator(horizontal_flip=np.True_).horizontal_flip is True
+    assert Conv2D(2, 3, use_bias=np.False_).use_bias is False
 
 
 # --- call order and gradient shapes ---------------------------------------------------------------
