@@ -357,3 +357,14 @@ def test_loss_backward_before_forward(from_logits):
     with pytest.raises(RuntimeError, match=rf"BinaryCrossentropy\(from_logits={from_logits}\): backward was "
                                            r"called before forward; call forward\(y_pred, y_true\) first"):
         BinaryCrossentropy(from_logits=from_logits).backward()
+
+
+def test_backward_logits_before_forward_logits_names_the_layer(rng):
+    layer = Dense(3, activation="sigmoid", name="head")
+    layer.build((4,))
+    with pytest.raises(RuntimeError, match=r"layer 'head' \(Dense\): backward was called before forward"):
+        layer.backward_logits(np.ones((2, 3), np.float32))
+    layer.forward_logits(rng.standard_normal((2, 4)).astype(np.float32))
+    with pytest.raises(ValueError, match=r"layer 'head' .*shape \(2, 3\) .*got \(2, 4\)"):
+        layer.backward_logits(np.ones((2, 4), np.float32))
+    assert layer.backward_logits(np.ones((2, 3), np.float32)).shape == (2, 4)

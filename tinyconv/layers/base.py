@@ -11,9 +11,10 @@ back to the input.
 
 Constructors check every argument (``tinyconv.arguments``) before anything else happens, so a
 refused layer does not even take a name. The base class also guards the order of calls: every
-layer's ``forward`` remembers the shape of its output, and every ``backward`` first checks that a
-forward came before it and that the upstream gradient has that shape (``__init_subclass__`` wraps
-the methods of each layer class, so no layer has to remember to do it).
+layer's ``forward`` (and ``forward_logits``) remembers the shape of its output, and every
+``backward`` (``backward_logits``) first checks that a forward came before it and that the upstream
+gradient has that shape (``__init_subclass__`` wraps the methods of each layer class, so no layer
+has to remember to do it).
 """
 from __future__ import annotations
 
@@ -89,10 +90,11 @@ class Layer:
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        if "forward" in cls.__dict__:
-            cls.forward = _remembers_output_shape(cls.__dict__["forward"])
-        if "backward" in cls.__dict__:
-            cls.backward = _checks_gradient(cls.__dict__["backward"])
+        for forward, backward in (("forward", "backward"), ("forward_logits", "backward_logits")):
+            if forward in cls.__dict__:
+                setattr(cls, forward, _remembers_output_shape(cls.__dict__[forward]))
+            if backward in cls.__dict__:
+                setattr(cls, backward, _checks_gradient(cls.__dict__[backward]))
 
     def __init__(self, name: str | None = None, input_shape: tuple | None = None):
         owner = constructor_owner(self, name)
