@@ -372,3 +372,78 @@ def test_dropout_rate_zero_draws_nothing_from_the_seeded_generator():
     before = tc_random.generator("dropout").bit_generator.state
     Dropout(0.0).forward(np.ones((3, 3)), training=True)
     assert tc_random.generator("dropout").bit_generator.state == before  # other layers' masks stay as they were
+
+
+def test_bce_logits_gradient_is_averaged_over_every_label_and_sample(rng):
+    z = rng.standard_normal((2, 3)) * 40  # some saturated
+    y = (rng.random((2, 3)) < 0.5).astype(np.float64)
+    loss = BinaryCrossentropy(from_logits=True)
+    expected = np.mean(y * np.logaddexp(0.0, -z) + (1 - y) * np.logaddexp(0.0, z))
+    assert loss.forward(z, y) == pytest.approx(expected, rel=1e-12)
+    np.testing.assert_allclose(loss.backward(), (expit(z) - y) / 6, rtol=1e-12, atol=1e-300)
+
+
+def test_per_label_accuracy_and_report_threshold_strictly():
+    y = np.array([[0, 1], [1, 0], [0, 0]])
+    p = np.array([[0.5, 0.5], [0.6, 0.4], [0.5, 0.51]])
+    # predictions p > 0.5: label a 0, 1, 0 (all right); label b 0, 0, 1 (only the middle one right)
+    np.testing.assert_allclose(metrics.per_label_accuracy(y, p), [1.0, 1 / 3])
+    rows = metrics.per_label_report(y, p, names=["a", "b"])
+    assert [row["accuracy"] for row in rows] == pytest.approx([1.0, 1 / 3, 2 / 3])
+
+
+def test_metrics_refuse_an_empty_batch():
+    with pytest.raises(ValueError, match="binary_accuracy: expected at least one sample, got 0"):
+        metrics.binary_accuracy(np.zeros((0, 3)), np.zeros((0, 3)))
+
+
+def test_samplewise_std_normalization_adds_keras_epsilon():
+    # an image whose std is exactly 1e-6: Keras divides by std + 1e-6, so the values become +-0.5
+    x = np.array([1e-6, -1e-6] * 8, dtype=np.float64).reshape(4, 4, 1)
+    out = ImageDataGenerator(samplewise_std_normalization=True).standardize(x)
+    np.testing.assert_allclose(out, x / (1e-6 + 1e-6), rtol=1e-4)
+    constant = np.full((3, 3, 2), 7.0)
+    out = ImageDataGenerator(samplewise_center=True, samplewise_std_normalization=True).standardize(constant)
+    np.testing.assert_array_equal(out, np.zeros_like(constant))  # 0 / (0 + eps), never NaN
+
+
+def test_flow_indexing_stops_at_its_length():
+    it = ImageDataGenerator().flow(np.zeros((5, 2, 2, 1), np.float32), batch_size=2)
+    assert len(it[2]) == 1  # the last, partial batch
+    for index in (3, -1):
+        with pytest.raises(IndexError, match=rf"batch index {index} out of range \[0, 3\)"):
+            it[index]
+
+
+def test_early_stopping_takes_the_size_of_min_delta_and_infers_the_mode_from_the_name():
+    stopper = EarlyStopping(monitor="loss", min_delta=-0.25, patience=1)  # Keras: |min_delta|
+    stopper.set_model(_Weights())
+    stopper.on_train_begin()
+    stopper.on_epoch_end(0, {"loss": 1.0})
+    stopper.on_epoch_end(1, {"loss": 0.8})
+    assert stopper.best == 1.0 and stopper.model.stop_training
+    for monitor, better in [("val_acc", np.greater), ("acc", np.greater), ("val_accuracy", np.greater),
+                            ("auc", np.greater), ("val_loss", np.less), ("loss", np.less)]:
+        assert EarlyStopping(monitor=monitor).monitor_op is better, monitor
+        assert ModelCheckpoint("w.npz", monitor=monitor).monitor_op is better, monitor
+    assert EarlyStopping(monitor="val_acc", mode="min").monitor_op is np.less
+
+
+def test_early_stopping_reports_a_stop_at_the_second_epoch(capsys):
+    stopper = EarlyStopping(monitor="loss", patience=1, verbose=1)
+    stopper.set_model(_Weights())
+    stopper.on_train_begin()
+    stopper.on_epoch_end(0, {"loss": 1.0})
+    stopper.on_epoch_end(1, {"loss": 1.5})
+    stopper.on_train_end()
+    assert "Epoch 2: early stopping" in capsys.readouterr().out
+
+
+def test_long_values_are_shortened_in_messages():
+    with pytest.raises(TypeError) as caught:
+        Dense("x" * 200)
+    message = str(caught.value)
+    assert "x" * 50 in message and "x" * 60 not in message and "..." in message
+    with pytest.raises(TypeError) as caught:
+        Dense("y" * 40)
+    assert str(caught.value).endswith("got '" + "y" * 40 + "'")  # short enough to show whole

@@ -75,11 +75,13 @@ def get(identifier, owner: str = "activation"):
     """An activation layer for a name (``"relu"``, ``"sigmoid"``, ...), a Layer, or None for linear."""
     if isinstance(identifier, Layer):
         return identifier
-    if identifier is None or identifier == "linear":
+    if identifier is None:
         return None
     if not isinstance(identifier, str):
         raise TypeError(f"{owner}: activation must be a name such as 'relu', a layer or None, "
                         f"got {arguments.describe(identifier)}")
+    if identifier == "linear":
+        return None
     if identifier not in _ACTIVATIONS:
         raise ValueError(f"{owner}: unknown activation {identifier!r}; expected one of "
                          f"{sorted(_ACTIVATIONS) + ['linear', None]}")

@@ -152,7 +152,7 @@ class Layer:
 
     def check_gradient(self, dy) -> None:
         """Fail clearly when backward comes before forward or ``dy`` does not match forward's output."""
-        if self.forward_output_shape is None:
+        if getattr(self, "forward_output_shape", None) is None:  # also a subclass that skipped __init__
             raise RuntimeError(f"layer {self.name!r} ({type(self).__name__}): backward was called before "
                                "forward; call forward(x) first, backward uses what it keeps")
         if tuple(getattr(dy, "shape", ())) != self.forward_output_shape or not hasattr(dy, "dtype"):
