@@ -447,3 +447,18 @@ def test_long_values_are_shortened_in_messages():
     with pytest.raises(TypeError) as caught:
         Dense("y" * 40)
     assert str(caught.value).endswith("got '" + "y" * 40 + "'")  # short enough to show whole
+
+
+def test_he_normal_on_a_conv_kernel_uses_the_receptive_field_times_input_channels():
+    # Keras's fans for (KH, KW, C_in, F): fan_in = KH*KW*C_in (here 36), not KH*KW*F (here 576)
+    tinyconv.set_seed(0)
+    from tinyconv.layers import Conv2D
+    layer = Conv2D(64, 3, kernel_initializer="he_normal")
+    layer.build((8, 8, 4))
+    assert layer.params["kernel"].std() == pytest.approx(math.sqrt(2 / 36), rel=0.05)
+
+
+def test_evaluate_refuses_an_empty_batch_of_images():
+    from training_fixtures import tiny_model
+    with pytest.raises(ValueError, match="at least one image"):
+        tiny_model().evaluate(np.zeros((0, 8, 8, 2), np.float32), np.zeros((0, 3), np.float32))

@@ -168,6 +168,7 @@ def test_optimizer_and_loss_arguments(make, error, message):
     ({"width_shift_range": "0.1"}, TypeError, r"width_shift_range .* got '0\.1'"),
     ({"width_shift_range": True}, TypeError, r"width_shift_range .* got True \(bool\)"),
     ({"width_shift_range": []}, ValueError, r"width_shift_range as a sequence must be a flat, non-empty list"),
+    ({"width_shift_range": [[0.1, 0.2]]}, ValueError, r"width_shift_range as a sequence must be a flat, non-empty list"),
     ({"width_shift_range": [0.1, INF]}, ValueError, r"each value of width_shift_range .* got inf"),
     ({"zoom_range": -0.2}, ValueError, r"zoom_range must be a finite number in \[0, 1\), got -0\.2"),
     ({"zoom_range": 1.0}, ValueError, r"zoom_range must be a finite number in \[0, 1\), got 1\.0"),
@@ -209,6 +210,8 @@ def test_image_data_generator_call_arguments():
     (lambda: Conv2D(8, 3.0), TypeError, r"Conv2D: kernel_size must be a positive integer or a pair of them, got 3\.0"),
     (lambda: Conv2D(8, (3, 3, 3)), ValueError, r"Conv2D: kernel_size must be .* got \(3, 3, 3\)"),
     (lambda: Conv2D(8, 3, strides=0), ValueError, r"Conv2D: strides must be a positive integer or a pair of them, got \(0, 0\)"),
+    (lambda: Conv2D(8, 3, strides=2, algorithm="winograd_2x2"), ValueError,
+     r"Conv2D: the Winograd algorithm needs a 3x3 kernel with strides 1, got kernel \(3, 3\) and strides \(2, 2\)"),
     (lambda: Conv2D(8, 3, use_bias="no"), TypeError, r"Conv2D: use_bias must be True or False, got 'no'"),
     (lambda: Conv2D(8, 3, bias_initializer=0), TypeError, r"Conv2D: bias_initializer: expected an initializer name"),
     (lambda: Conv2D(8, 3, name=""), ValueError, r"Conv2D: name must be a non-empty string"),
@@ -253,6 +256,7 @@ def test_a_refused_layer_takes_no_name():
     (lambda: CSVLogger(None), TypeError, r"CSVLogger: filename must be a path \(str or pathlib\.Path\), got None"),
     (lambda: CSVLogger(""), ValueError, r"CSVLogger: filename must be a non-empty path"),
     (lambda: CSVLogger("log.csv", separator=";;"), ValueError, r"CSVLogger: separator must be one character"),
+    (lambda: CSVLogger("log.csv", separator='"'), ValueError, r"CSVLogger: separator must be one character other than a quote"),
     (lambda: CSVLogger("log.csv", append="yes"), TypeError, r"CSVLogger: append must be True or False"),
     (lambda: ModelCheckpoint(3), TypeError, r"ModelCheckpoint: filepath must be a path"),
     (lambda: ModelCheckpoint("w-{epoch.npz"), ValueError, r"ModelCheckpoint: filepath 'w-\{epoch\.npz' is not a valid format string"),
@@ -306,6 +310,8 @@ def test_numpy_integers_are_accepted_wherever_an_int_is(rng):
     # NumPy's booleans are booleans (a comparison of arrays gives one)
     assert ImageDataGenerator(horizontal_flip=np.True_).horizontal_flip is True
     assert Conv2D(2, 3, use_bias=np.False_).use_bias is False
+    # and a 1-D integer array is a pair, as a tuple is
+    assert MaxPooling2D(np.array([2, 3]), strides=np.array([1, 2], np.int32)).pool_size == (2, 3)
 
 
 # --- call order and gradient shapes ---------------------------------------------------------------

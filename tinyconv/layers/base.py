@@ -155,7 +155,7 @@ class Layer:
         if getattr(self, "forward_output_shape", None) is None:  # also a subclass that skipped __init__
             raise RuntimeError(f"layer {self.name!r} ({type(self).__name__}): backward was called before "
                                "forward; call forward(x) first, backward uses what it keeps")
-        if tuple(getattr(dy, "shape", ())) != self.forward_output_shape or not hasattr(dy, "dtype"):
+        if tuple(getattr(dy, "shape", ())) != self.forward_output_shape:
             got = tuple(dy.shape) if hasattr(dy, "shape") else type(dy).__name__
             raise ValueError(f"layer {self.name!r} ({type(self).__name__}): expected an upstream gradient of "
                              f"shape {self.forward_output_shape} (the output of the last forward), got {got}")
