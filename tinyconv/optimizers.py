@@ -54,17 +54,39 @@ class Optimizer:
         return {"iterations": self.iterations,
                 "slots": {name: [to_numpy(a).copy() for a in arrays] for name, arrays in self.slots.items()}}
 
+    def check_state(self, state: dict, params: list, source: str = "") -> None:
+        """Raise ``ValueError`` unless ``state`` (from ``get_state``) fits ``params``; changes nothing.
+
+        Before its first step an optimizer has no slots yet: such a state (``iterations`` 0, empty
+        slot lists) fits any model."""
+        owner = f"{source + ': ' if source else ''}{type(self).__name__}.set_state"
+        iterations, slots = state.get("iterations"), state.get("slots")
+        if isinstance(iterations, bool) or not isinstance(iterations, (int, np.integer)) or iterations < 0:
+            raise ValueError(f"{owner}: expected a step count >= 0, got {iterations!r}")
+        if not isinstance(slots, dict) or set(slots) != set(self.slot_names):
+            raise ValueError(f"{owner}: expected the slots {list(self.slot_names)}, "
+                             f"got {sorted(slots) if isinstance(slots, dict) else slots!r}")
+        for name, arrays in slots.items():
+            if len(arrays) == 0 and iterations == 0:
+                continue  # saved before the first step
+            if len(arrays) != len(params):
+                raise ValueError(f"{owner}: state slot {name!r} holds {len(arrays)} arrays, which does not "
+                                 f"fit the {len(params)} parameters of this model")
+            for i, (param, saved) in enumerate(zip(params, arrays)):
+                if tuple(param.shape) != tuple(np.shape(saved)):
+                    raise ValueError(f"{owner}: slot {name!r} array {i} expected shape "
+                                     f"{tuple(param.shape)}, got {np.shape(saved)}")
+
     def set_state(self, state: dict, params: list) -> None:
-        self._ensure_slots(params)
-        for name, arrays in state["slots"].items():
-            if name not in self.slots or len(arrays) != len(self.slots[name]):
-                raise ValueError(f"{type(self).__name__}.set_state: state slot {name!r} does not fit the "
-                                 f"{len(params)} parameters of this model")
-            for current, saved in zip(self.slots[name], arrays):
-                if tuple(current.shape) != tuple(np.shape(saved)):
-                    raise ValueError(f"{type(self).__name__}.set_state: slot {name!r} expected shape "
-                                     f"{tuple(current.shape)}, got {np.shape(saved)}")
-                current[...] = get_array_module(current).asarray(saved, dtype=current.dtype)
+        """Restore a ``get_state()`` after checking that it fits ``params`` (nothing changes otherwise)."""
+        self.check_state(state, params)
+        if all(len(arrays) == 0 for arrays in state["slots"].values()):
+            self.slots = {name: [] for name in self.slot_names}  # created at the first step
+        else:
+            self._ensure_slots(params)
+            for name, arrays in state["slots"].items():
+                for current, saved in zip(self.slots[name], arrays):
+                    current[...] = get_array_module(current).asarray(saved, dtype=current.dtype)
         self.iterations = int(state["iterations"])
 
 
