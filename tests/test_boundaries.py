@@ -462,3 +462,12 @@ def test_evaluate_refuses_an_empty_batch_of_images():
     from training_fixtures import tiny_model
     with pytest.raises(ValueError, match="at least one image"):
         tiny_model().evaluate(np.zeros((0, 8, 8, 2), np.float32), np.zeros((0, 3), np.float32))
+
+
+def test_featurewise_std_alone_keeps_no_mean(rng):
+    x = rng.random((6, 4, 4, 2)).astype(np.float32) * 3 + 1
+    gen = ImageDataGenerator(featurewise_std_normalization=True)
+    gen.fit(x)
+    assert gen.mean is None  # Keras centres to compute the std, but only featurewise_center subtracts
+    np.testing.assert_allclose(gen.std.ravel(), x.std(axis=(0, 1, 2)), rtol=1e-5)
+    np.testing.assert_allclose(gen.standardize(x), x / (x.std(axis=(0, 1, 2)) + 1e-6), rtol=1e-5)
