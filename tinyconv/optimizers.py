@@ -22,7 +22,7 @@ import math
 import numpy as np
 
 from . import arguments, kernels
-from .backend import get_array_module, to_numpy
+from .backend import get_array_module, is_gpu_array, to_numpy
 
 
 class Optimizer:
@@ -37,9 +37,21 @@ class Optimizer:
         self.slots: dict[str, list] = {name: [] for name in self.slot_names}
 
     def _ensure_slots(self, params) -> None:
-        if not self.slots or len(next(iter(self.slots.values()))) != len(params):
+        """One slot array per parameter, on the parameter's device, with its shape and dtype.
+
+        Zeros for new parameters (or parameters of another shape or dtype); a model moved to the
+        other device keeps its slots' values, moved with it.
+        """
+        if not self.slot_names:
+            return
+        current = self.slots[self.slot_names[0]]
+        if len(current) != len(params) or any(tuple(s.shape) != tuple(p.shape) or s.dtype != p.dtype
+                                               for s, p in zip(current, params)):
             for name in self.slot_names:
                 self.slots[name] = [get_array_module(p).zeros_like(p) for p in params]
+        elif any(is_gpu_array(s) != is_gpu_array(p) for s, p in zip(current, params)):
+            for name in self.slot_names:
+                self.slots[name] = [get_array_module(p).asarray(to_numpy(s)) for s, p in zip(self.slots[name], params)]
 
     def step(self, params: list, grads: list) -> None:
         """Update every array of ``params`` in place from ``grads`` (same order and shapes)."""

@@ -66,7 +66,7 @@ def maxpool_forward(x, pool_size, strides, padding):
     """y[n, r, q, c] = the largest value of window (r, q) in channel c; padding is -inf.
 
     Returns ``(y, argmax)`` like ``reference.maxpool_forward``: argmax is the winner's position
-    ``i * PW + j`` inside its window, the first one (row-major) on a tie.
+    ``i * PW + j`` inside its window, the first one (row-major) on a tie; a NaN wins its window.
     """
     n, h, w, c = x.shape
     (ph, pw), (sh, sw) = pool_size, strides
@@ -83,8 +83,11 @@ def maxpool_forward(x, pool_size, strides, padding):
                     for i in range(ph):
                         for j in range(pw):
                             value = x_padded[b, r * sh + i, q * sw + j, k]
-                            if value > x_padded[b, r * sh + best // pw, q * sw + best % pw, k]:
-                                best = i * pw + j  # strictly larger: a tie keeps the first
+                            current = x_padded[b, r * sh + best // pw, q * sw + best % pw, k]
+                            # Strictly larger: a tie keeps the first. A NaN beats numbers (the first
+                            # NaN stays), as in np.max.
+                            if value > current or (np.isnan(value) and not np.isnan(current)):
+                                best = i * pw + j
                     argmax[b, r, q, k] = best
                     y[b, r, q, k] = x_padded[b, r * sh + best // pw, q * sw + best % pw, k]
     return y, argmax
