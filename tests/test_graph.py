@@ -205,7 +205,7 @@ def test_clear_errors_when_building_graphs():
         Concatenate(axis=-1)([a, MaxPooling2D()(a)])
     with pytest.raises(ValueError, match="batch axis"):
         Concatenate(axis=0)
-    with pytest.raises(TypeError, match="axis must be an int"):
+    with pytest.raises(TypeError, match="axis must be an integer"):
         Concatenate(axis=1.5)
     with pytest.raises(TypeError, match="list of at least two"):
         Add()(a)

@@ -167,7 +167,7 @@ def test_a_model_with_gap_and_softmax_passes_the_gradient_check(float64, rng):
 def test_clear_errors():
     with pytest.raises(ValueError, match="batch axis"):
         Softmax(axis=0)
-    with pytest.raises(TypeError, match="axis must be an int"):
+    with pytest.raises(TypeError, match="axis must be an integer"):
         Softmax(axis="last")
     with pytest.raises(ValueError, match="axis 3 is out of range"):
         Softmax(axis=3)(Input((4, 4)))

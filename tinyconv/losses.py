@@ -10,6 +10,10 @@ Probability form (``from_logits=False``, Keras's default), with p clipped to [ep
     loss = mean over n and l of  -( y log p + (1 - y) log(1 - p) )
     dL/dp = ( -y / p + (1 - y) / (1 - p) ) / (N * L)      (0 where p was clipped, as in Keras)
 
+"Clipped" means strictly outside [eps, 1 - eps]: at p = eps exactly the clip is the identity and
+the gradient flows, as TensorFlow's ``clip_by_value`` lets it. At p = 0 or 1 the loss is the
+clipped, finite value (about 16.1 in float64; 15.9 in float32, where 1 - eps rounds to 1 - 2^-23).
+
 Logits form (``from_logits=True``), stable for any z because no exp overflows:
 
     loss = mean of  max(z, 0) - z * y + log(1 + exp(-|z|))
@@ -41,6 +45,7 @@ is trained through the logits form on the softmax's input.
 """
 from __future__ import annotations
 
+from . import arguments
 from .backend import get_array_module
 from .batches import check_label_range
 
@@ -69,9 +74,8 @@ class Loss:
     name = "loss"
 
     def __init__(self, from_logits: bool = False):
-        if not isinstance(from_logits, bool):
-            raise TypeError(f"{type(self).__name__}: from_logits must be True or False, got {from_logits!r}")
-        self.from_logits = from_logits
+        self.from_logits = arguments.boolean(from_logits, "from_logits", type(self).__name__)
+        self.cache = None  # set by forward, read by backward
 
     def __call__(self, y_true, y_pred) -> float:
         """Keras call order: ``loss(y_true, y_pred)``."""
@@ -105,12 +109,15 @@ class BinaryCrossentropy(Loss):
         else:
             p = xp.clip(y_pred, EPSILON, 1 - EPSILON)
             per_element = -(y * xp.log(p) + (1 - y) * xp.log(1 - p))
-            inside = (y_pred > EPSILON) & (y_pred < 1 - EPSILON)
+            inside = (y_pred >= EPSILON) & (y_pred <= 1 - EPSILON)
             self.cache = p, y, inside
         return per_element.mean()
 
     def backward(self):
         """dL/d(y_pred), shape (N, L)."""
+        if self.cache is None:
+            raise RuntimeError(f"BinaryCrossentropy(from_logits={self.from_logits}): backward was called "
+                               "before forward; call forward(y_pred, y_true) first")
         if self.from_logits:
             p, y = self.cache
             return (p - y) / p.size
@@ -169,7 +176,7 @@ LOSSES = {"binary_crossentropy": BinaryCrossentropy, "categorical_crossentropy":
 def get(identifier) -> Loss:
     if isinstance(identifier, Loss):
         return identifier
-    if identifier not in LOSSES:
+    if not isinstance(identifier, str) or identifier not in LOSSES:
         raise ValueError(f"loss: unknown loss {identifier!r}; expected one of {sorted(LOSSES)} "
                          "or a Loss instance (BinaryCrossentropy, CategoricalCrossentropy)")
     return LOSSES[identifier]()

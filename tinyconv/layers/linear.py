@@ -8,7 +8,7 @@ from __future__ import annotations
 import inspect
 
 from . import activations
-from .base import Layer
+from .base import Layer, constructor_owner
 
 
 class LinearLayer(Layer):
@@ -20,8 +20,8 @@ class LinearLayer(Layer):
     """
 
     def __init__(self, activation=None, **kwargs):
+        self.activation = activations.get(activation, owner=constructor_owner(self, kwargs.get("name")))
         super().__init__(**kwargs)
-        self.activation = activations.get(activation, owner=f"layer {self.name!r}")
 
     def forward(self, x, training: bool = False):
         z = self.forward_linear(x)
