@@ -31,7 +31,7 @@ import threading
 import numpy as np
 from tqdm.auto import tqdm
 
-from . import backend, losses, optimizers
+from . import backend, kernels, losses, optimizers
 from .batches import ArrayIterator, check_images, check_labels
 from .callbacks import Callback, ProgressBar, TrainingCheckpoint
 from .layers.activations import Activation, Sigmoid
@@ -93,14 +93,15 @@ class Trainable:
         A non-finite output gives a NaN loss and no update, so that callbacks can stop cleanly.
         """
         self._require_compiled("training")
-        loss, predictions = self._loss_and_predictions(x, y, training=True)
-        if math.isnan(loss):
-            return loss, predictions
-        if self.fuse_sigmoid:
-            self.backward_logits(self.logits_loss.backward(), input_gradient=False)
-        else:
-            self.backward(self.loss.backward(), input_gradient=False)
-        self.optimizer.step(self.trainable_params(), self.gradients())
+        with kernels.step_threads():  # fewer BLAS threads while other processes want the cores
+            loss, predictions = self._loss_and_predictions(x, y, training=True)
+            if math.isnan(loss):
+                return loss, predictions
+            if self.fuse_sigmoid:
+                self.backward_logits(self.logits_loss.backward(), input_gradient=False)
+            else:
+                self.backward(self.loss.backward(), input_gradient=False)
+            self.optimizer.step(self.trainable_params(), self.gradients())
         return loss, predictions
 
     # --- fit ---------------------------------------------------------------------------------------

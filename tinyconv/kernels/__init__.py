@@ -55,6 +55,13 @@ def module_for(x):
     return _cpu
 
 
+def step_threads():
+    """Context manager around one training step: it measures the load other processes put on the
+    cores and sets the BLAS threads for the next steps (see ``blas_threads``)."""
+    from . import blas_threads  # no numba needed
+    return blas_threads.step()
+
+
 def im2col(x, kernel_size, strides, padding, out=None):
     return module_for(x).im2col(x, kernel_size, strides, padding, out)
 
