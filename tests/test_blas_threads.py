@@ -1,12 +1,16 @@
 """The BLAS thread governor: decisions from made-up load, the user's settings win, the step is wired."""
+import contextlib
 import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
+import tinyconv
 from tinyconv.kernels import blas_threads
 from tinyconv.kernels.blas_threads import OpenBlasThreads, ThreadGovernor, threads_for_load
+from tinyconv.zoo import seed_cnn
 
 
 @pytest.mark.parametrize("others, cores, most, expected", [
@@ -141,10 +145,6 @@ def test_training_steps_follow_the_load_unless_the_user_set_threads(user_env, ex
 
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="OpenBLAS runs one thread on one core")
 def test_a_step_on_one_blas_thread_equals_one_on_two_up_to_float32_rounding(monkeypatch):
-    import contextlib
-    import numpy as np
-    import tinyconv
-    from tinyconv.zoo import seed_cnn
     numpy_blas = blas_threads._loaded_openblas_libraries()[0]
     get = blas_threads.openblas_function(numpy_blas, "openblas_get_num_threads")
     set_threads = blas_threads.openblas_function(numpy_blas, "openblas_set_num_threads")
