@@ -18,7 +18,8 @@ the background load hits all alike. "tinyconv, fixed threads" is tinyconv with
 ``TINYCONV_ADAPT_THREADS=0``: OpenBLAS keeps all its threads, as before the thread governor (its
 load in the tinyconv-training scenario is set the same way). "busy cores before" is how many cores
 other processes kept busy in the second before the load started (from ``/proc/stat``), and "load"
-the 1-minute load average: the background this run had, beyond the scenario.
+the 1-minute load average: the background this run had, beyond the scenario. "its BLAS threads" is
+the mean OpenBLAS thread count over tinyconv's timed steps, as its thread governor chose them.
 """
 from __future__ import annotations
 
@@ -55,13 +56,17 @@ else:
     tinyconv.set_seed(0)
     model = seed_cnn((size, size, 3))
     model.compile("adam", "binary_crossentropy")
+    from tinyconv.kernels import blas_threads
+    library = blas_threads._loaded_openblas_libraries()[0]  # NumPy's
+    blas_count = blas_threads.openblas_function(library, "openblas_get_num_threads")
     step = lambda: model.train_step(x, y)
 for _ in range(3):
     step()
-times, start = [], time.perf_counter()
+times, threads, start = [], [], time.perf_counter()
 while len(times) < 3 or time.perf_counter() - start < seconds:
     begin = time.perf_counter(); step(); times.append(time.perf_counter() - begin)
-print(statistics.median(times), len(times))
+    threads.append(0 if engine == "PyTorch" else blas_count())
+print(statistics.median(times), statistics.mean(threads))
 """
 
 LOADS = {
@@ -118,8 +123,9 @@ def start_load(scenario: str, size: int, engine: str):
     return process
 
 
-def measure(engine: str, scenario: str, size: int, seconds: float, threads: int) -> tuple[float, float, float]:
-    """(median step seconds, busy cores before the load, 1-minute load average) for one engine."""
+def measure(engine: str, scenario: str, size: int, seconds: float, threads: int) -> tuple:
+    """(median step seconds, busy cores before the load, 1-minute load average, mean BLAS threads
+    during the timed steps) for one engine."""
     before, load = busy_cores(), os.getloadavg()[0]
     process = start_load(scenario, size, engine)
     try:
@@ -130,7 +136,8 @@ def measure(engine: str, scenario: str, size: int, seconds: float, threads: int)
         if process is not None:
             process.kill()
             process.wait()
-    return float(out.split()[0]), before, load
+    step, blas = (float(v) for v in out.split())
+    return step, before, load, blas
 
 
 def main() -> None:
@@ -153,7 +160,8 @@ def main() -> None:
                     result = measure(engine, scenario, size, args.seconds, args.threads)
                     results.setdefault((size, scenario, engine), []).append(result)
                     print(f"round {round_ + 1} {size}px {scenario:18s} {engine:24s} {result[0] * 1e3:8.1f} ms"
-                          f"  busy cores before {result[1]:.2f}, load {result[2]:.1f}", flush=True)
+                          f"  busy cores before {result[1]:.2f}, load {result[2]:.1f}, BLAS threads {result[3]:.1f}",
+                          flush=True)
 
     def median(size, scenario, engine, index=0):
         values = results.get((size, scenario, engine))
@@ -167,11 +175,11 @@ def main() -> None:
             fixed = median(size, scenario, "tinyconv, fixed threads")
             before = statistics.median(v[1] for e in engines for v in results[(size, scenario, e)])
             load = statistics.median(v[2] for e in engines for v in results[(size, scenario, e)])
-            rows.append([f"{size}x{size}", scenario, f"{tc * 1e3:.0f}",
+            rows.append([f"{size}x{size}", scenario, f"{tc * 1e3:.0f}", f"{median(size, scenario, 'tinyconv', 3):.1f}",
                          f"{tc / quiet:.2f}" if quiet else "", f"{torch_ * 1e3:.0f}", f"{tc / torch_:.2f}",
                          f"{fixed * 1e3:.0f}" if fixed else "", f"{before:.2f}", f"{load:.1f}"])
-    header = ["input", "beside", "tinyconv ms", "/ its quiet step", "PyTorch ms", "tinyconv / PyTorch",
-              "tinyconv, fixed threads ms", "busy cores before", "load"]
+    header = ["input", "beside", "tinyconv ms", "its BLAS threads", "/ its quiet step", "PyTorch ms",
+              "tinyconv / PyTorch", "tinyconv, fixed threads ms", "busy cores before", "load"]
     table = markdown_table(header, rows)
     note = (f"batch 32, float32, each engine in its own process, median step over {args.seconds:g} s after "
             f"warm-up, median of {args.rounds} rounds; {os.cpu_count()} cores; PyTorch {args.threads} threads")
