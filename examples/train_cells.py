@@ -3,7 +3,8 @@
 The whole flow, in order:
 
 1. simulate the cell images (or load ``--data-dir`` when it names an existing data set), cached
-   under ``data/``;
+   under ``data/``; or read your own images with ``--images DIR --labels CSV``
+   (``tinyconv.data.load_images``: PNG/JPEG/TIFF, a CSV of 0/1 labels, see docs/own-images.md);
 2. split 80/10/10 with ``random_state=42``;
 3. fit an ``ImageDataGenerator`` (the seed's augmentation, featurewise centre and std) on the
    training images only, and standardise the valid and test images with the same statistics;
@@ -19,6 +20,7 @@ Usage::
     python examples/train_cells.py --quick          # a smoke test: tiny data, 2 epochs
     python examples/train_cells.py --epochs 100     # the seed's schedule (early stopping ends it sooner)
     python examples/train_cells.py --resume runs/20240101-120000   # continue after Ctrl-C
+    python examples/train_cells.py --images my_cells --labels my_cells/labels.csv   # your own images
 
 Ctrl-C stops at the end of the running batch, saves a checkpoint and prints the command that resumes.
 """
@@ -36,7 +38,7 @@ import numpy as np
 import tinyconv
 from tinyconv import Model, checkpoint, metrics, plots
 from tinyconv.callbacks import CSVLogger, EarlyStopping, ModelCheckpoint, TerminateOnNaN, TrainingCheckpoint
-from tinyconv.data import ImageDataGenerator, cells, load_dataset, split
+from tinyconv.data import ImageDataGenerator, cells, load_dataset, load_images, split
 from tinyconv.data.baseline import logistic_regression_baseline
 from tinyconv.layers import Conv2D, Dense, Dropout, Flatten, Input, LeakyReLU, MaxPooling2D
 from tinyconv.optimizers import Adam
@@ -58,12 +60,25 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--n-samples", type=int, help=f"images to simulate (default {DEFAULTS['n_samples']})")
     parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
     parser.add_argument("--data-dir", help="an existing data set folder to load, or where to cache the simulation")
+    own = parser.add_argument_group("your own images (instead of the simulation)")
+    own.add_argument("--images", metavar="DIR", help="a folder of PNG/JPEG/TIFF images (needs --labels)")
+    own.add_argument("--labels", metavar="CSV", help="file name, then one 0/1 column per label (needs --images)")
+    own.add_argument("--channels", type=int, nargs="+", metavar="I", help="channel indices to keep (default all)")
+    own.add_argument("--intensity-range", type=float, nargs=2, metavar=("LOW", "HIGH"),
+                     help="fixed intensity range for every image (default: per-image percentiles 1 and 99.8)")
+    own.add_argument("--fit", choices=("resize", "crop"), default="resize",
+                     help="bring images to --image-size by resizing a centred square, or by cutting the centre")
     parser.add_argument("--out", default="runs", help="the folder that receives runs/<timestamp>/")
     parser.add_argument("--seed", type=int, default=0, help="seeds the simulation, initialisation, "
                                                              "shuffling, augmentation and dropout")
     parser.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its checkpoint")
     parser.add_argument("--quick", action="store_true", help="tiny data and 2 epochs, for smoke tests")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if bool(args.images) != bool(args.labels):
+        parser.error("--images and --labels go together")
+    if args.images and args.data_dir:
+        parser.error("--images reads your own images, --data-dir a data set folder: give one of them")
+    return args
 
 
 def fill_defaults(args: argparse.Namespace) -> None:
@@ -77,6 +92,13 @@ def fill_defaults(args: argparse.Namespace) -> None:
 
 def load_or_simulate(args) -> tuple[np.ndarray, np.ndarray, list[str], list[str] | None]:
     """Images (N, H, W, C) float32, labels (N, L), label names and channel names."""
+    if args.images:
+        images, labels, meta = load_images(args.images, args.labels, image_size=args.image_size,
+                                           channels=args.channels, intensity_range=args.intensity_range,
+                                           fit=args.fit)
+        print(f"Data: {args.images} holds {len(images)} images listed in {args.labels}, read as "
+              f"{images.shape[1:]} with {labels.shape[1]} labels")
+        return images, labels.astype(np.float32), meta["label_names"], None
     # The simulator's version is part of the cache's name: a new simulator never reuses old images.
     folder = Path(args.data_dir or f"data/cells-v{cells.VERSION}-n{args.n_samples}-{args.image_size}px-seed{args.seed}")
     if not folder.is_dir():

@@ -349,6 +349,8 @@ def test_gradcheck_on_the_gpu_in_float64(cp):
     x = np.random.default_rng(9).standard_normal((2, 7, 6, 2))
     report = gradcheck.check_model(model, x, training=True, max_checks=40)
     assert report.passed(1e-6), str(report)
+    # Few kinks: a check that called most entries kinks (as CuPy's 0-d views once made it) proves nothing.
+    assert report.kinks <= 3, str(report)
 
 
 # --- devices: checkpoints, predict, fit ------------------------------------------------------------

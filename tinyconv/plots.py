@@ -21,12 +21,14 @@ def to_rgb(image: np.ndarray) -> np.ndarray:
     """An (H, W, C) fluorescence image as (H, W, 3) RGB in [0, 1] for display.
 
     Three channels (DNA, actin, marker) become blue, green and magenta, the usual false colours;
-    one channel is shown in grey; two as blue (channel 0) and green (channel 1).
-    Each channel is stretched to its 99.5th percentile, as microscopy viewers do.
+    one channel is shown in grey; two as blue (channel 0) and green (channel 1); of more than three
+    (your own images), the first three. Each channel is stretched to its 99.5th percentile, as
+    microscopy viewers do.
     """
     image = np.asarray(image, dtype=np.float64)
-    if image.ndim != 3 or image.shape[-1] not in (1, 2, 3):
-        raise ValueError(f"plots.to_rgb: expected an (H, W, C) image with C in (1, 2, 3), got {image.shape}")
+    if image.ndim != 3 or image.shape[-1] < 1:
+        raise ValueError(f"plots.to_rgb: expected an (H, W, C) image, got {image.shape}")
+    image = image[:, :, :3]
     top = np.percentile(image, 99.5, axis=(0, 1))
     image = np.clip(image / np.maximum(top, 1e-6), 0.0, 1.0)
     c = image.shape[-1]

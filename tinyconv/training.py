@@ -34,8 +34,6 @@ from tqdm.auto import tqdm
 from . import backend, kernels, losses, optimizers
 from .batches import ArrayIterator, check_images, check_labels
 from .callbacks import Callback, ProgressBar, TrainingCheckpoint
-from .layers.activations import Activation, Sigmoid
-from .layers.base import LinearLayer
 
 
 class Trainable:
@@ -62,10 +60,8 @@ class Trainable:
             self.logits_loss = losses.BinaryCrossentropy(from_logits=True)
 
     def _ends_in_sigmoid(self) -> bool:
-        last = self.layers[-1]
-        if isinstance(last, Activation):
-            return isinstance(last.function, Sigmoid)
-        return isinstance(last, LinearLayer) and isinstance(last.activation, Sigmoid)
+        # Each layer says whether it ends in a sigmoid (Sigmoid, Activation("sigmoid"), activation=...).
+        return self.layers[-1].ends_in_sigmoid
 
     def _require_compiled(self, what: str) -> None:
         if self.optimizer is None:
@@ -78,14 +74,12 @@ class Trainable:
         *body, last = self.layers
         for layer in body:
             x = layer.forward(x, training)
-        return x if isinstance(last, Activation) else last.forward_linear(x)
+        return last.forward_logits(x, training)
 
     def backward_logits(self, dz, input_gradient: bool = True):
         """Backward pass from dL/dz, the gradient at the final sigmoid's input (see ``backward``)."""
         *body, last = self.layers
-        if isinstance(last, LinearLayer):
-            dz = last.backward_linear(dz)
-        return self.backward_layers(body, dz, input_gradient)
+        return self.backward_layers(body, last.backward_logits(dz), input_gradient)
 
     def train_step(self, x, y):
         """One optimisation step on a batch; returns ``(loss, predictions)`` (predictions on the device).

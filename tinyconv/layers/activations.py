@@ -46,6 +46,8 @@ class ReLU(LeakyReLU):
 
 
 class Sigmoid(Layer):
+    ends_in_sigmoid = True  # a model ending here fuses it with the loss (see ``Layer.ends_in_sigmoid``)
+
     def forward(self, x, training: bool = False):
         self.check_input(x)
         xp = get_array_module(x)
@@ -56,6 +58,13 @@ class Sigmoid(Layer):
 
     def backward(self, dy):
         return dy * self.y * (1 - self.y)
+
+    def forward_logits(self, x, training: bool = False):
+        self.check_input(x)
+        return x
+
+    def backward_logits(self, dz):
+        return dz
 
 
 # Identifiers accepted by ``activation=`` and ``Activation(...)``; None and "linear" mean no activation.
@@ -88,3 +97,14 @@ class Activation(Layer):
 
     def backward(self, dy):
         return dy if self.function is None else self.function.backward(dy)
+
+    @property
+    def ends_in_sigmoid(self) -> bool:
+        return self.function is not None and self.function.ends_in_sigmoid
+
+    def forward_logits(self, x, training: bool = False):
+        self.check_input(x)
+        return self.function.forward_logits(x, training)
+
+    def backward_logits(self, dz):
+        return self.function.backward_logits(dz)

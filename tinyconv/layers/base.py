@@ -135,6 +135,21 @@ class Layer:
     def count_params(self) -> int:
         return int(sum(int(np.prod(p.shape)) for p in self.params.values()))
 
+    # --- a final sigmoid, fused with the loss -------------------------------------------------------
+    @property
+    def ends_in_sigmoid(self) -> bool:
+        """True when the output is ``sigmoid(z)`` of a ``z = forward_logits(x)``: a model ending in such a
+        layer skips the sigmoid and takes binary cross-entropy on ``z`` (see ``training.py``)."""
+        return False
+
+    def forward_logits(self, x, training: bool = False):
+        """The input z of the final sigmoid (for a layer that ``ends_in_sigmoid``)."""
+        raise TypeError(f"layer {self.name!r} ({type(self).__name__}) does not end in a sigmoid")
+
+    def backward_logits(self, dz):
+        """dL/dx from dL/dz, z being what ``forward_logits`` returned."""
+        raise TypeError(f"layer {self.name!r} ({type(self).__name__}) does not end in a sigmoid")
+
     # --- receptive field ----------------------------------------------------------------------
     def receptive_field(self, field: tuple[int, int, int, int] | None):
         """Propagate (size_h, size_w, jump_h, jump_w) of one output pixel; ``None`` means the whole input.
@@ -214,6 +229,16 @@ class LinearLayer(Layer):
     def forward(self, x, training: bool = False):
         z = self.forward_linear(x)
         return z if self.activation is None else self.activation.forward(z, training)
+
+    @property
+    def ends_in_sigmoid(self) -> bool:
+        return self.activation is not None and self.activation.ends_in_sigmoid
+
+    def forward_logits(self, x, training: bool = False):
+        return self.activation.forward_logits(self.forward_linear(x), training)
+
+    def backward_logits(self, dz):
+        return self.backward_linear(self.activation.backward_logits(dz))
 
     def backward(self, dy, input_gradient: bool = True):
         """``input_gradient=False`` fills ``grads`` and returns None (for a model's first layer).
