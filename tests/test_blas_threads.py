@@ -9,7 +9,7 @@ import pytest
 
 import tinyconv
 from tinyconv.kernels import blas_threads
-from tinyconv.kernels.blas_threads import OpenBlasThreads, ThreadGovernor, threads_for_load
+from tinyconv.kernels.blas_threads import LoadAdapter, OpenBlasThreads, ThreadGovernor, threads_for_load
 from tinyconv.zoo import seed_cnn
 
 
@@ -41,13 +41,6 @@ def test_governor_drops_at_once_and_comes_back_after_quiet_windows():
     assert governor.observe(*window(0.05, own=1.0)) == 1
     assert governor.observe(*window(0.9, own=1.0)) == 1                     # a busy window resets the count
     assert governor.observe(*window(0.05, own=1.0)) == 1
-
-
-def test_governor_decides_on_windows_of_enough_step_time():
-    governor = ThreadGovernor(cores=2, most=2)
-    short = blas_threads.WINDOW_SECONDS / 4
-    # Three short busy steps make less than a window: no decision yet; the fourth completes it.
-    assert [governor.observe(*window(1.0, wall=short)) for _ in range(4)] == [2, 2, 2, 1]
 
 
 def test_governor_reads_tick_rounding_below_zero_as_quiet():
@@ -86,6 +79,49 @@ def test_a_thread_count_set_by_someone_else_wins_until_they_restore_ours():
     numpy_blas.threads = 1            # ... and restoring our value when it leaves
     blas.set(2)
     assert (numpy_blas.threads, scipy_blas.threads) == (2, 2)
+
+
+class FakeMachine:
+    """The clocks of a made-up machine: this process uses ``own`` cores while it steps, the other
+    processes ``others`` cores all the time."""
+
+    def __init__(self, others=0.0, own=1.5):
+        self.others, self.own = others, own
+        self.wall = self.busy = self.own_cpu = 0.0
+
+    def clocks(self):
+        return self.wall, self.busy, self.own_cpu
+
+    def wall_clock(self):
+        return self.wall
+
+    def step(self, adapter, seconds):
+        with adapter.step():
+            self.wall += seconds
+            self.busy += (self.own + self.others) * seconds
+            self.own_cpu += self.own * seconds
+
+    def pause(self, seconds):
+        self.wall += seconds
+        self.busy += self.others * seconds
+
+
+def test_the_adapter_decides_once_per_window_of_steps_and_forgets_pauses():
+    machine, library = FakeMachine(others=1.0), FakeLibrary(2)
+    adapter = LoadAdapter(ThreadGovernor(cores=2, most=2), OpenBlasThreads([library.controls()]),
+                          machine.clocks, machine.wall_clock)
+    quarter = blas_threads.WINDOW_SECONDS / 4
+    seen = []
+    for _ in range(4):
+        machine.step(adapter, quarter)
+        seen.append(library.threads)
+    assert seen == [2, 2, 2, 1]  # a decision when the fourth step completes a window
+    machine.others = 2.0
+    machine.pause(10 * blas_threads.WINDOW_SECONDS)  # busy others while this process did not step
+    machine.others = 0.0
+    for _ in range(4 * blas_threads.QUIET_WINDOWS):
+        machine.step(adapter, quarter)
+    assert library.threads == 2  # had the pause counted, its window would not have been quiet
 
 
 @pytest.mark.parametrize("environ, decides", [

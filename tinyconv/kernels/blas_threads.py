@@ -11,9 +11,9 @@ has no partner to wait for. numba's parallel loops keep their threads: at their 
 threads sleep (``OMP_WAIT_POLICY=PASSIVE``, see ``cpu_tuning``), so a late partner costs only the
 wait, and two threads keep their fair share of a shared machine.
 
-How. Around each training step (``step()``), the governor reads the CPU time used on this process's
-cores by everyone (``/proc/stat``) and by this process; the difference, per second of step, is what
-other processes used ("others", in cores). Over windows of at least ``WINDOW_SECONDS`` it sets the
+How. Over windows of training steps (``step()``) at least ``WINDOW_SECONDS`` long, the governor
+reads the CPU time used on this process's cores by everyone (``/proc/stat``) and by this process;
+the difference, per second, is what other processes used ("others", in cores). After each window it sets the
 BLAS thread count for the next steps with ``threads_for_load``: all of them while the others use at
 most ``SLACK`` of a core, one fewer per core they use beyond that, at least one. It drops at once
 and comes back only after ``QUIET_WINDOWS`` windows in a row agree, so one lucky window does not
@@ -31,7 +31,7 @@ import contextlib
 import math
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from .cpu_tuning import _loaded_openblas_libraries
 
@@ -56,21 +56,16 @@ class ThreadGovernor:
     most: int
     threads: int = 0
     quiet_windows: int = 0
-    _wall: float = field(default=0.0, repr=False)
-    _others: float = field(default=0.0, repr=False)
 
     def __post_init__(self):
         self.threads = self.threads or self.most
 
     def observe(self, wall: float, busy: float, own: float) -> int:
-        """Account one step: ``wall`` seconds long, during which the process's cores were busy for
-        ``busy`` CPU-seconds, ``own`` of them this process's. Returns the thread count for the next step."""
-        self._wall += wall
-        self._others += busy - own
-        if self._wall >= WINDOW_SECONDS:
-            others = min(max(self._others / self._wall, 0.0), float(self.cores))
-            self._wall = self._others = 0.0
-            self._decide(threads_for_load(others, self.cores, self.most))
+        """Account one window: ``wall`` seconds long, during which the process's cores were busy for
+        ``busy`` CPU-seconds, ``own`` of them this process's. Returns the thread count from now on."""
+        # /proc/stat counts in ticks, so ``busy`` can come out a little below ``own``.
+        others = min(max((busy - own) / wall, 0.0), float(self.cores))
+        self._decide(threads_for_load(others, self.cores, self.most))
         return self.threads
 
     def _decide(self, wanted: int) -> None:
@@ -135,35 +130,48 @@ def user_decides_threads(environ=os.environ) -> bool:
             or any(name in environ for name in USER_THREAD_VARIABLES))
 
 
-class _Adapter:
-    """One per process: a governor, the libraries it drives, and the clocks that feed it."""
+class LoadAdapter:
+    """Cuts the training steps into windows of at least ``WINDOW_SECONDS``, measures each with
+    ``clocks`` (a function returning wall, busy and own seconds, the wall time from ``wall_clock``)
+    and hands the thread count the ``governor`` chooses to ``blas``. ``clocks`` is read only when a
+    window begins or ends (reading /proc/stat takes a quarter of a millisecond on a busy machine); a
+    pause between steps longer than a window begins a new one, so that the load of long ago does
+    not count."""
 
-    def __init__(self):
-        self.active = False
-        if user_decides_threads() or not os.path.exists("/proc/stat"):
-            return
-        controls = [(openblas_function(lib, "openblas_get_num_threads"),
-                     openblas_function(lib, "openblas_set_num_threads")) for lib in _loaded_openblas_libraries()]
-        controls = [pair for pair in controls if None not in pair]
-        if not controls:
-            return
-        self.cores = cores_of_this_process()
-        self.blas = OpenBlasThreads(controls)
-        self.governor = ThreadGovernor(cores=len(self.cores), most=self.blas.most)
-        self.active = self.blas.most > 1
+    def __init__(self, governor: ThreadGovernor, blas: OpenBlasThreads, clocks, wall_clock=time.perf_counter):
+        self.governor, self.blas, self.clocks, self.wall_clock = governor, blas, clocks, wall_clock
+        self.window_start = None  # clocks() when the current window began
+        self.last_step_end = -math.inf
 
     @contextlib.contextmanager
     def step(self):
-        if not self.active:
-            yield
-            return
-        wall, busy, own = time.perf_counter(), busy_seconds(self.cores), time.process_time()
+        if self.wall_clock() - self.last_step_end > WINDOW_SECONDS:
+            self.window_start = self.clocks()
         try:
             yield
         finally:
-            threads = self.governor.observe(time.perf_counter() - wall, busy_seconds(self.cores) - busy,
-                                            time.process_time() - own)
-            self.blas.set(threads)
+            self.last_step_end = self.wall_clock()
+            if self.last_step_end - self.window_start[0] >= WINDOW_SECONDS:
+                now = self.clocks()
+                wall, busy, own = (b - a for a, b in zip(self.window_start, now))
+                self.blas.set(self.governor.observe(wall, busy, own))
+                self.window_start = now
+
+
+def adapter_for_this_process():
+    """A LoadAdapter for the loaded OpenBLAS libraries, or None where there is nothing to adapt:
+    the user set the threads, no /proc/stat, no OpenBLAS, or a single thread to begin with."""
+    if user_decides_threads() or not os.path.exists("/proc/stat"):
+        return None
+    controls = [(openblas_function(lib, "openblas_get_num_threads"),
+                 openblas_function(lib, "openblas_set_num_threads")) for lib in _loaded_openblas_libraries()]
+    controls = [pair for pair in controls if None not in pair]
+    blas = OpenBlasThreads(controls)
+    if blas.most < 2:
+        return None
+    cores = cores_of_this_process()
+    return LoadAdapter(ThreadGovernor(cores=len(cores), most=blas.most), blas,
+                       clocks=lambda: (time.perf_counter(), busy_seconds(cores), time.process_time()))
 
 
 _adapter = None
@@ -173,5 +181,5 @@ def step():
     """Context manager around one training step: measures it and sets the BLAS threads for the next."""
     global _adapter
     if _adapter is None:
-        _adapter = _Adapter()
-    return _adapter.step()
+        _adapter = adapter_for_this_process() or False
+    return _adapter.step() if _adapter else contextlib.nullcontext()
