@@ -57,7 +57,7 @@ else:
     model = seed_cnn((size, size, 3))
     model.compile("adam", "binary_crossentropy")
     from tinyconv.kernels import blas_threads
-    library = blas_threads._loaded_openblas_libraries()[0]  # NumPy's
+    library = blas_threads.loaded_openblas_libraries()[0]  # NumPy's
     blas_count = blas_threads.openblas_function(library, "openblas_get_num_threads")
     step = lambda: model.train_step(x, y)
 for _ in range(3):

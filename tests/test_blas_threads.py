@@ -151,7 +151,7 @@ blas_threads.WINDOW_SECONDS = 0.0
 others = [1.0]
 blas_threads.busy_seconds = lambda cores: time.process_time() + others[0] * time.perf_counter()
 blas_threads.cores_of_this_process = lambda: [0, 1]
-numpy_blas = blas_threads._loaded_openblas_libraries()[0]
+numpy_blas = blas_threads.loaded_openblas_libraries()[0]
 get = blas_threads.openblas_function(numpy_blas, "openblas_get_num_threads")
 blas_threads.openblas_function(numpy_blas, "openblas_set_num_threads")(2)
 tinyconv.set_seed(0)
@@ -181,7 +181,7 @@ def test_training_steps_follow_the_load_unless_the_user_set_threads(user_env, ex
 
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="OpenBLAS runs one thread on one core")
 def test_a_step_on_one_blas_thread_equals_one_on_two_up_to_float32_rounding(monkeypatch):
-    numpy_blas = blas_threads._loaded_openblas_libraries()[0]
+    numpy_blas = blas_threads.loaded_openblas_libraries()[0]
     get = blas_threads.openblas_function(numpy_blas, "openblas_get_num_threads")
     set_threads = blas_threads.openblas_function(numpy_blas, "openblas_set_num_threads")
     rng = np.random.default_rng(0)

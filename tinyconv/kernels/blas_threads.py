@@ -13,11 +13,11 @@ wait, and two threads keep their fair share of a shared machine.
 
 How. Over windows of training steps (``step()``) at least ``WINDOW_SECONDS`` long, the governor
 reads the CPU time used on this process's cores by everyone (``/proc/stat``) and by this process;
-the difference, per second, is what other processes used ("others", in cores). After each window it sets the
-BLAS thread count for the next steps with ``threads_for_load``: all of them while the others use at
-most ``SLACK`` of a core, one fewer per core they use beyond that, at least one. It drops at once
-and comes back only after ``QUIET_WINDOWS`` windows in a row agree, so one lucky window does not
-bring the spinning back.
+the difference, per second, is what other processes used ("others", in cores). After each window
+it sets the BLAS thread count for the next steps with ``threads_for_load``: all of them while the
+others use at most ``SLACK`` of a core, one fewer per core they use beyond that, at least one. It
+drops at once and comes back only after ``QUIET_WINDOWS`` windows in a row agree, so one lucky
+window does not bring the spinning back.
 
 Your settings win: nothing changes when ``OPENBLAS_NUM_THREADS``, ``GOTO_NUM_THREADS`` or
 ``OMP_NUM_THREADS`` is set, or ``TINYCONV_ADAPT_THREADS=0``; and while the library's thread count is
@@ -33,10 +33,10 @@ import os
 import time
 from dataclasses import dataclass
 
-from .cpu_tuning import _loaded_openblas_libraries
+from .cpu_tuning import loaded_openblas_libraries
 
 SLACK = 0.25  # cores of other load tolerated before giving up a thread (daemons, a terminal)
-WINDOW_SECONDS = 0.5  # of step time per decision: /proc/stat counts in 10 ms ticks per core
+WINDOW_SECONDS = 0.5  # of training per decision: /proc/stat counts in 10 ms ticks per core
 QUIET_WINDOWS = 2  # windows in a row that must allow more threads before they come back
 USER_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS", "OMP_NUM_THREADS")
 
@@ -164,7 +164,7 @@ def adapter_for_this_process():
     if user_decides_threads() or not os.path.exists("/proc/stat"):
         return None
     controls = [(openblas_function(lib, "openblas_get_num_threads"),
-                 openblas_function(lib, "openblas_set_num_threads")) for lib in _loaded_openblas_libraries()]
+                 openblas_function(lib, "openblas_set_num_threads")) for lib in loaded_openblas_libraries()]
     controls = [pair for pair in controls if None not in pair]
     blas = OpenBlasThreads(controls)
     if blas.most < 2:
