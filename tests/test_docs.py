@@ -274,7 +274,8 @@ def test_make_figures_runs(tmp_path):
     finally:
         reset_tinyconv_state()
     made = {p.name for p in tmp_path.glob("*.png")}
-    assert {"im2col.png", "receptive-field.png", "gradcheck-step-size.png"} <= made
+    assert {"im2col.png", "conv-input-gradient.png", "receptive-field.png", "initialization.png",
+            "gradcheck-step-size.png"} <= made
 
 
 def test_gradient_checking_text_quotes_its_figure():

@@ -46,6 +46,15 @@ class BinaryCrossentropy:
         """The mean loss of a batch; caches what ``backward`` needs."""
         owner = f"BinaryCrossentropy(from_logits={self.from_logits})"
         _check(y_pred, y_true, owner)
+        if not self.from_logits and not bool(((y_pred >= 0) & (y_pred <= 1)).all()):
+            raise ValueError(f"{owner}: predictions must be probabilities in [0, 1]; "
+                             "use from_logits=True for raw scores")
+        return float(self.value(y_pred, y_true))
+
+    def value(self, y_pred, y_true):
+        """``forward`` without its checks or its read-back: the mean loss as a 0-d array where
+        ``y_pred`` lives. For the training step, which checked the labels once on the host and
+        reads the loss back together with its other scalars (non-finite input gives a non-finite loss)."""
         xp = get_array_module(y_pred)
         y = y_true.astype(y_pred.dtype, copy=False)
         if self.from_logits:
@@ -54,14 +63,11 @@ class BinaryCrossentropy:
             e = xp.exp(-xp.abs(z))
             self.cache = xp.where(z >= 0, 1 / (1 + e), e / (1 + e)), y
         else:
-            if not bool(((y_pred >= 0) & (y_pred <= 1)).all()):
-                raise ValueError(f"{owner}: predictions must be probabilities in [0, 1]; "
-                                 "use from_logits=True for raw scores")
             p = xp.clip(y_pred, EPSILON, 1 - EPSILON)
             per_element = -(y * xp.log(p) + (1 - y) * xp.log(1 - p))
             inside = (y_pred > EPSILON) & (y_pred < 1 - EPSILON)
             self.cache = p, y, inside
-        return float(per_element.mean())
+        return per_element.mean()
 
     def backward(self):
         """dL/d(y_pred), shape (N, L)."""

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import io
 import os
-import tempfile
 import zipfile
 
 import numpy as np
 
-from . import backend, config
+from . import atomic, backend, checkpoint, config
 from .layers.base import InputLayer, Layer, LinearLayer, SymbolicTensor, unique_name
 from .training import Trainable
 
@@ -61,7 +60,8 @@ class Model(Trainable):
     def to_model_device(self, a):
         """An array on the model's device, in the model's dtype (no copy when it is already there)."""
         xp = self.array_module
-        return xp.asarray(backend.to_numpy(a) if xp is np else a, dtype=self.dtype)
+        # to_numpy only for a device array: on the host it is the read-back a training step counts.
+        return xp.asarray(backend.to_numpy(a) if xp is np and backend.is_gpu_array(a) else a, dtype=self.dtype)
 
     def prepare_input(self, x):
         """Check that a batch is numeric and move it to the model's device and dtype."""
@@ -133,14 +133,29 @@ class Model(Trainable):
         write_npz_atomically(path, self.weight_arrays())
 
     def load_weights(self, path: str | os.PathLike) -> None:
+        """Read weights written by ``save_weights``; everything is checked before any layer changes."""
         self.set_weight_arrays(read_npz(path), source=str(path))
 
     def set_weight_arrays(self, arrays: dict[str, np.ndarray], source: str) -> None:
         """Load ``weight_arrays()``-style data after checking it fits this model, layer by layer."""
+        saved = self.check_weight_arrays(arrays, source)
+        for i, layer in enumerate(self.layers):
+            if layer.params:
+                layer.set_weights([saved[i][k] for k in layer.params])
+
+    def check_weight_arrays(self, arrays: dict[str, np.ndarray], source: str) -> dict[int, dict[str, np.ndarray]]:
+        """Raise ``ValueError`` naming ``source`` unless ``arrays`` fit this model (shapes layer by
+        layer, finite floating-point values); returns them by layer index and parameter name."""
+        if checkpoint.STATE_KEY in arrays:
+            raise ValueError(f"{source}: this is a training checkpoint, not a weights file; restore it with "
+                             "tinyconv.checkpoint.load_checkpoint(path, model, callbacks)")
         saved: dict[int, dict[str, np.ndarray]] = {}
         for key, value in arrays.items():
-            index, _, param = key.split("/")
-            saved.setdefault(int(index), {})[param] = value
+            parts = key.split("/")
+            if len(parts) != 3 or not parts[0].isdigit():
+                raise ValueError(f"{source}: not a tinyconv weights file: its entry {key!r} is not named "
+                                 "'<layer index>/<layer name>/<parameter>' as model.save_weights writes them")
+            saved.setdefault(int(parts[0]), {})[parts[2]] = value
         for i, layer in enumerate(self.layers):
             mine = {k: tuple(v.shape) for k, v in layer.params.items()}
             theirs = {k: v.shape for k, v in saved.get(i, {}).items()}
@@ -148,13 +163,16 @@ class Model(Trainable):
                 raise ValueError(f"{source}: weights do not fit this model at layer {i} {layer.name!r} "
                                  f"({type(layer).__name__}): the model expects {mine or 'no weights'}, "
                                  f"the file has {theirs or 'no weights'}")
+            for key, value in saved.get(i, {}).items():
+                if value.dtype.kind != "f" or not np.isfinite(value).all():
+                    problem = f"dtype {value.dtype}" if value.dtype.kind != "f" else "NaN or inf values"
+                    raise ValueError(f"{source}: layer {i} {layer.name!r} {key!r} holds {problem}; "
+                                     "expected finite floating-point weights (saved from a diverged run?)")
         extra = sorted(set(saved) - set(range(len(self.layers))))
         if extra:
             raise ValueError(f"{source}: the file has weights for {len(self.layers) + len(extra)} layers "
                              f"or more, this model has {len(self.layers)}")
-        for i, layer in enumerate(self.layers):
-            if layer.params:
-                layer.set_weights([saved[i][k] for k in layer.params])
+        return saved
 
     # --- summary -----------------------------------------------------------------------------------
     def summary(self, print_fn=print) -> None:
@@ -232,21 +250,9 @@ class Sequential(Model):
 
 
 def write_npz_atomically(path, arrays: dict[str, np.ndarray]) -> None:
-    """Write to a temporary file in the same folder, flush it to disk, then rename over ``path``."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)  # atomic on POSIX and Windows
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    """Write to a temporary file in the same folder, flush it to disk, then rename over ``path``
+    (see ``tinyconv.atomic``: temporaries of earlier killed writes of ``path`` are removed first)."""
+    atomic.write_file(path, lambda f: np.savez(f, **arrays), "saving")
 
 
 def read_npz(path) -> dict[str, np.ndarray]:
@@ -255,7 +261,16 @@ def read_npz(path) -> dict[str, np.ndarray]:
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path}: no such weights file")
     try:
-        with np.load(path, allow_pickle=False) as data:
-            return {key: data[key] for key in data.files}
+        with open(path, "rb") as f:
+            loaded = np.load(f, allow_pickle=False)
+            if not isinstance(loaded, np.lib.npyio.NpzFile):
+                loaded = None  # a plain .npy array
+            else:
+                with loaded:
+                    arrays = {key: loaded[key] for key in loaded.files}
     except (zipfile.BadZipFile, ValueError, OSError, EOFError, io.UnsupportedOperation) as exc:
         raise ValueError(f"{path}: not a readable .npz weights file (truncated or corrupt?): {exc}") from exc
+    if loaded is None:
+        raise ValueError(f"{path}: holds a single NumPy array (.npy), not an .npz archive of named arrays "
+                         "as model.save_weights writes")
+    return arrays

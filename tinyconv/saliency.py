@@ -22,7 +22,7 @@ def saliency_map(model, images: np.ndarray, label: int) -> np.ndarray:
     ``model`` must end in a sigmoid (``Dense(..., activation="sigmoid")`` or ``Activation``), as the
     models of ``compile(loss="binary_crossentropy")`` do; its parameter gradients are overwritten.
     """
-    images = np.asarray(images)
+    images = backend.to_numpy(images)  # a NumPy or CuPy array, or a nested list
     if images.ndim != 4:
         raise ValueError(f"saliency_map: expected images (N, H, W, C), got shape {images.shape}")
     n_labels = model.output_shape[-1]

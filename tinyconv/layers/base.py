@@ -125,7 +125,7 @@ class Layer:
             raise ValueError(
                 f"layer {self.name!r}: expected {len(self.params)} weight arrays, got {len(weights)}")
         for (key, current), new in zip(self.params.items(), weights):
-            new = np.asarray(new)
+            new = backend.to_numpy(new)  # a NumPy or CuPy array, or a nested list
             if new.shape != tuple(current.shape):
                 raise ValueError(
                     f"layer {self.name!r}: weight {key!r} expected shape {tuple(current.shape)}, "
