@@ -133,8 +133,8 @@ def test_random_masks_match_scipy(seed, size, height, width):
     (np.ones((4, 4)), np.ones((4, 5), int), 3, ValueError, r"mask shape \(4, 5\)"),
     (np.ones((4, 4)), np.ones((4, 4)), 3, TypeError, "integer label mask"),
     (np.ones((4, 4)), -np.ones((4, 4), int), 3, ValueError, ">= 0"),
-    (np.ones((4, 4)), np.ones((4, 4), int), 0, ValueError, "size must be a positive int"),
-    (np.ones((4, 4)), np.ones((4, 4), int), 2.5, ValueError, "size must be a positive int"),
+    (np.ones((4, 4)), np.ones((4, 4), int), 0, ValueError, "size must be an integer >= 1, got 0"),
+    (np.ones((4, 4)), np.ones((4, 4), int), 2.5, TypeError, "size must be an integer >= 1, got 2.5"),
     (np.ones((2, 4, 4, 1)), np.ones((4, 4), int), 3, ValueError, r"\(H, W\) or \(H, W, C\)"),
     (np.full((4, 4), "a"), np.ones((4, 4), int), 3, TypeError, "numbers"),
 ])

@@ -20,13 +20,14 @@ import csv
 import io
 import math
 import os
+import string
 import sys
 import time
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from . import atomic, checkpoint
+from . import arguments, atomic, checkpoint
 
 
 class Callback:
@@ -67,8 +68,8 @@ class Callback:
 
 def _monitor_op(monitor: str, mode: str, owner: str):
     """``np.less`` when smaller is better, ``np.greater`` when larger is; ``auto`` decides by the name."""
-    if mode not in ("auto", "min", "max"):
-        raise ValueError(f"{owner}: mode must be 'auto', 'min' or 'max', got {mode!r}")
+    arguments.text(monitor, "monitor", owner)
+    arguments.one_of(mode, "mode", owner, ("auto", "min", "max"))
     if mode == "auto":
         mode = "max" if monitor.endswith(("acc", "accuracy", "auc")) else "min"
     return np.less if mode == "min" else np.greater
@@ -101,14 +102,12 @@ class EarlyStopping(Callback):
     def __init__(self, monitor: str = "val_loss", min_delta: float = 0.0, patience: int = 0,
                  verbose: int = 0, mode: str = "auto", restore_best_weights: bool = False):
         super().__init__()
-        if patience < 0:
-            raise ValueError(f"EarlyStopping: patience must be >= 0, got {patience}")
-        self.monitor = monitor
-        self.min_delta = abs(float(min_delta))
-        self.patience = int(patience)
-        self.verbose = verbose
-        self.restore_best_weights = restore_best_weights
         self.monitor_op = _monitor_op(monitor, mode, "EarlyStopping")
+        self.monitor = monitor
+        self.min_delta = abs(arguments.number(min_delta, "min_delta", "EarlyStopping"))  # Keras takes |min_delta|
+        self.patience = arguments.integer(patience, "patience", "EarlyStopping", low=0)
+        self.verbose = arguments.integer(verbose, "verbose", "EarlyStopping", low=0)
+        self.restore_best_weights = arguments.boolean(restore_best_weights, "restore_best_weights", "EarlyStopping")
         self._resumed = False
         self._reset()
 
@@ -174,9 +173,12 @@ class CSVLogger(Callback):
 
     def __init__(self, filename: str | os.PathLike, separator: str = ",", append: bool = False):
         super().__init__()
-        self.filename = os.fspath(filename)
+        self.filename = arguments.path(filename, "filename", "CSVLogger")
+        if not isinstance(separator, str) or len(separator) != 1 or separator in "\r\n\"":
+            raise ValueError(f"CSVLogger: separator must be one character other than a quote or a line end, "
+                             f"got {arguments.describe(separator)}")
         self.separator = separator
-        self.append = append
+        self.append = arguments.boolean(append, "append", "CSVLogger")
         self.keys: list[str] | None = None
         self.file = None
         self._resumed = False
@@ -245,11 +247,16 @@ class ModelCheckpoint(Callback):
     def __init__(self, filepath: str | os.PathLike, monitor: str = "val_loss", verbose: int = 0,
                  save_best_only: bool = False, mode: str = "auto"):
         super().__init__()
-        self.filepath = os.fspath(filepath)
-        self.monitor = monitor
-        self.verbose = verbose
-        self.save_best_only = save_best_only
+        self.filepath = arguments.path(filepath, "filepath", "ModelCheckpoint")
+        try:
+            list(string.Formatter().parse(self.filepath))
+        except ValueError as error:
+            raise ValueError(f"ModelCheckpoint: filepath {self.filepath!r} is not a valid format string "
+                             f"({error}); write literal braces as {{{{ and }}}}") from None
         self.monitor_op = _monitor_op(monitor, mode, "ModelCheckpoint")
+        self.monitor = monitor
+        self.verbose = arguments.integer(verbose, "verbose", "ModelCheckpoint", low=0)
+        self.save_best_only = arguments.boolean(save_best_only, "save_best_only", "ModelCheckpoint")
         self.best = np.inf if self.monitor_op is np.less else -np.inf
 
     def check_params(self, params):
@@ -318,7 +325,9 @@ class TrainingCheckpoint(Callback):
 
     def __init__(self, filepath: str | os.PathLike, resume_command: str | None = None):
         super().__init__()
-        self.filepath = os.fspath(filepath)
+        self.filepath = arguments.path(filepath, "filepath", "TrainingCheckpoint")
+        if resume_command is not None:
+            arguments.text(resume_command, "resume_command", "TrainingCheckpoint")
         self.resume_command = resume_command
         self.resume_state = None  # what Ctrl-C writes: the state at the start of the running epoch
 
@@ -361,7 +370,9 @@ class ProgressBar(Callback):
 
     def __init__(self, verbose: int = 1, file=None):
         super().__init__()
-        self.verbose = verbose
+        self.verbose = arguments.integer(verbose, "verbose", "ProgressBar", low=0, high=2)
+        if file is not None and not hasattr(file, "write"):
+            raise TypeError(f"ProgressBar: file must be a text stream or None, got {arguments.describe(file)}")
         self.file = file
         self.bar = None
 

@@ -5,6 +5,10 @@ Probability form (``from_logits=False``, Keras's default), with p clipped to [ep
     loss = mean over n and l of  -( y log p + (1 - y) log(1 - p) )
     dL/dp = ( -y / p + (1 - y) / (1 - p) ) / (N * L)      (0 where p was clipped, as in Keras)
 
+"Clipped" means strictly outside [eps, 1 - eps]: at p = eps exactly the clip is the identity and
+the gradient flows, as TensorFlow's ``clip_by_value`` lets it. At p = 0 or 1 the loss is the
+clipped, finite value (about 16.1 in float64; 15.9 in float32, where 1 - eps rounds to 1 - 2^-23).
+
 Logits form (``from_logits=True``), stable for any z because no exp overflows:
 
     loss = mean of  max(z, 0) - z * y + log(1 + exp(-|z|))
@@ -17,6 +21,7 @@ without the clipping, and its gradient ``(p - y) / (N*L)`` keeps full precision 
 """
 from __future__ import annotations
 
+from . import arguments
 from .backend import get_array_module
 from .batches import check_label_range
 
@@ -39,8 +44,9 @@ def _check(y_pred, y_true, owner: str):
 
 class BinaryCrossentropy:
     def __init__(self, from_logits: bool = False):
-        self.from_logits = bool(from_logits)
+        self.from_logits = arguments.boolean(from_logits, "from_logits", "BinaryCrossentropy")
         self.name = "binary_crossentropy"
+        self.cache = None  # set by forward, read by backward
 
     def forward(self, y_pred, y_true) -> float:
         """The mean loss of a batch; caches what ``backward`` needs."""
@@ -65,12 +71,15 @@ class BinaryCrossentropy:
         else:
             p = xp.clip(y_pred, EPSILON, 1 - EPSILON)
             per_element = -(y * xp.log(p) + (1 - y) * xp.log(1 - p))
-            inside = (y_pred > EPSILON) & (y_pred < 1 - EPSILON)
+            inside = (y_pred >= EPSILON) & (y_pred <= 1 - EPSILON)
             self.cache = p, y, inside
         return per_element.mean()
 
     def backward(self):
         """dL/d(y_pred), shape (N, L)."""
+        if self.cache is None:
+            raise RuntimeError(f"BinaryCrossentropy(from_logits={self.from_logits}): backward was called "
+                               "before forward; call forward(y_pred, y_true) first")
         if self.from_logits:
             p, y = self.cache
             return (p - y) / p.size
@@ -88,7 +97,7 @@ LOSSES = {"binary_crossentropy": BinaryCrossentropy}
 def get(identifier):
     if isinstance(identifier, BinaryCrossentropy):
         return identifier
-    if identifier not in LOSSES:
+    if not isinstance(identifier, str) or identifier not in LOSSES:
         raise ValueError(f"loss: unknown loss {identifier!r}; expected one of {sorted(LOSSES)} "
                          "or a BinaryCrossentropy instance")
     return LOSSES[identifier]()

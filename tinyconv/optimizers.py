@@ -21,7 +21,7 @@ import math
 
 import numpy as np
 
-from . import kernels
+from . import arguments, kernels
 from .backend import get_array_module, is_gpu_array, to_numpy
 
 
@@ -29,9 +29,10 @@ class Optimizer:
     slot_names: tuple[str, ...] = ()
 
     def __init__(self, learning_rate: float, lr: float | None = None):
-        self.learning_rate = float(lr if lr is not None else learning_rate)
-        if self.learning_rate <= 0:
-            raise ValueError(f"{type(self).__name__}: learning_rate must be > 0, got {self.learning_rate}")
+        owner = type(self).__name__
+        self.learning_rate = arguments.number(learning_rate, "learning_rate", owner, low=0, low_open=True)
+        if lr is not None:  # Keras's old name; it wins, as in Keras
+            self.learning_rate = arguments.number(lr, "lr", owner, low=0, low_open=True)
         self.iterations = 0
         self.slots: dict[str, list] = {name: [] for name in self.slot_names}
 
@@ -106,8 +107,11 @@ class Adam(Optimizer):
 
     def __init__(self, learning_rate: float = 0.001, beta_1: float = 0.9, beta_2: float = 0.999,
                  epsilon: float = 1e-7, lr: float | None = None):
+        # beta = 1 would divide by 1 - beta^t = 0 in the bias correction; epsilon = 0 by sqrt(v) = 0
+        self.beta_1 = arguments.number(beta_1, "beta_1", "Adam", low=0, high=1, high_open=True)
+        self.beta_2 = arguments.number(beta_2, "beta_2", "Adam", low=0, high=1, high_open=True)
+        self.epsilon = arguments.number(epsilon, "epsilon", "Adam", low=0, low_open=True)
         super().__init__(learning_rate, lr)
-        self.beta_1, self.beta_2, self.epsilon = float(beta_1), float(beta_2), float(epsilon)
 
     def apply(self, params, grads):
         t = self.iterations
@@ -122,10 +126,9 @@ class SGD(Optimizer):
 
     def __init__(self, learning_rate: float = 0.01, momentum: float = 0.0, nesterov: bool = False,
                  lr: float | None = None):
+        self.momentum = arguments.number(momentum, "momentum", "SGD", low=0, high=1, high_open=True)
+        self.nesterov = arguments.boolean(nesterov, "nesterov", "SGD")
         super().__init__(learning_rate, lr)
-        if not 0 <= momentum < 1:
-            raise ValueError(f"SGD: momentum must be in [0, 1), got {momentum}")
-        self.momentum, self.nesterov = float(momentum), bool(nesterov)
 
     def apply(self, params, grads):
         for w, g, velocity in zip(params, grads, self.slots["velocity"]):
@@ -143,7 +146,7 @@ OPTIMIZERS = {"adam": Adam, "sgd": SGD}
 def get(identifier):
     if isinstance(identifier, Optimizer):
         return identifier
-    if identifier not in OPTIMIZERS:
+    if not isinstance(identifier, str) or identifier not in OPTIMIZERS:
         raise ValueError(f"optimizer: unknown optimizer {identifier!r}; expected one of {sorted(OPTIMIZERS)} "
                          "or an Optimizer instance")
     return OPTIMIZERS[identifier]()

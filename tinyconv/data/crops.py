@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import arguments
+
 MEASUREMENTS = ("label", "area", "centroid", "eccentricity", "mean_intensity", "touching", "cut_by_border", "bbox")
 
 
@@ -57,8 +59,7 @@ def crop_cells(image: np.ndarray, mask: np.ndarray, size: int, isolate: bool = F
         raise ValueError(f"crop_cells: mask shape {mask.shape} must equal the image's height and width {image.shape[:2]}")
     if mask.size and mask.min() < 0:
         raise ValueError(f"crop_cells: mask labels must be >= 0 (0 is background), found {mask.min()}")
-    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
-        raise ValueError(f"crop_cells: size must be a positive int, got {size!r}")
+    size = arguments.integer(size, "size", "crop_cells", low=1)
 
     measurements = measure_objects(image, mask)
     crops = np.zeros((len(measurements["label"]), size, size, image.shape[2]), dtype=image.dtype)

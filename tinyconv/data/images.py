@@ -45,6 +45,7 @@ from typing import NamedTuple, Sequence
 
 import numpy as np
 
+from .. import arguments
 from .io import Dataset, save_dataset
 
 MAX_CHANNELS = 16  # the longest axis read as channels when a TIFF does not name its axes
@@ -365,12 +366,7 @@ def _scale(image: np.ndarray, low, high) -> np.ndarray:
 def _check_size(image_size):
     if image_size is None:
         return None
-    pair = (image_size, image_size) if isinstance(image_size, (int, np.integer)) else tuple(image_size)
-    if len(pair) != 2 or not all(isinstance(n, (int, np.integer)) and not isinstance(n, bool) and n >= 1
-                                 for n in pair):
-        raise ValueError(f"load_images: image_size must be a positive int, a (height, width) pair or None, "
-                         f"got {image_size!r}")
-    return int(pair[0]), int(pair[1])
+    return arguments.pair(image_size, "image_size", "load_images")
 
 
 def _fit(image: np.ndarray, size, fit: str, path: Path) -> np.ndarray:

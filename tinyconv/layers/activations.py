@@ -13,22 +13,22 @@ At x = 0 the (Leaky)ReLU derivative is taken as ``alpha`` (the left one).
 """
 from __future__ import annotations
 
-from .. import kernels
+from .. import arguments, kernels
 from ..backend import get_array_module
-from .base import Layer
+from .base import Layer, constructor_owner
 
 
 class LeakyReLU(Layer):
     def __init__(self, alpha: float | None = None, negative_slope: float | None = None,
                  name: str | None = None, input_shape=None):
+        owner = constructor_owner(self, name)
+        # backward reads the sign of x from y, which holds only for a slope >= 0
+        slopes = [arguments.number(slope, key, owner, low=0) for key, slope in
+                  (("alpha", alpha), ("negative_slope", negative_slope)) if slope is not None]
+        if len(slopes) == 2 and slopes[0] != slopes[1]:
+            raise ValueError(f"{owner}: give alpha or negative_slope, not both (got {alpha} and {negative_slope})")
+        self.alpha = slopes[0] if slopes else 0.3
         super().__init__(name=name, input_shape=input_shape)
-        if alpha is not None and negative_slope is not None and alpha != negative_slope:
-            raise ValueError(f"layer {self.name!r}: give alpha or negative_slope, not both "
-                             f"(got {alpha} and {negative_slope})")
-        slope = next((s for s in (alpha, negative_slope) if s is not None), 0.3)
-        if slope < 0:
-            raise ValueError(f"layer {self.name!r}: the negative slope must be >= 0, got {slope}")
-        self.alpha = float(slope)
 
     def forward(self, x, training: bool = False):
         self.check_input(x)
@@ -73,10 +73,15 @@ _ACTIVATIONS = {"relu": ReLU, "leaky_relu": LeakyReLU, "sigmoid": Sigmoid}
 
 def get(identifier, owner: str = "activation"):
     """An activation layer for a name (``"relu"``, ``"sigmoid"``, ...), a Layer, or None for linear."""
-    if identifier is None or identifier == "linear":
-        return None
     if isinstance(identifier, Layer):
         return identifier
+    if identifier is None:
+        return None
+    if not isinstance(identifier, str):
+        raise TypeError(f"{owner}: activation must be a name such as 'relu', a layer or None, "
+                        f"got {arguments.describe(identifier)}")
+    if identifier == "linear":
+        return None
     if identifier not in _ACTIVATIONS:
         raise ValueError(f"{owner}: unknown activation {identifier!r}; expected one of "
                          f"{sorted(_ACTIVATIONS) + ['linear', None]}")
@@ -87,8 +92,8 @@ class Activation(Layer):
     """``Activation("sigmoid")``: an activation as a layer of its own."""
 
     def __init__(self, activation, name: str | None = None, input_shape=None):
+        self.function = get(activation, owner=constructor_owner(self, name))
         super().__init__(name=name, input_shape=input_shape)
-        self.function = get(activation, owner=f"layer {self.name!r}")
         self.activation_name = activation if isinstance(activation, str) else type(activation).__name__
 
     def forward(self, x, training: bool = False):

@@ -28,9 +28,9 @@ otherwise; ``conv_algorithms.Im2colBuffer`` reuses the im2col matrix from step t
 """
 from __future__ import annotations
 
-from .. import kernels
+from .. import arguments, initializers, kernels
 from . import conv_algorithms
-from .base import LinearLayer, WindowLayer
+from .base import LinearLayer, WindowLayer, constructor_owner
 
 
 class Conv2D(WindowLayer, LinearLayer):
@@ -38,21 +38,21 @@ class Conv2D(WindowLayer, LinearLayer):
                  activation=None, use_bias: bool = True, kernel_initializer="glorot_uniform",
                  bias_initializer="zeros", algorithm: str = "auto", name: str | None = None,
                  input_shape=None):
-        super().__init__(window=kernel_size, strides=strides, padding=padding, activation=activation,
-                         name=name, input_shape=input_shape)
-        if not isinstance(filters, int) or filters < 1:
-            raise ValueError(f"layer {self.name!r}: filters must be a positive int, got {filters!r}")
-        self.filters = filters
-        if algorithm not in conv_algorithms.ALGORITHMS:
-            raise ValueError(f"layer {self.name!r}: algorithm must be one of {conv_algorithms.ALGORITHMS}, "
-                             f"got {algorithm!r}")
+        owner = constructor_owner(self, name)
+        self.filters = arguments.integer(filters, "filters", owner, low=1)
+        kernel_size = arguments.pair(kernel_size, "kernel_size", owner)
+        strides = arguments.pair(strides, "strides", owner)
+        self.use_bias = arguments.boolean(use_bias, "use_bias", owner)
+        initializers.get(kernel_initializer, owner=f"{owner}: kernel_initializer")
+        initializers.get(bias_initializer, owner=f"{owner}: bias_initializer")
+        self.algorithm = arguments.one_of(algorithm, "algorithm", owner, conv_algorithms.ALGORITHMS)
         if algorithm in conv_algorithms.WINOGRAD_TILES and \
-                not conv_algorithms.winograd_shape(self.window, self.strides):
-            raise ValueError(f"layer {self.name!r}: the Winograd algorithm needs a 3x3 kernel with "
-                             f"strides 1, got kernel {self.window} and strides {self.strides}")
-        self.algorithm = algorithm
+                not conv_algorithms.winograd_shape(kernel_size, strides):
+            raise ValueError(f"{owner}: the Winograd algorithm needs a 3x3 kernel with "
+                             f"strides 1, got kernel {kernel_size} and strides {strides}")
+        super().__init__(window=kernel_size, strides=strides, padding=padding, window_name="kernel_size",
+                         activation=activation, name=name, input_shape=input_shape)
         self.kernel_size = self.window
-        self.use_bias = use_bias
         self.kernel_initializer = kernel_initializer
         self.bias_initializer = bias_initializer
         self.columns = conv_algorithms.Im2colBuffer()
