@@ -34,7 +34,7 @@ import warnings
 import numpy as np
 from tqdm.auto import tqdm
 
-from . import backend, losses, optimizers
+from . import backend, kernels, losses, optimizers
 from .batches import ArrayIterator, check_count, check_images, check_labels
 from .callbacks import Callback, ProgressBar, TrainingCheckpoint, is_terminal
 
@@ -105,7 +105,8 @@ class Trainable:
         Returns the batch's host ``{"loss", metrics...}`` (with ``"finite"``) and the predictions.
         Loss, accuracy and the finite flag come back in one device-to-host transfer.
         """
-        with np.errstate(over="ignore", invalid="ignore"):  # overflow is caught below, and said once
+        # Overflow is caught below, and said once; step_threads fits the BLAS threads to the machine's load.
+        with np.errstate(over="ignore", invalid="ignore"), kernels.step_threads():
             loss, predictions, extra = self._loss_on_device(x_batch, y, training=True)
             if self.fuse_output:
                 self.backward_logits(self.logits_loss.backward(), input_gradient=False)
