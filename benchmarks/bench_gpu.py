@@ -1,14 +1,17 @@
 """The seed CNN's training step on the GPU: tinyconv (CuPy) against PyTorch with cuDNN, same GPU.
 
 Usage: python benchmarks/bench_gpu.py [--sizes 32 48] [--batches 32 256] [--repeats 20] [--no-torch]
+                                     [--out FOLDER]
 
-Both run the same network in float32 with TF32 off (CuPy: ``CUPY_TF32=0``; PyTorch:
-``allow_tf32 = False`` for matmul and cuDNN), Adam, and the sigmoid fused into the loss. One step
+Both run the same network in float32 with TF32 off (CuPy: ``CUPY_TF32=0``; PyTorch: IEEE float32
+for cuBLAS and cuDNN, read back into the table's setup line), Adam, and the sigmoid fused into the
+loss. PyTorch's convolutions run on cuDNN (benchmark mode: it picks the fastest algorithm). One step
 is forward, backward, the optimizer update and reading the scalar loss back to the host (which a
 progress bar does). The batch is already on the device. Each step ends with a device
 synchronisation before the clock stops; the two libraries alternate step by step after a
 warm-up (which also compiles tinyconv's kernels), and the table gives the median. PyTorch is
-optional: without it, its columns say so. Writes ``benchmarks/results/bench_gpu.md``.
+optional: without it, its columns say so. Writes ``bench_gpu.md`` into ``--out``
+(default ``benchmarks/results``).
 """
 from __future__ import annotations
 
@@ -67,16 +70,44 @@ def torch_step(size: int, batch: int):
     return step
 
 
+def torch_without_tf32() -> None:
+    """PyTorch set up for the comparison: float32 without TF32 in cuBLAS and cuDNN, cuDNN's
+    autotuner on. Raises when its convolutions would not run on cuDNN."""
+    import torch
+
+    if hasattr(torch.backends, "fp32_precision"):  # PyTorch 2.9 and later
+        torch.backends.cuda.matmul.fp32_precision = "ieee"
+        torch.backends.cudnn.conv.fp32_precision = "ieee"
+    else:
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+    if not (torch.backends.cudnn.is_available() and torch.backends.cudnn.enabled):
+        raise RuntimeError("bench_gpu.py compares with PyTorch on cuDNN, but cuDNN is not available to PyTorch")
+    torch.backends.cudnn.benchmark = True
+
+
+def torch_precision() -> str:
+    """The float32 settings PyTorch reports, as they were when the benchmark ran."""
+    import torch
+
+    if hasattr(torch.backends, "fp32_precision"):
+        return (f"matmul {torch.backends.cuda.matmul.fp32_precision}, "
+                f"cuDNN conv {torch.backends.cudnn.conv.fp32_precision}")
+    return (f"matmul allow_tf32={torch.backends.cuda.matmul.allow_tf32}, "
+            f"cuDNN allow_tf32={torch.backends.cudnn.allow_tf32}")
+
+
 def describe_setup(use_torch: bool) -> str:
     import cupy
 
     props = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.Device().id)
     name = props["name"].decode() if isinstance(props["name"], bytes) else props["name"]
-    line = (f"GPU: {name}; CuPy {cupy.__version__}, CUDA runtime {cupy.cuda.runtime.runtimeGetVersion()}; "
-            "float32, TF32 off")
+    line = (f"GPU: {name}; CuPy {cupy.__version__}, CUDA runtime {cupy.cuda.runtime.runtimeGetVersion()}, "
+            f"CUPY_TF32={os.environ['CUPY_TF32']}; float32")
     if use_torch:
         import torch
-        line += f"; PyTorch {torch.__version__}, cuDNN {torch.backends.cudnn.version()} (benchmark mode on)"
+        line += (f"; PyTorch {torch.__version__}, cuDNN {torch.backends.cudnn.version()} (benchmark mode on), "
+                 f"{torch_precision()}")
     return line
 
 
@@ -87,6 +118,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=20, help="timed steps per case (median)")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--no-torch", action="store_true", help="skip PyTorch even when it is installed")
+    parser.add_argument("--out", help="folder that receives bench_gpu.md (default: benchmarks/results)")
     args = parser.parse_args()
 
     try:
@@ -101,9 +133,7 @@ def main() -> None:
             print("PyTorch is installed without CUDA support (or sees no GPU): its columns are skipped")
             use_torch = False
         else:
-            torch.backends.cuda.matmul.allow_tf32 = False
-            torch.backends.cudnn.allow_tf32 = False
-            torch.backends.cudnn.benchmark = True
+            torch_without_tf32()
     note = "" if use_torch else "PyTorch with CUDA is not installed here, so its columns are empty."
 
     rows = []
@@ -129,7 +159,7 @@ def main() -> None:
         f"Median of {args.repeats} steps after {args.warmup} warm-up steps, alternating the libraries.",
         table, note] if part)
     print(text)
-    print(f"written to {write_result('bench_gpu.md', text)}")
+    print(f"written to {write_result('bench_gpu.md', text, args.out)}")
 
 
 if __name__ == "__main__":

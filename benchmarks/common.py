@@ -133,8 +133,9 @@ def markdown_table(header: list[str], rows: list[list]) -> str:
     return "\n".join(lines)
 
 
-def write_result(name: str, text: str) -> str:
-    folder = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+def write_result(name: str, text: str, folder: str | None = None) -> str:
+    """Write ``text`` to ``folder/name`` (default: benchmarks/results) and return the path."""
+    folder = folder or os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
     os.makedirs(folder, exist_ok=True)
     path = os.path.join(folder, name)
     with open(path, "w") as f:

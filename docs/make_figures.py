@@ -8,6 +8,10 @@ Every number in the figures is computed here with tinyconv itself, so the figure
 - ``im2col.png``: one channel of a 4x4 input, its four 3x3 windows, and the im2col matrix.
 - ``receptive-field.png``: the receptive field of each layer of the seed CNN at 32x32, read from the
   layers' ``receptive_field`` (the method ``model.summary()`` uses), drawn to scale on the input.
+- ``conv-input-gradient.png``: the input gradient of a 3x3 input and a 2x2 kernel (docs/conv2d.md's
+  worked example) as a full convolution of the padded upstream gradient with the flipped kernel.
+- ``initialization.png``: per-layer statistics of a 20-layer ReLU stack under four initial weight
+  scales (too small, Glorot, He, too large): activations forward, gradients backward.
 - ``gradcheck-step-size.png``: the relative error of central differences against the step h, measured
   on a real layer (Conv2D with a sigmoid) in float32 and float64.
 """
@@ -26,7 +30,7 @@ import numpy as np  # noqa: E402
 
 import tinyconv  # noqa: E402
 from tinyconv.kernels import reference  # noqa: E402
-from tinyconv.layers import Conv2D, MaxPooling2D, reset_names  # noqa: E402
+from tinyconv.layers import Conv2D, Dense, MaxPooling2D, reset_names  # noqa: E402
 from tinyconv.zoo import seed_cnn  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -75,6 +79,94 @@ def im2col_figure(out: Path) -> None:
     ax.set_aspect("equal")
     ax.axis("off")
     save(fig, out / "im2col.png")
+
+
+def conv_input_gradient_figure(out: Path) -> None:
+    reset_names()
+    tinyconv.set_floatx("float64")
+    layer = Conv2D(1, (2, 2))
+    layer.build((3, 3, 1))
+    kernel = np.array([[1.0, -1.0], [2.0, 0.0]])
+    layer.set_weights([kernel.reshape(2, 2, 1, 1), np.zeros(1)])
+    layer.forward(np.array([[1.0, 2, 0], [0, 1, 3], [2, 1, 1]]).reshape(1, 3, 3, 1))
+    g = np.array([[1.0, 2.0], [-1.0, 1.0]])
+    dx = layer.backward(g.reshape(1, 2, 2, 1))[0, :, :, 0]
+    tinyconv.set_floatx("float32")
+    padded = np.pad(g, 1)
+    window = {(r, c): COLORS[0] + "55" for r in (1, 2) for c in (1, 2)}
+    fig, ax = plt.subplots(figsize=(9, 3.2))
+    draw_grid(ax, padded, 0, 4, highlight={**{(r, c): "0.92" for r in range(4) for c in range(4)},
+                                            **{(r, c): "white" for r in (1, 2) for c in (1, 2)}, **window})
+    ax.add_patch(patches.Rectangle((1, 1), 2, 2, fill=False, edgecolor=COLORS[0], linewidth=2.2))
+    ax.text(2, 4.45, "G padded by 1 (zeros grey)", ha="center", fontsize=10)
+    ax.text(4.6, 2, "*", ha="center", va="center", fontsize=18)
+    draw_grid(ax, kernel[::-1, ::-1], 5.4, 3, highlight={(r, c): COLORS[0] + "55" for r in range(2) for c in range(2)})
+    ax.text(6.4, 3.45, "K flipped (180\N{DEGREE SIGN})", ha="center", fontsize=10)
+    ax.text(8.3, 2, "=", ha="center", va="center", fontsize=18)
+    draw_grid(ax, dx, 9.2, 3.5, highlight={(1, 1): COLORS[0] + "55"})
+    ax.text(10.7, 3.95, "dL/dx (full: 3x3)", ha="center", fontsize=10)
+    ax.text(0, -0.55, "centre: 1*0 + 2*2 + (-1)*(-1) + 1*1 = 6, the sum of its four windows' contributions",
+            fontsize=9, color="0.25")
+    ax.set_xlim(-0.3, 12.6)
+    ax.set_ylim(-0.9, 4.8)
+    ax.set_aspect("equal")
+    ax.axis("off")
+    save(fig, out / "conv-input-gradient.png")
+    reset_names()
+
+
+def normal_initializer(std: float, seed: int):
+    """N(0, std^2) weights, whatever the layer's fans: the fixed scales of early tutorials."""
+    rng = np.random.default_rng(seed)
+    return lambda shape: rng.normal(0.0, std, size=shape)
+
+
+def deep_stack_statistics(initializer, depth=20, width=256, batch=256, seed=0):
+    """Standard deviations, layer by layer, in a stack of Dense(width, relu) layers: of each layer's
+    output, of dL/d(its input), and of dL/d(its kernel), for L = sum(w * y) with w ~ N(0, 1)."""
+    rng = np.random.default_rng(seed)
+    layers = [Dense(width, activation="relu", kernel_initializer=initializer) for _ in range(depth)]
+    y = rng.standard_normal((batch, width))
+    activations = []
+    for layer in layers:
+        y = layer.forward(y)
+        activations.append(y.std())
+    grad = rng.standard_normal(y.shape)
+    input_grads, kernel_grads = [], []
+    for layer in reversed(layers):
+        grad = layer.backward(grad)
+        input_grads.append(grad.std())
+        kernel_grads.append(layer.grads["kernel"].std())
+    return np.array(activations), np.array(input_grads[::-1]), np.array(kernel_grads[::-1])
+
+
+def initialization_figure(out: Path) -> None:
+    reset_names()
+    tinyconv.set_floatx("float64")  # the extreme cases leave float32's range within 20 layers
+    width = 256
+    cases = [("N(0, 0.01\N{SUPERSCRIPT TWO}): too small", normal_initializer(0.01, 1)),
+             ("Glorot uniform: var 2/(fan_in+fan_out)", "glorot_uniform"),
+             ("He normal: var 2/fan_in", "he_normal"),
+             ("N(0, 0.2\N{SUPERSCRIPT TWO}): too large", normal_initializer(0.2, 2))]
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.9), sharex=True)
+    titles = ["activations: std of layer l's output", "gradient: std of dL/d(input of layer l)",
+              "kernel gradient: std of dL/dW of layer l"]
+    for (label, initializer), color in zip(cases, [COLORS[1], COLORS[2], COLORS[0], COLORS[3]]):
+        tinyconv.set_seed(0)
+        stats = deep_stack_statistics(initializer, width=width)
+        for ax, values in zip(axes, stats):
+            ax.semilogy(np.arange(1, len(values) + 1), values, "o-", ms=3, color=color, label=label)
+    for ax, title in zip(axes, titles):
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("layer l")
+        ax.set_xticks([1, 5, 10, 15, 20])
+    axes[0].legend(fontsize=7.5, loc="lower left")
+    fig.suptitle(f"20 Dense({width}, relu) layers, batch of N(0, 1) inputs: only He keeps every layer at one scale",
+                 fontsize=10.5)
+    fig.tight_layout()
+    save(fig, out / "initialization.png")
+    tinyconv.set_floatx("float32")
+    reset_names()
 
 
 def receptive_field_figure(out: Path) -> None:
@@ -189,7 +281,9 @@ def main(argv=None) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     tinyconv.set_seed(0)
     im2col_figure(args.out)
+    conv_input_gradient_figure(args.out)
     receptive_field_figure(args.out)
+    initialization_figure(args.out)
     step_size_figure(args.out)
 
 

@@ -3,7 +3,8 @@
 The whole flow, in order:
 
 1. simulate the cell images (or load ``--data-dir`` when it names an existing data set), cached
-   under ``data/``;
+   under ``data/``; or read your own images with ``--images DIR --labels CSV``
+   (``tinyconv.data.load_images``: PNG/JPEG/TIFF, a CSV of 0/1 labels, see docs/own-images.md);
 2. split 80/10/10 with ``random_state=42``;
 3. fit an ``ImageDataGenerator`` (the seed's augmentation, featurewise centre and std) on the
    training images only, and standardise the valid and test images with the same statistics;
@@ -19,8 +20,10 @@ Usage::
     python examples/train_cells.py --quick          # a smoke test: tiny data, 2 epochs
     python examples/train_cells.py --epochs 100     # the seed's schedule (early stopping ends it sooner)
     python examples/train_cells.py --resume runs/20240101-120000   # continue after Ctrl-C
+    python examples/train_cells.py --images my_cells --labels my_cells/labels.csv   # your own images
 
 Ctrl-C stops at the end of the running batch, saves a checkpoint and prints the command that resumes.
+When the output is not a terminal (a log file, CI), progress is one plain line per epoch.
 """
 from __future__ import annotations
 
@@ -36,8 +39,9 @@ import numpy as np
 import tinyconv
 from tinyconv import Model, checkpoint, metrics, plots
 from tinyconv.callbacks import CSVLogger, EarlyStopping, ModelCheckpoint, TerminateOnNaN, TrainingCheckpoint
-from tinyconv.data import ImageDataGenerator, cells, load_dataset, split
+from tinyconv.data import ImageDataGenerator, cells, load_dataset, load_images, split
 from tinyconv.data.baseline import logistic_regression_baseline
+from tinyconv.feature_maps import feature_maps
 from tinyconv.layers import Conv2D, Dense, Dropout, Flatten, Input, LeakyReLU, MaxPooling2D
 from tinyconv.optimizers import Adam
 from tinyconv.saliency import saliency_map
@@ -49,21 +53,52 @@ QUICK = {"epochs": 2, "n_samples": 300, "image_size": 32}
 SALIENCY_LABELS = ("binucleated", "mitotic", "nuclear_translocation", "membrane_marker")
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, not the usage block
+        self.exit(2, f"{self.prog}: {message} (see --help)\n")
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--epochs", type=int, help=f"last epoch (default {DEFAULTS['epochs']})")
-    parser.add_argument("--batch-size", type=int, help=f"default {DEFAULTS['batch_size']}")
-    parser.add_argument("--image-size", type=int, help=f"pixels per side (default {DEFAULTS['image_size']})")
-    parser.add_argument("--n-samples", type=int, help=f"images to simulate (default {DEFAULTS['n_samples']})")
-    parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
+    parser = _Parser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--epochs", type=positive_int,
+                        help=f"the last epoch, counted from 1 (default {DEFAULTS['epochs']}, "
+                             f"{QUICK['epochs']} with --quick); with --resume, to train longer")
+    parser.add_argument("--batch-size", type=positive_int, help=f"default {DEFAULTS['batch_size']}")
+    parser.add_argument("--image-size", type=positive_int, help=f"pixels per side (default {DEFAULTS['image_size']})")
+    parser.add_argument("--n-samples", type=positive_int,
+                        help=f"images to simulate (default {DEFAULTS['n_samples']}, {QUICK['n_samples']} with --quick)")
+    parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu", help="default %(default)s")
     parser.add_argument("--data-dir", help="an existing data set folder to load, or where to cache the simulation")
-    parser.add_argument("--out", default="runs", help="the folder that receives runs/<timestamp>/")
-    parser.add_argument("--seed", type=int, default=0, help="seeds the simulation, initialisation, "
-                                                             "shuffling, augmentation and dropout")
+    own = parser.add_argument_group("your own images (instead of the simulation)")
+    own.add_argument("--images", metavar="DIR", help="a folder of PNG/JPEG/TIFF images (needs --labels)")
+    own.add_argument("--labels", metavar="CSV", help="file name, then one 0/1 column per label (needs --images)")
+    own.add_argument("--channels", type=int, nargs="+", metavar="I", help="channel indices to keep (default all)")
+    own.add_argument("--intensity-range", type=float, nargs=2, metavar=("LOW", "HIGH"),
+                     help="fixed intensity range for every image (default: per-image percentiles 1 and 99.8)")
+    own.add_argument("--fit", choices=("resize", "crop"), default="resize",
+                     help="bring images to --image-size by resizing a centred square, or by cutting the centre "
+                          "(default %(default)s)")
+    parser.add_argument("--out", default="runs", help="the folder that receives <out>/<timestamp>/ (default %(default)s)")
+    parser.add_argument("--seed", type=int, default=0, help="seeds the simulation, initialisation, shuffling, "
+                                                             "augmentation and dropout (default %(default)s)")
     parser.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its checkpoint")
     parser.add_argument("--quick", action="store_true", help="tiny data and 2 epochs, for smoke tests")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if bool(args.images) != bool(args.labels):
+        parser.error("--images and --labels go together")
+    if args.images and args.data_dir:
+        parser.error("--images reads your own images, --data-dir a data set folder: give one of them")
+    return args
 
 
 def fill_defaults(args: argparse.Namespace) -> None:
@@ -77,6 +112,13 @@ def fill_defaults(args: argparse.Namespace) -> None:
 
 def load_or_simulate(args) -> tuple[np.ndarray, np.ndarray, list[str], list[str] | None]:
     """Images (N, H, W, C) float32, labels (N, L), label names and channel names."""
+    if args.images:
+        images, labels, meta = load_images(args.images, args.labels, image_size=args.image_size,
+                                           channels=args.channels, intensity_range=args.intensity_range,
+                                           fit=args.fit)
+        print(f"Data: {args.images} holds {len(images)} images listed in {args.labels}, read as "
+              f"{images.shape[1:]} with {labels.shape[1]} labels")
+        return images, labels.astype(np.float32), meta["label_names"], None
     # The simulator's version is part of the cache's name: a new simulator never reuses old images.
     folder = Path(args.data_dir or f"data/cells-v{cells.VERSION}-n{args.n_samples}-{args.image_size}px-seed{args.seed}")
     if not folder.is_dir():
@@ -174,8 +216,8 @@ def write_report(rows: list[dict], baseline_auc: np.ndarray, folder: Path) -> No
 
 def read_history(path: Path) -> dict[str, list[float]]:
     """history.csv (every epoch of the run, resumed parts included) as per-column lists."""
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
+    with open(path, newline="") as f:  # lines added by hand (comments, blank lines) are skipped
+        rows = list(csv.DictReader(line for line in f if line.strip() and not line.lstrip().startswith("#")))
     return {key: [float(r[key]) for r in rows] for key in (rows[0] if rows else {}) if key != "epoch"}
 
 
@@ -194,6 +236,9 @@ def make_plots(model, x_test, x_test_std, y_test, p_test, names, channel_names, 
     maps = {name: saliency_map(model, x_test_std[shows], names.index(name)) for name in chosen}
     probabilities = {name: p_test[shows, names.index(name)] for name in chosen}
     paths.append(plots.plot_saliency(x_test[shows], maps, plot_dir / "saliency.png", probabilities))
+    cell = shows[0] if len(shows) else 0
+    paths.append(plots.plot_feature_maps(x_test[cell], feature_maps(model, x_test_std[cell]),
+                                         plot_dir / "feature_maps.png"))
     return paths
 
 
@@ -205,9 +250,19 @@ def run_folder(args) -> Path:
     (to train longer) and ``--device`` when given."""
     if args.resume:
         folder = Path(args.resume)
-        if not (folder / "checkpoint.npz").is_file():
-            sys.exit(f"--resume {folder}: no checkpoint.npz there; nothing to resume")
+        if not (folder / "checkpoint.npz").is_file() or not (folder / "config.json").is_file():
+            sys.exit(f"--resume {folder}: no checkpoint.npz and config.json there; nothing to resume")
+        try:
+            done = checkpoint.read(folder / "checkpoint.npz")["epoch"]
+        except ValueError as exc:
+            sys.exit(f"--resume {folder}: {exc}")
         saved = json.loads((folder / "config.json").read_text())
+        if args.epochs is not None and args.epochs <= done:
+            sys.exit(f"--resume {folder}: the checkpoint holds {done} finished epochs; --epochs is the last "
+                     f"epoch, not a count, so it must be above {done}, got {args.epochs}")
+        if args.epochs is None and saved["epochs"] <= done:
+            sys.exit(f"--resume {folder}: the run finished its {done} epochs; pass --epochs N (above {done}) "
+                     "to train longer")
         saved["epochs"] = args.epochs if args.epochs is not None else saved["epochs"]
         saved["device"] = args.device
         vars(args).update(saved)
@@ -257,7 +312,7 @@ def main(argv=None) -> int:
                         callbacks=callbacks, initial_epoch=initial_epoch, verbose=1)
     if history.interrupted:
         return 130
-    if not np.isfinite(history.history["loss"][-1]):
+    if history.diverged:  # fit said where and why; the checkpoint holds the last finished epoch
         print(f"Training diverged; the last good state is in {folder}", file=sys.stderr)
         return 1
     model.save_weights(folder / "model.weights.npz")

@@ -41,7 +41,7 @@ from tinyconv import Model, metrics, plots
 from tinyconv.callbacks import CSVLogger, GradientNormLogger
 from tinyconv.data import cells, split
 from tinyconv.layers import (Activation, Add, BatchNormalization, Conv2D, Dense, GlobalAveragePooling2D, Input,
-                             LeakyReLU, MaxPooling2D)
+                             LeakyReLU, MaxPooling2D, reset_names)
 from tinyconv.optimizers import SGD
 
 VARIANTS = ("sigmoid", "leaky_relu", "batchnorm", "residual")
@@ -106,6 +106,7 @@ def unit(variant: str, x):
 def train(variant: str, args, data, folder: Path) -> dict:
     (x_train, y_train), (x_valid, y_valid) = data
     tinyconv.set_seed(args.seed)  # the same initial draws and batches for every version
+    reset_names()  # layer names in the logs start at conv2d again
     model = build(variant, x_train.shape[1:], y_train.shape[1], args.depth, args.filters)
     model.compile(SGD(learning_rate=LEARNING_RATE, momentum=MOMENTUM), "binary_crossentropy", metrics=["accuracy"])
     gradients = GradientNormLogger(folder / f"{variant}-gradients.csv")

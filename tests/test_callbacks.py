@@ -146,7 +146,8 @@ def test_terminate_on_nan_keeps_the_last_good_checkpoints(tmp_path, capsys):
     files = {p: p.read_bytes() for p in (weights_path, state_path)}
 
     model.optimizer.learning_rate = 1e12  # diverges within a few steps
-    history = model.fit(x, y, batch_size=6, epochs=6, initial_epoch=1, verbose=0, callbacks=callbacks)
+    history = model.fit(x, y, batch_size=6, epochs=6, initial_epoch=1, verbose=0, callbacks=callbacks,
+                        stop_on_nan=False)  # fit's own stop off: TerminateOnNaN's turn, as in Keras
     err = capsys.readouterr().err
     assert "TerminateOnNaN: epoch 2" in err and "diverged" in err and "smaller learning rate" in err
     assert len(history.epoch) == 1 and np.isnan(history.history["loss"][0])
@@ -216,3 +217,23 @@ def test_gradient_norm_logger_appends_on_resume(tmp_path):
         epochs = [int(r["epoch"]) for r in csv.DictReader(f)]
     layers = len(callbacks[0].layers)
     assert epochs == [0] * layers + [1] * layers + [2] * layers
+
+
+def test_a_hand_edited_csv_log_does_not_break_a_resume(tmp_path):
+    """A comment line, blank lines and a row of an epoch to be redone (a crash wrote it)."""
+    x, y = tiny_data()
+    log, state = tmp_path / "history.csv", tmp_path / "state.npz"
+    model = tiny_model()
+    model.fit(x, y, batch_size=12, epochs=2, verbose=0, callbacks=[CSVLogger(log), TrainingCheckpoint(state)])
+    header, row0, row1 = log.read_text().splitlines()
+    log.write_text("\n".join(["# lr 0.01, second try", header, row0, "", "# looked fine", row1,
+                              "2," + row1.split(",", 1)[1], ""]) + "\n")
+
+    model = tiny_model(seed=8)
+    callbacks = [CSVLogger(log), TrainingCheckpoint(state)]
+    epoch = checkpoint.load_checkpoint(state, model, callbacks)
+    model.fit(x, y, batch_size=12, epochs=3, initial_epoch=epoch, verbose=0, callbacks=callbacks)
+    lines = log.read_text().splitlines()
+    assert lines[:6] == ["# lr 0.01, second try", header, row0, "", "# looked fine", row1]
+    assert lines[6] == "" and len(lines) == 8  # the hand-made lines stay; the stale epoch-2 row is gone
+    assert lines[7].startswith("2,") and lines[7] != "2," + row1.split(",", 1)[1]

@@ -221,3 +221,141 @@ def test_resume_with_an_augmenting_flow_iterator(tmp_path):
     straight = run(4)
     run(2)
     assert_same_weights(straight, run(4, resume=True, seed=42))
+
+
+class PressCtrlC(Callback):
+    """Sends SIGINT to this process at the end of batch ``batch`` of epoch ``epoch``."""
+
+    def __init__(self, epoch, batch):
+        super().__init__()
+        self.at = (epoch, batch)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if (self.epoch, batch) == self.at:
+            os.kill(os.getpid(), signal.SIGINT)
+
+
+@pytest.mark.parametrize("batch", [0, 3])
+@pytest.mark.parametrize("optimizer", [Adam, SGD])
+def test_ctrl_c_in_the_first_epoch_resumes_exactly(tmp_path, capsys, batch, optimizer):
+    """The checkpoint holds the state before the first step: an optimizer without slots yet."""
+    x, y = tiny_data()
+    fit_args = dict(batch_size=8, epochs=2, verbose=0, validation_data=(x[:12], y[:12]))
+    straight = tiny_model(optimizer(learning_rate=0.01))
+    cb_a = callbacks_for(tmp_path)
+    straight.fit(x, y, callbacks=cb_a, **fit_args)
+    log_a = (tmp_path / "log.csv").read_text()
+
+    (tmp_path / "b").mkdir()
+    interrupted = tiny_model(optimizer(learning_rate=0.01))
+    history = interrupted.fit(x, y, callbacks=[PressCtrlC(0, batch)] + callbacks_for(tmp_path / "b"), **fit_args)
+    assert history.interrupted and history.epoch == []
+    assert "Interrupted during epoch 1. Saved the state after epoch 0" in capsys.readouterr().out
+
+    resumed = tiny_model(optimizer(learning_rate=0.01), seed=3)
+    cb_b = [PressCtrlC(-1, -1)] + callbacks_for(tmp_path / "b")  # the same callbacks; this one never fires
+    epoch = checkpoint.load_checkpoint(tmp_path / "b" / "state.npz", resumed, cb_b)
+    assert epoch == 0 and resumed.optimizer.iterations == 0
+    resumed.fit(x, y, initial_epoch=epoch, callbacks=cb_b, **fit_args)
+    assert_same_weights(straight, resumed)
+    assert (tmp_path / "b" / "log.csv").read_text() == log_a
+
+
+def test_ctrl_c_during_validation_ends_that_epoch_and_resumes_exactly(tmp_path, capsys):
+    x, y = tiny_data()
+    fit_args = dict(batch_size=8, epochs=3, verbose=0, validation_data=(x[:12], y[:12]))
+    straight = tiny_model()
+    straight.fit(x, y, callbacks=callbacks_for(tmp_path), **fit_args)
+    log_a = (tmp_path / "log.csv").read_text()
+
+    (tmp_path / "b").mkdir()
+    interrupted = tiny_model()
+    evaluate = interrupted.evaluate
+
+    def evaluate_pressing_ctrl_c(*args, **kwargs):  # Ctrl-C arrives during the second validation
+        if interrupted.optimizer.iterations == 10:
+            os.kill(os.getpid(), signal.SIGINT)
+        return evaluate(*args, **kwargs)
+
+    interrupted.evaluate = evaluate_pressing_ctrl_c
+    history = interrupted.fit(x, y, callbacks=callbacks_for(tmp_path / "b"), **fit_args)
+    assert history.interrupted and history.epoch == [0, 1]  # the validated epoch is complete
+    assert "Interrupted after epoch 2. Saved the state after epoch 2" in capsys.readouterr().out
+
+    resumed = tiny_model(seed=3)
+    cb_b = callbacks_for(tmp_path / "b")
+    epoch = checkpoint.load_checkpoint(tmp_path / "b" / "state.npz", resumed, cb_b)
+    assert epoch == 2
+    resumed.fit(x, y, initial_epoch=epoch, callbacks=cb_b, **fit_args)
+    assert_same_weights(straight, resumed)
+    assert (tmp_path / "b" / "log.csv").read_text() == log_a
+
+
+def test_a_checkpoint_saved_right_after_compile_loads(tmp_path):
+    for optimizer in (Adam(), SGD(momentum=0.9)):
+        model = tiny_model(optimizer)
+        checkpoint.save_checkpoint(tmp_path / "s.npz", model, epoch=0)
+        other = tiny_model(type(optimizer)(), seed=4)
+        assert checkpoint.load_checkpoint(tmp_path / "s.npz", other) == 0
+        assert_same_weights(model, other)
+
+
+def damaged_copies(state):
+    """(what, damaged state) pairs, each wrong in one part that is checked after the weights."""
+    def changed(edit):
+        copy = checkpoint.read(state)
+        edit(copy)
+        return copy
+
+    def slot_shape(s):
+        s["optimizer"]["slots"]["m"][-1] = np.zeros(7)
+
+    def callback_state(s):
+        del s["callbacks"][0]["state"]["wait"]
+
+    def data_order(s):
+        s["data"]["order"][1] = s["data"]["order"][0]  # not a permutation
+
+    def generator_state(s):
+        s["random"]["generators"]["shuffle"] = {"bit_generator": "PCG64", "state": "broken"}
+
+    def weight_values(s):
+        s["weights"]["006/dense/bias"][0] = np.nan
+
+    def epoch(s):
+        s["epoch"] = -1
+
+    return [(f.__name__, changed(f)) for f in (slot_shape, callback_state, data_order, generator_state,
+                                                weight_values, epoch)]
+
+
+def test_a_load_that_fails_changes_nothing(tmp_path):
+    """Model, optimizer, callbacks, generators and data iterator stay as they were."""
+    x, y = tiny_data()
+    source = tiny_model()
+    source.fit(x, y, batch_size=8, epochs=1, verbose=0, validation_data=(x, y),
+               callbacks=callbacks_for(tmp_path))
+
+    target = tiny_model(seed=5)
+    target.fit(x, y, batch_size=12, epochs=1, verbose=0)  # its own optimizer state, different from the file's
+    callbacks = callbacks_for(tmp_path)
+    callbacks[0].wait, callbacks[0].best = 3, 0.25
+    before = checkpoint.capture(target, 7, callbacks)
+    for what, state in damaged_copies(tmp_path / "state.npz"):
+        path = tmp_path / f"{what}.npz"
+        checkpoint.write(path, state)
+        with pytest.raises(ValueError, match=f"{what}.npz"):
+            checkpoint.load_checkpoint(path, target, callbacks)
+        after = checkpoint.capture(target, 7, callbacks)
+        assert after["random"] == before["random"] and after["callbacks"] == before["callbacks"], what
+        assert target.pending_data_state is None and not callbacks[1]._resumed, what
+        for part in ("weights", "optimizer"):
+            a, b = {}, {}
+            checkpoint._split_arrays(before[part], "", a)
+            checkpoint._split_arrays(after[part], "", b)
+            assert a.keys() == b.keys(), what
+            for key in a:
+                np.testing.assert_array_equal(a[key], b[key], err_msg=f"{what}: {part} {key}")

@@ -6,8 +6,9 @@
 2. Every relative link (and image) in those pages points to a file that exists, and a link into a
    Markdown page with ``#anchor`` names a heading of that page.
 3. A link to code with a line anchor, such as ``[`Conv2D.backward_linear`](../tinyconv/layers/conv.py#L65-L73)``,
-   must name a symbol in backticks whose ``def``/``class`` line lies inside the linked range, so a line
-   link fails here, with the lines it should point to, as soon as the code moves.
+   must name a symbol in backticks (``Class.method`` for a method) and span exactly its lines, from the
+   ``def`` (or first decorator) to its last line, so a line link fails here, with the lines it should
+   point to, as soon as the code moves or grows.
 """
 from __future__ import annotations
 
@@ -79,9 +80,10 @@ def test_snippets_run(page: Path, tmp_path, monkeypatch):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    monkeypatch.chdir(tmp_path)
+    monkeypatch.chdir(tmp_path)  # files a snippet writes (log.csv, run.npz, ...) land here
     reset_tinyconv_state()
     namespace = {"__name__": "__docs__"}
+    repository_root = set(ROOT.iterdir())
     try:
         for line, code in python_blocks(page):
             # Pad with blank lines so a traceback's line number is the line in the Markdown file.
@@ -90,6 +92,8 @@ def test_snippets_run(page: Path, tmp_path, monkeypatch):
     finally:
         plt.close("all")
         reset_tinyconv_state()
+    left = sorted(p.name for p in set(ROOT.iterdir()) - repository_root)
+    assert not left, f"{page_id(page)}: its snippets wrote {left} into the repository root"
 
 
 # --- links ------------------------------------------------------------------------------------
@@ -140,15 +144,41 @@ def heading_slugs(path: Path) -> set[str]:
 
 
 def symbol_lines(source: Path) -> dict[str, list[tuple[int, int]]]:
-    """For every def/class of a Python file: its name -> [(first line, last line)]."""
+    """Every def, class and module-level assignment of a Python file, by qualified name
+    (``Class.method``) and by bare name -> [(first line, last line)], decorators included."""
     found: dict[str, list[tuple[int, int]]] = {}
-    for node in ast.walk(ast.parse(source.read_text())):
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            first = min([node.lineno, *(d.lineno for d in node.decorator_list)])
-            found.setdefault(node.name, []).append((first, node.end_lineno))
+
+    def add(names, node):
+        first = min([node.lineno, *(d.lineno for d in getattr(node, "decorator_list", []))])
+        for name in names:
+            found.setdefault(name, []).append((first, node.end_lineno))
+
+    def visit(node, prefix):
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                add({prefix + child.name, child.name}, child)
+                visit(child, prefix + child.name + ".")
+            elif not prefix and isinstance(child, (ast.Assign, ast.AnnAssign)):
+                targets = child.targets if isinstance(child, ast.Assign) else [child.target]
+                add({t.id for t in targets if isinstance(t, ast.Name)}, child)
+            elif not isinstance(child, (ast.Lambda, ast.expr)):
+                visit(child, prefix)  # defs inside if/try blocks keep the enclosing prefix
+
+    visit(ast.parse(source.read_text()), "")
     return found
 
 
+def symbol_places(text: str, source: Path) -> tuple[str, list[tuple[int, int]]]:
+    """The symbol a link's text names (first backticked name, call parentheses dropped) and its places:
+    ``Class.method`` is looked up as such; leading module names (``tinyconv.gradcheck.check``) are dropped."""
+    named = re.findall(r"`([^`]+)`", text)
+    if not named:
+        return "", []
+    parts = named[0].split("(")[0].strip().split(".")
+    while len(parts) > 1 and parts[0][:1].islower():
+        parts = parts[1:]
+    name = ".".join(parts)
+    return name, symbol_lines(source).get(name, [])
 @pytest.mark.parametrize("page", PAGES, ids=page_id)
 def test_relative_links_exist(page: Path):
     problems = []
@@ -163,7 +193,8 @@ def test_relative_links_exist(page: Path):
 
 
 @pytest.mark.parametrize("page", PAGES, ids=page_id)
-def test_line_anchors_cover_named_symbol(page: Path):
+def test_line_anchors_span_the_named_symbol(page: Path):
+    """A line link spans exactly the symbol it names, from its def (or first decorator) to its last line."""
     problems = []
     for text, target in relative_links(page):
         file_part, _, anchor = target.partition("#")
@@ -173,25 +204,31 @@ def test_line_anchors_cover_named_symbol(page: Path):
         source = (page.parent / file_part).resolve()
         if not source.exists():
             continue  # reported by test_relative_links_exist
-        start = int(match["start"])
-        end = int(match["end"] or start)
-        named = re.findall(r"`([^`]+)`", text)
-        if not named:
+        if source.suffix != ".py":
+            problems.append(f"[{text}]({target}): line links are checked in Python files only")
+            continue
+        span = (int(match["start"]), int(match["end"] or match["start"]))
+        symbol, places = symbol_places(text, source)
+        if not symbol:
             problems.append(f"[{text}]({target}): a line link must name its symbol in backticks")
-            continue
-        symbol = named[0].split("(")[0].strip().split(".")[-1]
-        lines = source.read_text().splitlines()[start - 1:end]
-        pattern = re.compile(rf"^\s*(?:async\s+def|def|class)\s+{re.escape(symbol)}\b|^{re.escape(symbol)}\s*[:=]")
-        if any(pattern.match(line) for line in lines):
-            continue
-        hint = ""
-        if source.suffix == ".py":
-            places = symbol_lines(source).get(symbol, [])
-            if places:
-                hint = "; it is now at " + ", ".join(f"#L{a}-L{b}" for a, b in places)
-        problems.append(f"[{text}]({target}): lines {start}-{end} of {file_part} do not contain "
-                        f"`def {symbol}` or `class {symbol}`{hint}")
+        elif not places:
+            problems.append(f"[{text}]({target}): {file_part} defines no `{symbol}`")
+        elif span not in places:
+            problems.append(f"[{text}]({target}): `{symbol}` spans "
+                            + " or ".join(f"#L{a}-L{b}" for a, b in places) + f" of {file_part}")
     assert not problems, f"{page_id(page)}:\n" + "\n".join(problems)
+
+
+def test_line_anchor_check_sees_methods_and_whole_spans(tmp_path):
+    """Guards the check itself: ``Class.method`` resolves to that method, and only the full span counts."""
+    source = tmp_path / "module.py"
+    source.write_text("class A:\n    def run(self):\n        return 1\n\n\nclass B:\n    @staticmethod\n"
+                      "    def run():\n        x = 2\n        return x\n\n\nLIMIT = (\n    3)\n")
+    assert symbol_places("`A.run`", source) == ("A.run", [(2, 3)])
+    assert symbol_places("`B.run()`", source) == ("B.run", [(7, 10)])
+    assert symbol_places("`run`", source)[1] == [(2, 3), (7, 10)]
+    assert symbol_places("`pkg.module.LIMIT`", source) == ("LIMIT", [(13, 14)])
+    assert symbol_places("`C.run`", source)[1] == []
 
 
 def test_collector_sees_the_pages():
@@ -209,11 +246,10 @@ def fix_line_anchors(page: Path) -> int:
         nonlocal changed
         link_text, target = match["text"], match["target"]
         file_part, _, anchor = target.partition("#")
-        named = re.findall(r"`([^`]+)`", link_text)
         source = (page.parent / file_part).resolve()
-        if not LINE_ANCHOR.match(anchor) or not named or source.suffix != ".py" or not source.exists():
+        if not LINE_ANCHOR.match(anchor) or source.suffix != ".py" or not source.exists():
             return match[0]
-        places = symbol_lines(source).get(named[0].split("(")[0].strip().split(".")[-1], [])
+        places = symbol_places(link_text, source)[1]
         if len(places) != 1:
             return match[0]
         new = f"{file_part}#L{places[0][0]}-L{places[0][1]}"
@@ -238,7 +274,37 @@ def test_make_figures_runs(tmp_path):
     finally:
         reset_tinyconv_state()
     made = {p.name for p in tmp_path.glob("*.png")}
-    assert {"im2col.png", "receptive-field.png", "gradcheck-step-size.png"} <= made
+    assert {"im2col.png", "conv-input-gradient.png", "receptive-field.png", "initialization.png",
+            "gradcheck-step-size.png"} <= made
+
+
+def test_gradient_checking_text_quotes_its_figure():
+    """The best steps and errors that gradient-checking.md states are the ones make_figures.py measures
+    (within one or two points of its grid of steps: float32 rounding differs a little between CPUs)."""
+    import importlib.util
+
+    import numpy as np
+
+    spec = importlib.util.spec_from_file_location("make_figures", ROOT / "docs" / "make_figures.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    number = r"\$(?:h = )?(\d) \\times 10\^\{(-\d+)\}\$"
+    text = " ".join((ROOT / "docs" / "gradient-checking.md").read_text().split())
+    quoted = {
+        "float64": re.search(rf"float64 curve .*? best step is {number}, with an error of {number}", text),
+        "float32": re.search(rf"float32 curve is best at {number}, with an error of {number}", text),
+    }
+    steps = np.logspace(-12, 0, 49)
+    try:
+        for dtype, match in quoted.items():
+            assert match, f"gradient-checking.md: no sentence quoting the best {dtype} step and error"
+            step, error = (float(f"{match[k]}e{match[k + 1]}") for k in (1, 3))
+            errors = module.central_difference_errors(dtype, steps)
+            best = int(np.argmin(errors))
+            assert step / 3.2 <= steps[best] <= step * 3.2, (dtype, steps[best], step)
+            assert error / 3 <= errors[best] <= error * 3, (dtype, errors[best], error)
+    finally:
+        reset_tinyconv_state()
 
 
 if __name__ == "__main__":

@@ -8,10 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytestmark = [pytest.mark.example, pytest.mark.slow]
+pytestmark = pytest.mark.example
 
 SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "train_cells.py"
-PLOTS = ("learning_curves.png", "label_auc.png", "test_predictions.png", "first_layer_filters.png", "saliency.png")
+PLOTS = ("learning_curves.png", "label_auc.png", "test_predictions.png", "first_layer_filters.png", "saliency.png",
+         "feature_maps.png")
 FILES = ("config.json", "history.csv", "checkpoint.npz", "model.weights.npz", "best.weights.npz",
          "report.csv", "report.md")
 
@@ -41,6 +42,7 @@ def read_rows(path: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
+@pytest.mark.slow
 def test_quick_run_writes_every_artifact(quick_run):
     cwd, folder, out = quick_run
     for name in FILES:
@@ -52,8 +54,11 @@ def test_quick_run_writes_every_artifact(quick_run):
     assert any((cwd / "data").iterdir()), "the simulated data set is cached under data/"
     assert "Total params: 1,311,186" in out  # the seed's CNN, summarised
     assert "numba kernels" in out
+    # Not a terminal: one plain progress line per epoch, no carriage-return bars.
+    assert "\r" not in out and [line[:10] for line in out.splitlines() if line.startswith("Epoch ")] == ["Epoch 1/2 ", "Epoch 2/2 "]
 
 
+@pytest.mark.slow
 def test_quick_run_report_and_falling_loss(quick_run):
     _, folder, out = quick_run
     history = read_rows(folder / "history.csv")
@@ -71,6 +76,7 @@ def test_quick_run_report_and_falling_loss(quick_run):
     assert "mean AUC" in out and "baseline mean AUC" in out
 
 
+@pytest.mark.slow
 def test_resumed_quick_run_equals_the_uninterrupted_one(quick_run, tmp_path):
     _, straight, _ = quick_run
     run_example(tmp_path, "--epochs", "1")
@@ -82,3 +88,71 @@ def test_resumed_quick_run_equals_the_uninterrupted_one(quick_run, tmp_path):
         for key in a.files:
             np.testing.assert_array_equal(a[key], b[key], err_msg=key)
     assert [r["epoch"] for r in read_rows(folder / "history.csv")] == ["0", "1"]  # appended, not overwritten
+
+
+# --- the flags, checked before any folder is made (in this process: nothing is trained) ------------------
+
+def load_script():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("train_cells", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--epochs", "0"], "argument --epochs: expected a positive integer, got 0"),
+    (["--epochs", "-1"], "argument --epochs: expected a positive integer, got -1"),
+    (["--epochs", "two"], "argument --epochs: expected a positive integer, got 'two'"),
+    (["--batch-size", "0"], "argument --batch-size: expected a positive integer, got 0"),
+    (["--n-samples", "-5"], "argument --n-samples: expected a positive integer, got -5"),
+])
+def test_bad_numbers_are_refused_in_one_line_before_any_folder(tmp_path, monkeypatch, capsys, flags, message):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_:
+        load_script().main(["--out", "runs", *flags])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert err.endswith(f".py: {message} (see --help)\n") and err.count("\n") == 1
+    assert list(tmp_path.iterdir()) == []
+
+
+def resumable_run(folder: Path, finished: int, planned: int) -> Path:
+    from tinyconv import checkpoint
+    from training_fixtures import tiny_model
+
+    folder.mkdir()
+    (folder / "config.json").write_text(f'{{"epochs": {planned}}}')
+    checkpoint.save_checkpoint(folder / "checkpoint.npz", tiny_model(), epoch=finished)
+    return folder
+
+
+@pytest.mark.parametrize("flags, planned, message", [
+    (["--epochs", "1"], 5, "the checkpoint holds 3 finished epochs; --epochs is the last epoch, not a count, "
+                           "so it must be above 3, got 1"),
+    (["--epochs", "3"], 5, "so it must be above 3, got 3"),
+    ([], 3, "the run finished its 3 epochs; pass --epochs N (above 3) to train longer"),
+])
+def test_resume_with_nothing_left_to_train_is_refused_in_one_line(tmp_path, flags, planned, message):
+    folder = resumable_run(tmp_path / "run", finished=3, planned=planned)
+    before = sorted(p.name for p in folder.iterdir())
+    with pytest.raises(SystemExit) as exit_:
+        load_script().main(["--resume", str(folder), *flags])
+    assert exit_.value.code.startswith(f"--resume {folder}: ") and exit_.value.code.endswith(message)
+    assert "\n" not in exit_.value.code
+    assert sorted(p.name for p in folder.iterdir()) == before
+
+
+def test_help_states_each_default_once(capsys):
+    with pytest.raises(SystemExit):
+        load_script().main(["--help"])
+    out = capsys.readouterr().out
+    assert "(default: None)" not in out and "default 9" in out and "default cpu" in out
+    options = out.split("options:")[1].split("\n  -")  # one entry per option
+    assert all(entry.count("default") <= 1 for entry in options), options
+
+
+def test_read_history_skips_lines_added_by_hand(tmp_path):
+    path = tmp_path / "history.csv"
+    path.write_text("# second try\nepoch,loss,val_loss\n0,0.7,0.8\n\n# note\n1,0.6,0.7\n")
+    assert load_script().read_history(path) == {"loss": [0.7, 0.6], "val_loss": [0.8, 0.7]}

@@ -2,11 +2,17 @@
 
 Tests marked ``gpu`` need CuPy and a visible NVIDIA GPU and skip cleanly otherwise (CI has none).
 The others run everywhere: the launch arithmetic for element counts past 2**31, the kernel
-dispatch coverage of ``kernels/gpu.py``, and the error that ``set_device("gpu")`` gives when CuPy
-or a GPU is missing.
+dispatch coverage of ``kernels/gpu.py``, the error that ``set_device("gpu")`` gives when CuPy, a
+GPU or the CUDA libraries are missing (with CuPy stood in for), the kernels' plain entry points
+(compiled by nvcc where it is installed), the CUDA source itself run thread by thread on the host
+(compiled by g++, see cuda_on_host.py) against the reference kernels, and, with device arrays
+emulated on the host, optimizer slots that follow their parameters and user arrays read with
+``to_numpy``.
 """
 import functools
 import inspect
+import re
+import shutil
 import subprocess
 import sys
 import types
@@ -22,6 +28,10 @@ from tinyconv.layers import (Conv2D, Dense, Dropout, Flatten, Input, LeakyReLU, 
                              reset_names)
 from tinyconv.model import Model
 from tinyconv.optimizers import SGD, Adam
+from tinyconv.saliency import saliency_map
+
+import cuda_on_host
+from cuda_on_host import elementwise_as_cuda
 
 RTOL = 1e-4  # CPU vs GPU in float32: BLAS libraries sum in different orders
 
@@ -61,41 +71,74 @@ WINDOW_CASES = [
 DTYPES = [np.float32, np.float64]
 
 
-@pytest.mark.gpu
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("shape, window, strides, pads", WINDOW_CASES)
-def test_im2col_and_col2im_match_reference(cp, shape, window, strides, pads, dtype):
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal(shape).astype(dtype)
+def check_im2col_and_col2im(cp, x, window, strides, pads):
     cols = gpu.im2col(cp.asarray(x), window, strides, pads)
-    assert isinstance(cols, cp.ndarray) and cols.dtype == dtype
+    assert isinstance(cols, cp.ndarray) and cols.dtype == x.dtype
     np.testing.assert_array_equal(cols.get(), reference.im2col(x, window, strides, pads))
-    upstream = rng.standard_normal(cols.shape).astype(dtype)
+    upstream = np.random.default_rng(0).standard_normal(cols.shape).astype(x.dtype)
     dx = gpu.col2im(cp.asarray(upstream), x.shape, window, strides, pads)
-    assert dx.shape == x.shape and dx.dtype == dtype
+    assert dx.shape == x.shape and dx.dtype == x.dtype
     np.testing.assert_allclose(dx.get(), reference.col2im(upstream, x.shape, window, strides, pads),
                                rtol=1e-6, atol=1e-6)
 
 
-@pytest.mark.gpu
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("shape, window, strides, pads", WINDOW_CASES)
-@pytest.mark.parametrize("values", ["random", "negative", "ties"])
-def test_maxpool_matches_reference(cp, shape, window, strides, pads, dtype, values):
-    """Negative inputs catch padding that would win as 0; small integers make ties (first one wins)."""
+POOL_VALUES = ["random", "negative", "ties", "nan"]
+
+
+def pool_input(values, shape, dtype):
+    """Negative inputs catch padding that would win as 0; small integers make ties (first one wins);
+    NaN must win its window (the first NaN of several), as in the reference."""
     rng = np.random.default_rng(1)
-    x = {"random": rng.standard_normal(shape),
-         "negative": -1 - rng.random(shape),
-         "ties": rng.integers(0, 3, shape)}[values].astype(dtype)
+    return {"random": rng.standard_normal(shape),
+            "negative": -1 - rng.random(shape),
+            "ties": rng.integers(0, 3, shape),
+            "nan": np.where(rng.random(shape) < 0.3, np.nan, rng.integers(0, 3, shape))}[values].astype(dtype)
+
+
+def check_maxpool(cp, x, window, strides, pads):
     y, argmax = gpu.maxpool_forward(cp.asarray(x), window, strides, pads)
     y_ref, argmax_ref = reference.maxpool_forward(x, window, strides, pads)
     assert argmax.dtype == np.int32
-    np.testing.assert_array_equal(y.get(), y_ref)
+    np.testing.assert_array_equal(y.get(), y_ref)  # NaN equals NaN here
     np.testing.assert_array_equal(argmax.get(), argmax_ref)
-    dy = rng.standard_normal(y_ref.shape).astype(dtype)
+    dy = np.random.default_rng(2).standard_normal(y_ref.shape).astype(x.dtype)
     dx = gpu.maxpool_backward(cp.asarray(dy), argmax, x.shape, window, strides, pads)
     np.testing.assert_allclose(dx.get(), reference.maxpool_backward(dy, argmax_ref, x.shape, window, strides, pads),
                                rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape, window, strides, pads", WINDOW_CASES)
+def test_im2col_and_col2im_match_reference(cp, shape, window, strides, pads, dtype):
+    x = np.random.default_rng(0).standard_normal(shape).astype(dtype)
+    check_im2col_and_col2im(cp, x, window, strides, pads)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape, window, strides, pads", WINDOW_CASES)
+@pytest.mark.parametrize("values", POOL_VALUES)
+def test_maxpool_matches_reference(cp, shape, window, strides, pads, dtype, values):
+    check_maxpool(cp, pool_input(values, shape, dtype), window, strides, pads)
+
+
+@pytest.mark.gpu
+def test_grid_stride_loops_cover_every_element(cp, monkeypatch):
+    """With the grid capped at 2 blocks of 8 threads, each thread walks several elements: the window
+    cases and the warp must still equal the reference (the big-buffer test below needs 16 GiB)."""
+    monkeypatch.setattr(gpu, "MAX_BLOCKS", 2)
+    monkeypatch.setattr(gpu, "THREADS_PER_BLOCK", 8)
+    assert gpu.launch_config(10**6) == (2, 8)
+    strided = 0
+    for shape, window, strides, pads in WINDOW_CASES:
+        x = np.random.default_rng(3).standard_normal(shape)
+        n, oh, ow, c = reference._windows_shape(shape, window, strides, pads)
+        strided += min(n * oh * ow * c, x.size) > 2 * 8  # every kernel of the case strides
+        check_im2col_and_col2im(cp, x, window, strides, pads)
+        check_maxpool(cp, pool_input("nan", shape, np.float32), window, strides, pads)
+    assert strided == len(WINDOW_CASES) - 1  # all but the 1x1 image
+    check_affine_warp(cp, (4, 9, 7, 3), "reflect", reach=0.5)
 
 
 def random_transforms(rng, n, h, w, reach):
@@ -110,11 +153,7 @@ def random_transforms(rng, n, h, w, reach):
     return t
 
 
-@pytest.mark.gpu
-@pytest.mark.parametrize("fill_mode", reference.FILL_MODES)
-@pytest.mark.parametrize("shape", [(3, 9, 7, 3), (1, 1, 5, 1), (2, 6, 6, 2)])
-@pytest.mark.parametrize("reach", [0.0, 0.5, 3.0])
-def test_affine_warp_matches_reference(cp, fill_mode, shape, reach):
+def check_affine_warp(cp, shape, fill_mode, reach):
     rng = np.random.default_rng(2)
     images = rng.random(shape).astype(np.float32)
     transforms = random_transforms(rng, shape[0], shape[1], shape[2], reach)
@@ -122,6 +161,14 @@ def test_affine_warp_matches_reference(cp, fill_mode, shape, reach):
     assert isinstance(out, cp.ndarray) and out.dtype == np.float32
     np.testing.assert_allclose(out.get(), reference.affine_warp(images, transforms, fill_mode, cval=0.25),
                                rtol=0, atol=1e-6)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("fill_mode", reference.FILL_MODES)
+@pytest.mark.parametrize("shape", [(3, 9, 7, 3), (1, 1, 5, 1), (2, 6, 6, 2)])
+@pytest.mark.parametrize("reach", [0.0, 0.5, 3.0])
+def test_affine_warp_matches_reference(cp, fill_mode, shape, reach):
+    check_affine_warp(cp, shape, fill_mode, reach)
 
 
 @pytest.mark.gpu
@@ -234,6 +281,228 @@ def test_gpu_request_without_a_gpu_says_what_to_install(monkeypatch, device_coun
     assert tinyconv.get_device() == "cpu"
 
 
+# The probe that set_device("gpu") runs once CuPy sees a GPU: a CuPy wheel without the CUDA libraries.
+NVRTC_MISSING = RuntimeError("CuPy failed to load libnvrtc.so.12: OSError: libnvrtc.so.12: cannot open shared "
+                             "object file: No such file or directory")
+HEADERS_MISSING = RuntimeError('catastrophic error: cannot open source file "cuda_fp16.h"\n\n1 catastrophic '
+                               'error detected in the compilation of "/tmp/tmp0/kern.cu".\nCompilation terminated.\n')
+CUBLAS_MISSING = RuntimeError("CuPy failed to load libcublas.so.12: OSError: libcublas.so.12: cannot open shared "
+                              "object file: No such file or directory")
+
+
+class NoBlasArray(np.ndarray):
+    """A host array whose matrix product fails as CuPy's does without cuBLAS."""
+
+    def __matmul__(self, other):
+        raise CUBLAS_MISSING
+
+
+def cupy_with_one_gpu(compile_error=None, matmul_error=False, doubles=True):
+    """A stand-in for CuPy that sees one GPU; its kernels compile (or raise ``compile_error`` when
+    first run, as CuPy compiles then) and run on NumPy."""
+    def elementwise_kernel(in_params, out_params, operation, name):
+        assert operation.replace(" ", "") == "y=x+x"  # what the stand-in computes
+
+        def run(x):
+            if compile_error is not None:
+                raise compile_error
+            return x + x if doubles else x
+        return run
+
+    def ones(n, dtype):
+        x = np.ones(n, dtype=dtype)
+        return x.view(NoBlasArray) if matmul_error else x
+
+    return types.SimpleNamespace(cuda=types.SimpleNamespace(runtime=types.SimpleNamespace(getDeviceCount=lambda: 1)),
+                                 ElementwiseKernel=elementwise_kernel, ones=ones, float32=np.float32)
+
+
+@pytest.mark.parametrize("compile_error, matmul_error, cause", [
+    (NVRTC_MISSING, False, "libnvrtc.so.12: cannot open shared object file"),
+    (HEADERS_MISSING, False, 'cannot open source file "cuda_fp16.h" 1 catastrophic error'),
+    (None, True, "libcublas.so.12: cannot open shared object file")], ids=["nvrtc", "headers", "cublas"])
+def test_gpu_request_without_the_cuda_libraries_fails_at_once(monkeypatch, compile_error, matmul_error, cause):
+    monkeypatch.setattr(backend, "_cupy", None)
+    monkeypatch.setitem(sys.modules, "cupy", cupy_with_one_gpu(compile_error, matmul_error))
+    with pytest.raises(RuntimeError) as error:
+        tinyconv.set_device("gpu")
+    message = str(error.value)
+    assert "\n" not in message and "cannot compile or run CUDA kernels" in message and cause in message
+    assert "NVRTC, cuBLAS" in message and "cupy-cuda12x[ctk]" in message and "cupy-cuda13x[ctk]" in message
+    assert tinyconv.get_device() == "cpu"
+    assert backend.gpu_available() is False
+
+
+def test_gpu_request_checks_what_the_probe_computed(monkeypatch):
+    monkeypatch.setattr(backend, "_cupy", None)
+    monkeypatch.setitem(sys.modules, "cupy", cupy_with_one_gpu(doubles=False))
+    with pytest.raises(RuntimeError, match="computed 2.0 instead of 8.0"):
+        tinyconv.set_device("gpu")
+    assert tinyconv.get_device() == "cpu"
+    monkeypatch.setitem(sys.modules, "cupy", cupy_with_one_gpu())
+    tinyconv.set_device("gpu")  # a working toolkit passes the probe
+    assert tinyconv.get_device() == "gpu"
+
+
+# --- CuPy's compiled-kernel cache (runs without CuPy) -----------------------------------------------
+
+WINDOW_KERNELS = ("im2col", "col2im", "maxpool_forward", "maxpool_backward")
+
+
+def test_kernels_are_looked_up_by_plain_names(monkeypatch):
+    """CuPy reads a module from its disk cache only when it was compiled without name_expressions
+    (C++ names); the kernels are loaded by their extern "C" names instead."""
+    compiled = []
+
+    class RawModule:
+        def __init__(self, **kwargs):
+            compiled.append(kwargs)
+
+        def get_function(self, name):
+            return name
+
+    monkeypatch.setattr(gpu, "_module", None)
+    monkeypatch.setattr(gpu, "_kernels", {})
+    monkeypatch.setattr(gpu, "_cupy", lambda: types.SimpleNamespace(RawModule=RawModule))
+    assert gpu._kernel("im2col", np.float32) == "im2col_float"
+    assert gpu._kernel("maxpool_backward", np.float64) == "maxpool_backward_double"
+    assert gpu._kernel("affine_warp") == "affine_warp"
+    assert len(compiled) == 1 and set(compiled[0]) == {"code", "options"}
+
+
+def test_cuda_source_compiles_to_plain_entry_points(tmp_path):
+    """nvcc, where installed, compiles the kernels without a GPU: one plain-named entry point per
+    kernel and type that gpu.py launches, and the fused Adam operation in float and double."""
+    nvcc = shutil.which("nvcc")
+    if nvcc is None:
+        pytest.skip("needs nvcc, the CUDA compiler")
+    adam = "".join(elementwise_as_cuda(*gpu.ADAM_PARAMS, gpu.ADAM_OPERATION, "adam", t) for t in ("float", "double"))
+    (tmp_path / "kernels.cu").write_text(gpu._SOURCE + adam)
+    subprocess.run([nvcc, "--ptx", *gpu._OPTIONS, "-ftz=true", "kernels.cu", "-o", "kernels.ptx"],
+                   cwd=tmp_path, check=True, capture_output=True)
+    entries = set(re.findall(r"\.entry (\w+)\(", (tmp_path / "kernels.ptx").read_text()))
+    launched = {gpu.entry_point(k, dtype) for k in WINDOW_KERNELS for dtype in DTYPES} | {"affine_warp"}
+    assert entries == launched | {"adam_float", "adam_double"}
+
+
+# --- the CUDA source run on the host (g++: runs without CuPy or a GPU) -------------------------------
+
+@pytest.fixture(scope="module")
+def host_cupy(tmp_path_factory):
+    if not cuda_on_host.compiler_available():
+        pytest.skip("needs g++ to run the CUDA source on the host")
+    return cuda_on_host.HostCuPy(tmp_path_factory.mktemp("cuda_on_host"))
+
+
+@pytest.fixture
+def on_host(host_cupy, monkeypatch):
+    """kernels/gpu.py with its CUDA source compiled by g++ and launched thread by thread on the host."""
+    monkeypatch.setattr(gpu, "_cupy", lambda: host_cupy)
+    monkeypatch.setattr(gpu, "_module", None)
+    monkeypatch.setattr(gpu, "_kernels", {})
+    monkeypatch.setattr(gpu, "_adam_kernel", None)
+    monkeypatch.setattr(backend, "_cupy", host_cupy)  # what get_array_module returns for its arrays
+    return host_cupy
+
+
+@pytest.mark.parametrize("launch_limits", [None, (2, 8)], ids=["thread-per-element", "grid-stride"])
+def test_cuda_window_kernels_on_the_host_match_reference(on_host, monkeypatch, launch_limits):
+    """The GPU tests' window cases, ties and NaN included, on the CUDA source itself; once with the
+    grid capped at 2 blocks of 8 threads, so that every thread walks several elements."""
+    if launch_limits is not None:
+        monkeypatch.setattr(gpu, "MAX_BLOCKS", launch_limits[0])
+        monkeypatch.setattr(gpu, "THREADS_PER_BLOCK", launch_limits[1])
+    for shape, window, strides, pads in WINDOW_CASES:
+        for dtype in DTYPES:
+            check_im2col_and_col2im(on_host, np.random.default_rng(0).standard_normal(shape).astype(dtype),
+                                    window, strides, pads)
+            for values in POOL_VALUES:
+                check_maxpool(on_host, pool_input(values, shape, dtype), window, strides, pads)
+
+
+@pytest.mark.parametrize("fill_mode", reference.FILL_MODES)
+def test_cuda_affine_warp_on_the_host_matches_reference(on_host, fill_mode):
+    for shape in [(3, 9, 7, 3), (1, 1, 5, 1)]:
+        for reach in [0.0, 3.0]:
+            check_affine_warp(on_host, shape, fill_mode, reach)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_fused_adam_kernel_on_the_host_equals_the_reference(on_host, dtype):
+    """On the host both round every operation in IEEE arithmetic, in the same order: equal bits."""
+    check_fused_adam(on_host, dtype, rtol=0)
+
+
+# --- arrays on the other device (emulated: runs without CuPy) ---------------------------------------
+
+class EmulatedDeviceArray(np.ndarray):
+    """A host array that the backend takes for a CuPy one (it goes by the type's module)."""
+    __module__ = "cupy._emulated"
+
+    def get(self):
+        return self.view(np.ndarray).copy()
+
+
+class OpaqueDeviceArray:
+    """Like a CuPy array for user code: NumPy's implicit conversion fails, ``.get()`` gives the values."""
+    __module__ = "cupy._emulated"
+
+    def __init__(self, values):
+        self._values = np.array(values)
+        self.shape, self.dtype, self.ndim = self._values.shape, self._values.dtype, self._values.ndim
+
+    def get(self):
+        return self._values.copy()
+
+    def __array__(self, *args, **kwargs):
+        raise TypeError("Implicit conversion to a NumPy array is not allowed. Please use `.get()` to construct "
+                        "a NumPy array explicitly.")
+
+
+def on_emulated_device(a):
+    return np.array(a).view(EmulatedDeviceArray)
+
+
+def test_optimizer_slots_follow_the_model_to_the_other_device(monkeypatch):
+    """Momentum moves with the parameters (the steps equal those of an optimizer that never moved);
+    parameters of other shapes get fresh slots."""
+    monkeypatch.setattr(backend, "_cupy", types.SimpleNamespace(
+        asarray=lambda a, dtype=None: on_emulated_device(np.asarray(a, dtype=dtype)),
+        zeros_like=lambda a: on_emulated_device(np.zeros_like(a))))
+    rng = np.random.default_rng(16)
+    params = [rng.standard_normal((3, 2)), rng.standard_normal(2)]
+    grads = [[rng.standard_normal(p.shape) for p in params] for _ in range(3)]
+    stayed, moved = SGD(0.1, momentum=0.9), SGD(0.1, momentum=0.9)
+    on_host, moving = [p.copy() for p in params], [p.copy() for p in params]
+    for step, device in enumerate(["cpu", "gpu", "cpu"]):
+        if device == "gpu":
+            moving = [on_emulated_device(p) for p in moving]
+        else:
+            moving = [backend.to_numpy(p) for p in moving]
+        stayed.step(on_host, grads[step])
+        moved.step(moving, [on_emulated_device(g) if device == "gpu" else g for g in grads[step]])
+        assert all(backend.is_gpu_array(v) == (device == "gpu") for v in moved.slots["velocity"])
+    for a, b in zip(moving, on_host):
+        np.testing.assert_array_equal(a, b)
+    other = [np.ones((4, 1)), np.ones(1)]
+    moved.step(other, [np.zeros_like(p) for p in other])
+    assert [v.shape for v in moved.slots["velocity"]] == [(4, 1), (1,)]
+    assert all(not v.any() for v in moved.slots["velocity"]) and all((p == 1).all() for p in other)
+
+
+def test_user_arrays_from_the_device_are_read_with_to_numpy():
+    """set_weights and saliency_map take CuPy arrays (which refuse np.asarray) as well as NumPy ones."""
+    model = small_model()
+    images = np.random.default_rng(17).standard_normal((2, 7, 6, 2)).astype(np.float32)
+    expected = saliency_map(model, images, 1)
+    np.testing.assert_array_equal(saliency_map(model, OpaqueDeviceArray(images), 1), expected)
+    dense = model.layers[-1]
+    new = [w + 1 for w in dense.get_weights()]
+    dense.set_weights([OpaqueDeviceArray(w) for w in new])
+    for a, b in zip(dense.get_weights(), new):
+        np.testing.assert_array_equal(a, b)
+
+
 # --- the seed model: CPU vs GPU parity -------------------------------------------------------------
 
 def build_on(device, build, weights=None):
@@ -324,6 +593,31 @@ def test_adam_update_matches_cpu(cp):
         np.testing.assert_allclose(p_gpu.get(), p_cpu, rtol=1e-6, atol=1e-7)
 
 
+def check_fused_adam(cp, dtype, rtol):
+    """The one-launch kernel against the xp-generic expression, both on ``cp`` arrays, over 3 steps
+    (with a non-contiguous gradient, as a transposed view would give)."""
+    rng = np.random.default_rng(15)
+    w = rng.standard_normal((6, 5)).astype(dtype)
+    fused = [cp.asarray(w), cp.zeros(w.shape, dtype=dtype), cp.zeros(w.shape, dtype=dtype)]
+    readable = [a.copy() for a in fused]
+    for t in range(1, 4):
+        g = cp.asarray(rng.standard_normal((5, 6)).astype(dtype)).T
+        assert not g.flags.c_contiguous
+        step_size = 1e-3 * (1 - 0.999 ** t) ** 0.5 / (1 - 0.9 ** t)  # a Python float, as Adam passes
+        gpu.adam_update(fused[0], g, fused[1], fused[2], step_size, 0.9, 0.999, 1e-7)
+        reference.adam_update(readable[0], g, readable[1], readable[2], step_size, 0.9, 0.999, 1e-7)
+    for a, b in zip(fused, readable):
+        assert a.dtype == dtype
+        np.testing.assert_allclose(a.get(), b.get(), rtol=rtol, atol=0)
+    assert not np.array_equal(fused[0].get(), w)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype, rtol", [(np.float32, 1e-6), (np.float64, 1e-14)])
+def test_fused_adam_kernel_equals_the_readable_reference(cp, dtype, rtol):
+    check_fused_adam(cp, dtype, rtol)
+
+
 # --- gradient checks on the GPU (float64) ----------------------------------------------------------
 
 def small_model(dropout: float = 0.3) -> Model:
@@ -349,6 +643,8 @@ def test_gradcheck_on_the_gpu_in_float64(cp):
     x = np.random.default_rng(9).standard_normal((2, 7, 6, 2))
     report = gradcheck.check_model(model, x, training=True, max_checks=40)
     assert report.passed(1e-6), str(report)
+    # Few kinks: a check that called most entries kinks (as CuPy's 0-d views once made it) proves nothing.
+    assert report.kinks <= 3, str(report)
 
 
 # --- devices: checkpoints, predict, fit ------------------------------------------------------------

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from tinyconv.kernels import cpu, reference
+from tinyconv.kernels import cpu, loops, reference
 from tinyconv.layers.winograd import F2X2_3X3, F4X4_3X3
 
 pytestmark = pytest.mark.kernels
@@ -123,6 +123,69 @@ def test_maxpool_tie_goes_to_one_input_and_padding_never_wins(module):
     dx = module.maxpool_backward(np.ones_like(y), argmax, x.shape, (2, 2), (2, 2), (0, 1, 0, 1))
     assert dx.sum() == 4  # each window routes its gradient to exactly one input
     assert dx.max() == 1
+
+
+def loop_maxpool(x, window, strides, pads):
+    """Max pooling by nested loops, the independent check: ``(y, argmax, winners)``.
+
+    Each window is scanned in row-major order, padding skipped; the first maximum wins a tie, and
+    a NaN beats every number (the first NaN wins), as ``np.max`` propagates it. ``winners`` maps
+    each output index to the input index its gradient goes to.
+    """
+    (ph, pw), (sh, sw), (top, bottom, left, right) = window, strides, pads
+    n, h, w, c = x.shape
+    oh, ow = (h + top + bottom - ph) // sh + 1, (w + left + right - pw) // sw + 1
+    y = np.full((n, oh, ow, c), -np.inf, dtype=x.dtype)
+    argmax = np.zeros((n, oh, ow, c), dtype=np.int32)
+    winners = {}
+    for out in np.ndindex(n, oh, ow, c):
+        b, r, q, ch = out
+        for i in range(ph):
+            for j in range(pw):
+                row, col = r * sh + i - top, q * sw + j - left
+                if not (0 <= row < h and 0 <= col < w):
+                    continue
+                v = x[b, row, col, ch]
+                if out not in winners or (np.isnan(v) and not np.isnan(y[out])) or v > y[out]:
+                    y[out], argmax[out], winners[out] = v, i * pw + j, (b, row, col, ch)
+    return y, argmax, winners
+
+
+# Overlapping windows (stride below the window), "same" padding, non-square windows and strides.
+TIE_CASES = [((2, 6, 7, 3), (3, 3), (1, 1), (1, 1, 1, 1)),
+             ((1, 7, 8, 2), (2, 3), (1, 2), (0, 1, 1, 1)),
+             ((2, 6, 6, 2), (2, 2), (2, 2), (0, 0, 0, 0)),
+             ((1, 5, 5, 1), (3, 2), (2, 1), (1, 1, 0, 1))]
+
+
+@pytest.mark.parametrize("module", [reference, loops, cpu], ids=["reference", "loops", "numba"])
+@pytest.mark.parametrize("values", ["ties", "negative ties", "nan"])
+@pytest.mark.parametrize("shape, window, strides, pads", TIE_CASES)
+def test_maxpool_ties_and_nan_follow_window_order(module, values, shape, window, strides, pads):
+    """Exact ties go to the first tied input in window order and a NaN wins its window (the first
+    NaN of several), in both kernels; gradients are integers so that every sum is exact."""
+    rng = np.random.default_rng(5)
+    x = {"ties": rng.integers(0, 3, shape).astype(np.float64),
+         "negative ties": -rng.integers(1, 3, shape).astype(np.float64),
+         "nan": np.where(rng.random(shape) < 0.3, np.nan, rng.integers(0, 3, shape))}[values]
+    y_loop, argmax_loop, winners = loop_maxpool(x, window, strides, pads)
+    dy = rng.integers(1, 100, y_loop.shape).astype(np.float64)
+    dx_loop = np.zeros_like(x)
+    for out, winner in winners.items():
+        dx_loop[winner] += dy[out]
+    if values == "nan":  # the case is only a test when windows hold one NaN, and some several
+        assert 0 < np.isnan(y_loop).sum() < y_loop.size
+    y, argmax = module.maxpool_forward(x, window, strides, pads)
+    np.testing.assert_array_equal(y, y_loop)  # NaN equals NaN here
+    np.testing.assert_array_equal(argmax, argmax_loop)
+    np.testing.assert_array_equal(module.maxpool_backward(dy, argmax, x.shape, window, strides, pads), dx_loop)
+
+
+@pytest.mark.parametrize("module", [reference, loops, cpu], ids=["reference", "loops", "numba"])
+def test_maxpool_nan_propagates_like_numpy_max(module):
+    x = np.float32([[1, np.nan], [3, 2]]).reshape(1, 2, 2, 1)
+    y, argmax = module.maxpool_forward(x, (2, 2), (2, 2), (0, 0, 0, 0))
+    assert np.isnan(y[0, 0, 0, 0]) and np.isnan(np.max(x)) and argmax[0, 0, 0, 0] == 1
 
 
 @settings(max_examples=30, deadline=None)

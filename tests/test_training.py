@@ -1,4 +1,5 @@
 """fit / evaluate / predict on a tiny model, on every available device."""
+import io
 import os
 import signal
 
@@ -8,7 +9,7 @@ import pytest
 import tinyconv
 from tinyconv import backend
 from tinyconv.batches import ArrayIterator
-from tinyconv.callbacks import Callback
+from tinyconv.callbacks import Callback, ProgressBar
 from tinyconv.losses import BinaryCrossentropy
 from tinyconv.optimizers import SGD
 
@@ -112,9 +113,18 @@ def test_verbose_modes(capsys):
     model.fit(x, y, batch_size=12, epochs=2, verbose=2)
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 2 and lines[1].startswith("Epoch 2/2") and "loss: " in lines[1]
-    model.fit(x, y, batch_size=12, epochs=1, verbose=1)
+    model.fit(x, y, batch_size=12, epochs=2, verbose=1)  # captured: not a terminal, so plain lines
     out = capsys.readouterr().out
-    assert "Epoch 1/1" in out and "3/3" in out and "accuracy: " in out
+    assert "\r" not in out and len(out.strip().splitlines()) == 2 and "Epoch 2/2" in out
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    terminal = Terminal()
+    model.fit(x, y, batch_size=12, epochs=1, verbose=0, callbacks=[ProgressBar(1, file=terminal)])
+    out = terminal.getvalue()
+    assert "\r" in out and "Epoch 1/1" in out and "3/3" in out and "accuracy: " in out
 
 
 @pytest.mark.errors
@@ -139,7 +149,7 @@ def test_bad_data_fails_before_training():
         model.fit(x)
     with pytest.raises(ValueError, match="pass y=None"):
         model.fit(ArrayIterator(x, y), y)
-    with pytest.raises(TypeError, match="iterator of"):
+    with pytest.raises(TypeError, match="one NumPy array.*got a list of 2 items.*np.stack"):
         model.fit([x, y])
     with pytest.raises(ValueError, match=r"validation_data.*4-D"):
         model.fit(x, y, validation_data=(x[0], y))
@@ -166,7 +176,42 @@ def test_a_diverging_step_reports_nan_and_leaves_the_weights():
     assert np.isnan(loss)
     for w0, w1 in zip(before, model.get_weights()):
         np.testing.assert_array_equal(w0, w1)
-    assert np.isnan(model.evaluate(x, y)[0])
+    with pytest.raises(ValueError, match=r"evaluate: the weights hold NaN or inf \(first in layer 1 'conv2d', "
+                                         r"'kernel'\): the training diverged"):
+        model.evaluate(x, y)
+    with pytest.raises(ValueError, match="predict: the weights hold NaN or inf"):
+        model.predict(x)
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_fit_stops_at_the_first_non_finite_loss_keeping_the_weights_before_it(capsys):
+    x, y = tiny_data()
+    model = tiny_model(optimizer=SGD(learning_rate=0.05))
+    model.fit(x, y, batch_size=6, epochs=1, verbose=0)
+
+    class RecordWeights(Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            self.last = (batch, [w.copy() for w in self.model.get_weights()])
+
+    recorder = RecordWeights()
+    model.optimizer.learning_rate = 1e12  # diverges within a few steps
+    history = model.fit(x, y, batch_size=6, epochs=6, initial_epoch=1, verbose=0, callbacks=[recorder])
+    last_good_batch, weights = recorder.last
+    err = capsys.readouterr().err
+    assert f"at epoch 2, batch {last_good_batch + 2} of 6" in err
+    assert "learning rate" in err and "standardise" in err and "stop_on_nan=False" in err
+    assert history.diverged and history.epoch == [] and not history.interrupted
+    assert model.optimizer.iterations == 6 + last_good_batch + 1  # the bad step was not applied
+    for w0, w1 in zip(weights, model.get_weights()):
+        np.testing.assert_array_equal(w0, w1)
+    # The weights are finite, but so large that the outputs overflow: said, and no accuracy from NaN.
+    with pytest.warns(RuntimeWarning, match="evaluate: the outputs are NaN or inf from batch 1 on.*too large"):
+        assert np.isnan(model.evaluate(x, y)).all()
+
+    # Turned off, fit runs every epoch (skipping the non-finite steps) and reports NaN means.
+    history = model.fit(x, y, batch_size=6, epochs=3, initial_epoch=1, verbose=0, stop_on_nan=False)
+    assert not history.diverged and history.epoch == [1, 2]
+    assert capsys.readouterr().err == ""
 
 
 def test_gpu_predict_returns_host_arrays(device):
@@ -194,3 +239,31 @@ def test_saliency_is_the_gradient_of_the_label_score(float64):
     np.testing.assert_allclose(saliency_map(model, x, label), np.abs(numeric).max(axis=-1), rtol=1e-6, atol=1e-9)
     with pytest.raises(ValueError, match=r"label must be in \[0, 3\)"):
         saliency_map(model, x, 3)
+
+
+def test_one_read_back_per_training_step_and_labels_checked_and_copied_once(device, monkeypatch):
+    """Loss, accuracy and the finite flag come to the host in one transfer per step; the labels
+    are checked on the host (once for arrays, once per batch for an iterator) and copied to the
+    device once per step. Counted through the backend's to_numpy, which every read-back uses."""
+    from tinyconv import batches
+    from tinyconv.data import ImageDataGenerator
+
+    x, y = tiny_data()  # 36 samples: 5 batches of 8 per epoch
+    model = tiny_model()
+    transfers, label_checks, copies = [], [], []
+    to_numpy, check_label_range, to_model_device = backend.to_numpy, batches.check_label_range, model.to_model_device
+    monkeypatch.setattr(backend, "to_numpy", lambda a: transfers.append(np.shape(a)) or to_numpy(a))
+    monkeypatch.setattr(batches, "check_label_range", lambda *a: label_checks.append(1) or check_label_range(*a))
+    monkeypatch.setattr(model, "to_model_device", lambda a: copies.append(np.ndim(a)) or to_model_device(a))
+
+    model.fit(x, y, batch_size=8, epochs=2, verbose=0)
+    assert len(transfers) == 10 and len(label_checks) == 1
+    assert copies.count(2) == 10 and copies.count(4) == 10  # labels and images, once per step each
+
+    transfers.clear(), label_checks.clear()
+    model.fit(ImageDataGenerator().flow(x, y, batch_size=8), epochs=1, verbose=0)
+    assert len(transfers) == 5 and len(label_checks) == 5
+
+    transfers.clear()
+    model.evaluate(x, y, batch_size=8)
+    assert len(transfers) == 1 + 5  # the weights' finite flags, then one per batch

@@ -11,8 +11,35 @@ import numpy as np
 _DEVICE = "cpu"
 _cupy = None
 
-_WHEELS = 'pip install -e ".[gpu]" (CUDA 12, cupy-cuda12x) or pip install cupy-cuda13x (CUDA 13)'
+# The [ctk] extra brings the CUDA libraries CuPy compiles and multiplies with (NVRTC, cuBLAS, headers).
+_WHEELS = 'pip install -e ".[gpu]" (CUDA 12, cupy-cuda12x[ctk]) or pip install "cupy-cuda13x[ctk]" (CUDA 13)'
 _INSTALL_HINT = f"install CuPy for your CUDA version: {_WHEELS}"
+
+
+def _one_line(exc: Exception, limit: int = 300) -> str:
+    """An exception's text on one line (compiler logs span many), cut to ``limit`` characters."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _check_toolkit(cupy) -> None:
+    """Compile and run a tiny kernel and a tiny matrix product, or raise one clear error.
+
+    A CuPy wheel installed without its CUDA libraries imports and sees the GPU, then fails at the
+    first kernel compile (NVRTC, CUDA headers) or matrix product (cuBLAS): this finds that at
+    ``set_device("gpu")``, not in the middle of a forward pass.
+    """
+    try:
+        double = cupy.ElementwiseKernel("T x", "T y", "y = x + x", "tinyconv_probe")
+        twos = double(cupy.ones(2, dtype=cupy.float32))
+        product = float((twos[None, :] @ twos[:, None])[0, 0])  # reading it back waits for both kernels
+    except Exception as exc:  # NVRTC, cuBLAS or headers missing: CuPy raises several kinds
+        raise RuntimeError(f"set_device('gpu'): CuPy sees a GPU but cannot compile or run CUDA kernels "
+                           f"({_one_line(exc)}); the CUDA toolkit libraries (NVRTC, cuBLAS) are missing, "
+                           f"install CuPy with them: {_WHEELS}") from exc
+    if product != 8.0:
+        raise RuntimeError(f"set_device('gpu'): a test kernel on the GPU computed {product} instead of 8.0; "
+                           "check the NVIDIA driver and the CuPy wheel")
 
 
 def _import_cupy():
@@ -30,16 +57,17 @@ def _import_cupy():
     except Exception as exc:  # CUDA driver missing or broken, or a wheel for another CUDA version
         cause = exc
     if n_gpus < 1:
-        reason = "" if cause is None else " (" + " ".join(str(cause).split()) + ")"
+        reason = "" if cause is None else f" ({_one_line(cause)})"
         raise RuntimeError(f"set_device('gpu'): CuPy is installed but no CUDA GPU is visible{reason}; "
                            "install the NVIDIA driver and the CuPy wheel for the CUDA version that "
                            f"nvidia-smi shows: {_WHEELS}") from cause
+    _check_toolkit(cupy)
     _cupy = cupy
     return cupy
 
 
 def gpu_available() -> bool:
-    """True when CuPy imports and sees at least one GPU (never raises)."""
+    """True when CuPy imports, sees at least one GPU and can compile for it (never raises)."""
     try:
         _import_cupy()
     except RuntimeError:

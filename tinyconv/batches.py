@@ -12,6 +12,15 @@ import numpy as np
 from . import random
 
 
+def check_count(value, name: str, owner: str, minimum: int = 1) -> int:
+    """``value`` as an int if it is a Python or NumPy integer (not a bool) of at least ``minimum``."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{owner}: {name} must be an int, got {type(value).__name__} {value!r}")
+    if value < minimum:
+        raise ValueError(f"{owner}: {name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
 def check_images(x, owner: str) -> None:
     """Fail clearly unless ``x`` is a finite numeric (N, H, W, C) array with N >= 1."""
     if not hasattr(x, "shape") or not hasattr(x, "dtype"):
@@ -54,10 +63,8 @@ class ArrayIterator:
     """Endless ``(x_batch, y_batch)`` batches of arrays; ``len()`` is ``ceil(N / batch_size)``."""
 
     def __init__(self, x: np.ndarray, y: np.ndarray, batch_size: int = 32, shuffle: bool = True):
-        if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
         self.x, self.y = x, y
-        self.batch_size = int(batch_size)
+        self.batch_size = check_count(batch_size, "batch_size", "ArrayIterator")
         self.shuffle = shuffle
         self.n = len(x)
         self.order = np.arange(self.n)
@@ -79,7 +86,21 @@ class ArrayIterator:
     def get_state(self) -> dict:
         return {"order": self.order.copy(), "position": self.position}
 
+    @staticmethod
+    def check_state(state, owner: str) -> None:
+        """Raise ``ValueError`` unless ``state`` looks like a ``get_state()`` (a permutation and a position)."""
+        if not isinstance(state, dict) or set(state) != {"order", "position"}:
+            raise ValueError(f"{owner}: expected the state of the batches fit draws from arrays "
+                             f"(order, position), got {sorted(state) if isinstance(state, dict) else state!r}; "
+                             "the state of an iterator such as ImageDataGenerator.flow is restored with data=")
+        order, position = np.asarray(state["order"]), state["position"]
+        if order.ndim != 1 or order.dtype.kind not in "iu" or not np.array_equal(np.sort(order), np.arange(len(order))):
+            raise ValueError(f"{owner}: the saved batch order is not a permutation of the samples")
+        if isinstance(position, bool) or not isinstance(position, (int, np.integer)) or not 0 <= position < max(len(order), 1):
+            raise ValueError(f"{owner}: the saved batch position {position!r} is out of range")
+
     def set_state(self, state: dict) -> None:
+        self.check_state(state, "ArrayIterator.set_state")
         order = np.asarray(state["order"])
         if order.shape != (self.n,):
             raise ValueError(f"ArrayIterator.set_state: the saved order covers {order.shape[0]} samples, "

@@ -4,7 +4,8 @@ The loop calls, in this order::
 
     on_train_begin
     for each epoch:   on_epoch_begin, (on_train_batch_end after every batch), on_epoch_end
-    on_interrupt      (only after Ctrl-C, at the end of the batch that was running)
+    on_interrupt      (only after Ctrl-C: at the end of the batch that was running, or after the
+                      epoch whose validation was running)
     on_train_end
 
 ``logs`` are dicts of floats: ``loss`` and ``accuracy`` (running means over the epoch's batches so
@@ -16,22 +17,25 @@ behaves as if it had never stopped (Keras forgets EarlyStopping's counters on re
 from __future__ import annotations
 
 import csv
+import io
 import math
 import os
+import string
 import sys
 import time
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from . import checkpoint
+from . import arguments, atomic, checkpoint
 
 
 class Callback:
     """Base class: every hook does nothing; ``self.model`` and ``self.params`` are set by ``fit``.
 
     ``params`` holds ``epochs``, ``steps``, ``verbose``, ``initial_epoch``, ``data`` (the training
-    iterator) and ``callbacks`` (all callbacks of the run, in order).
+    iterator), ``callbacks`` (all callbacks of the run, in order) and ``metrics`` (the keys of the
+    epoch logs: ``loss``, the metrics, and their ``val_`` versions when there is validation data).
     """
 
     def __init__(self):
@@ -51,6 +55,10 @@ class Callback:
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None: ...
     def on_interrupt(self, epoch: int) -> None: ...
 
+    def check_params(self, params: dict) -> None:
+        """Called by ``fit`` before anything changes: raise here for settings that cannot work with
+        this run (``params["metrics"]`` lists the log keys each epoch will have)."""
+
     def get_state(self) -> dict:
         return {}
 
@@ -60,11 +68,19 @@ class Callback:
 
 def _monitor_op(monitor: str, mode: str, owner: str):
     """``np.less`` when smaller is better, ``np.greater`` when larger is; ``auto`` decides by the name."""
-    if mode not in ("auto", "min", "max"):
-        raise ValueError(f"{owner}: mode must be 'auto', 'min' or 'max', got {mode!r}")
+    arguments.text(monitor, "monitor", owner)
+    arguments.one_of(mode, "mode", owner, ("auto", "min", "max"))
     if mode == "auto":
         mode = "max" if monitor.endswith(("acc", "accuracy", "auc")) else "min"
     return np.less if mode == "min" else np.greater
+
+
+def _check_monitor(monitor: str, params: dict, owner: str) -> None:
+    """A monitored value that the run's logs will never hold is a mistake found before training."""
+    keys = params.get("metrics")
+    if keys is not None and monitor not in keys:
+        hint = " (val_ values need validation_data)" if monitor.startswith("val_") else ""
+        raise ValueError(f"{owner}: monitor {monitor!r} will not be in this run's logs {keys}{hint}")
 
 
 def diverged(model, logs: dict | None) -> bool:
@@ -86,14 +102,12 @@ class EarlyStopping(Callback):
     def __init__(self, monitor: str = "val_loss", min_delta: float = 0.0, patience: int = 0,
                  verbose: int = 0, mode: str = "auto", restore_best_weights: bool = False):
         super().__init__()
-        if patience < 0:
-            raise ValueError(f"EarlyStopping: patience must be >= 0, got {patience}")
-        self.monitor = monitor
-        self.min_delta = abs(float(min_delta))
-        self.patience = int(patience)
-        self.verbose = verbose
-        self.restore_best_weights = restore_best_weights
         self.monitor_op = _monitor_op(monitor, mode, "EarlyStopping")
+        self.monitor = monitor
+        self.min_delta = abs(arguments.number(min_delta, "min_delta", "EarlyStopping"))  # Keras takes |min_delta|
+        self.patience = arguments.integer(patience, "patience", "EarlyStopping", low=0)
+        self.verbose = arguments.integer(verbose, "verbose", "EarlyStopping", low=0)
+        self.restore_best_weights = arguments.boolean(restore_best_weights, "restore_best_weights", "EarlyStopping")
         self._resumed = False
         self._reset()
 
@@ -107,6 +121,9 @@ class EarlyStopping(Callback):
     def _is_improvement(self, value: float) -> bool:
         signed_delta = -self.min_delta if self.monitor_op is np.less else self.min_delta
         return bool(self.monitor_op(value - signed_delta, self.best))
+
+    def check_params(self, params):
+        _check_monitor(self.monitor, params, "EarlyStopping")
 
     def on_train_begin(self, logs=None):
         if not self._resumed:  # a resumed run keeps the counters it had
@@ -156,9 +173,12 @@ class CSVLogger(Callback):
 
     def __init__(self, filename: str | os.PathLike, separator: str = ",", append: bool = False):
         super().__init__()
-        self.filename = os.fspath(filename)
+        self.filename = arguments.path(filename, "filename", "CSVLogger")
+        if not isinstance(separator, str) or len(separator) != 1 or separator in "\r\n\"":
+            raise ValueError(f"CSVLogger: separator must be one character other than a quote or a line end, "
+                             f"got {arguments.describe(separator)}")
         self.separator = separator
-        self.append = append
+        self.append = arguments.boolean(append, "append", "CSVLogger")
         self.keys: list[str] | None = None
         self.file = None
         self._resumed = False
@@ -171,7 +191,8 @@ class CSVLogger(Callback):
                 self._drop_rows_from(self.params.get("initial_epoch", 0))
                 self._resumed = False
             with open(self.filename, newline="") as f:
-                header = next(csv.reader(f, delimiter=self.separator), None)
+                header = next((row for row in csv.reader(f, delimiter=self.separator) if _epoch_of(row) is None
+                               and row and not row[0].lstrip().startswith("#")), None)
             self.keys = header[1:] if header else None
             self.file = open(self.filename, "a", newline="")
         else:
@@ -179,13 +200,15 @@ class CSVLogger(Callback):
             self.file = open(self.filename, "w", newline="")
 
     def _drop_rows_from(self, epoch: int) -> None:
-        """Keep the header and the rows of epochs before ``epoch`` (a crash may have left later ones)."""
+        """Keep every row but those of epochs from ``epoch`` on (a crash may have left some); lines that
+        are not epoch rows (the header, a comment or a blank line added by hand) stay as they are."""
         with open(self.filename, newline="") as f:
             rows = list(csv.reader(f, delimiter=self.separator))
-        kept = rows[:1] + [row for row in rows[1:] if row and int(row[0]) < epoch]
+        kept = [row for row in rows if _epoch_of(row) is None or _epoch_of(row) < epoch]
         if len(kept) != len(rows):
-            with open(self.filename, "w", newline="") as f:
-                csv.writer(f, delimiter=self.separator).writerows(kept)
+            text = io.StringIO(newline="")
+            csv.writer(text, delimiter=self.separator).writerows(kept)
+            atomic.write_file(self.filename, lambda f: f.write(text.getvalue().encode()), "CSVLogger")
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
@@ -276,6 +299,14 @@ def _norm(arrays) -> float:
     return math.sqrt(sum(float((a.astype(np.float64, copy=False) ** 2).sum()) for a in arrays))
 
 
+def _epoch_of(row: list[str]) -> int | None:
+    """The epoch of a CSV log row, None for any other line."""
+    try:
+        return int(row[0])
+    except (IndexError, ValueError):
+        return None
+
+
 class ModelCheckpoint(Callback):
     """Save the weights (``.npz``) after each epoch, or only when ``monitor`` improves.
 
@@ -287,12 +318,27 @@ class ModelCheckpoint(Callback):
     def __init__(self, filepath: str | os.PathLike, monitor: str = "val_loss", verbose: int = 0,
                  save_best_only: bool = False, mode: str = "auto"):
         super().__init__()
-        self.filepath = os.fspath(filepath)
-        self.monitor = monitor
-        self.verbose = verbose
-        self.save_best_only = save_best_only
+        self.filepath = arguments.path(filepath, "filepath", "ModelCheckpoint")
+        try:
+            list(string.Formatter().parse(self.filepath))
+        except ValueError as error:
+            raise ValueError(f"ModelCheckpoint: filepath {self.filepath!r} is not a valid format string "
+                             f"({error}); write literal braces as {{{{ and }}}}") from None
         self.monitor_op = _monitor_op(monitor, mode, "ModelCheckpoint")
+        self.monitor = monitor
+        self.verbose = arguments.integer(verbose, "verbose", "ModelCheckpoint", low=0)
+        self.save_best_only = arguments.boolean(save_best_only, "save_best_only", "ModelCheckpoint")
         self.best = np.inf if self.monitor_op is np.less else -np.inf
+
+    def check_params(self, params):
+        if self.save_best_only:
+            _check_monitor(self.monitor, params, "ModelCheckpoint")
+        keys = params.get("metrics", [])
+        try:  # with stand-in values: a field the logs will never have fails now, not after an epoch
+            self.filepath.format(epoch=1, **{key: 0.5 for key in keys})
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(f"ModelCheckpoint: the file name {self.filepath!r} cannot be filled ({exc!r}); "
+                             f"its fields can be 'epoch' and this run's logs {keys}") from exc
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
@@ -350,49 +396,61 @@ class TrainingCheckpoint(Callback):
 
     def __init__(self, filepath: str | os.PathLike, resume_command: str | None = None):
         super().__init__()
-        self.filepath = os.fspath(filepath)
+        self.filepath = arguments.path(filepath, "filepath", "TrainingCheckpoint")
+        if resume_command is not None:
+            arguments.text(resume_command, "resume_command", "TrainingCheckpoint")
         self.resume_command = resume_command
-        self.epoch_start_state = None
+        self.resume_state = None  # what Ctrl-C writes: the state at the start of the running epoch
 
     def _capture(self, epoch: int) -> dict:
         return checkpoint.capture(self.model, epoch, self.params.get("callbacks", ()), self.params.get("data"))
 
     def on_epoch_begin(self, epoch, logs=None):
-        self.epoch_start_state = self._capture(epoch)
+        self.resume_state = self._capture(epoch)
 
     def on_epoch_end(self, epoch, logs=None):
         if diverged(self.model, logs):
             print(f"TrainingCheckpoint: epoch {epoch + 1} diverged; keeping {self.filepath} as it was",
                   file=sys.stderr)
             return
-        checkpoint.write(self.filepath, self._capture(epoch + 1))
+        self.resume_state = self._capture(epoch + 1)
+        checkpoint.write(self.filepath, self.resume_state)
 
     def on_interrupt(self, epoch):
-        if self.epoch_start_state is None:
+        """``epoch``: the index of the epoch that was running. Ctrl-C during its validation lets the
+        epoch finish and be saved; otherwise the state at its start is written."""
+        if self.resume_state is None:
             return
-        checkpoint.write(self.filepath, self.epoch_start_state)
-        print(f"\nInterrupted during epoch {epoch + 1}. Saved the state after epoch {epoch} to {self.filepath}.")
+        done = self.resume_state["epoch"]
+        checkpoint.write(self.filepath, self.resume_state)
+        where = f"during epoch {epoch + 1}" if done == epoch else f"after epoch {done}"
+        print(f"\nInterrupted {where}. Saved the state after epoch {done} to {self.filepath}.")
         if self.resume_command:
             print(f"Resume with:\n    {self.resume_command}")
         else:
             print(f"Resume with tinyconv.checkpoint.load_checkpoint({self.filepath!r}, model, callbacks, data) "
-                  f"and model.fit(..., initial_epoch={epoch}).")
+                  f"and model.fit(..., initial_epoch={done}).")
 
 
 class ProgressBar(Callback):
     """``verbose=1``: a tqdm bar per epoch with the running loss and accuracy; ``verbose=2``: one line
-    per epoch; ``verbose=0``: silence. ``fit`` adds it for you."""
+    per epoch; ``verbose=0``: silence. ``fit`` adds it for you.
+
+    A bar redraws itself with carriage returns, which a log file or a CI log keeps as hundreds of
+    lines per epoch: when the output is not a terminal, ``verbose=1`` writes the one line instead."""
 
     def __init__(self, verbose: int = 1, file=None):
         super().__init__()
-        self.verbose = verbose
+        self.verbose = arguments.integer(verbose, "verbose", "ProgressBar", low=0, high=2)
+        if file is not None and not hasattr(file, "write"):
+            raise TypeError(f"ProgressBar: file must be a text stream or None, got {arguments.describe(file)}")
         self.file = file
         self.bar = None
 
     def on_epoch_begin(self, epoch, logs=None):
         self.start = time.perf_counter()
         title = f"Epoch {epoch + 1}/{self.params['epochs']}"
-        if self.verbose == 1:
+        if self.verbose == 1 and is_terminal(self.file or sys.stdout):
             self.bar = tqdm(total=self.params["steps"], desc=title, unit="batch", leave=True,
                             file=self.file or sys.stdout, dynamic_ncols=True)
 
@@ -407,7 +465,7 @@ class ProgressBar(Callback):
             self.bar.set_postfix_str(text)
             self.bar.close()
             self.bar = None
-        elif self.verbose == 2:
+        elif self.verbose:
             seconds = time.perf_counter() - self.start
             print(f"Epoch {epoch + 1}/{self.params['epochs']} - {seconds:.1f}s - {text}",
                   file=self.file or sys.stdout, flush=True)
@@ -416,6 +474,15 @@ class ProgressBar(Callback):
         if self.bar is not None:  # interrupted mid-epoch
             self.bar.close()
             self.bar = None
+
+
+def is_terminal(stream) -> bool:
+    """True for an interactive terminal (where progress bars belong), False for files and pipes."""
+    isatty = getattr(stream, "isatty", None)
+    try:
+        return bool(isatty and isatty())
+    except ValueError:  # a closed stream
+        return False
 
 
 def _format_logs(logs: dict | None) -> str:

@@ -16,16 +16,18 @@ run produce, on the CPU, the same weights bit for bit as a run that was never in
 """
 from __future__ import annotations
 
+import copy
 import json
 import os
 
 import numpy as np
 
-from .npzfile import read_npz, write_npz_atomically
 from . import random
+from .batches import ArrayIterator
+from .npzfile import read_npz, write_npz_atomically
 
 FORMAT = "tinyconv-training-checkpoint-1"
-STATE_KEY = "__state__"
+STATE_KEY = "__state__"  # model.load_weights recognises a checkpoint by this entry
 
 
 def capture(model, epoch: int, callbacks=(), data=None) -> dict:
@@ -81,7 +83,8 @@ def write(path: str | os.PathLike, state: dict) -> None:
 
 
 def read(path: str | os.PathLike, expected_format: str = FORMAT) -> dict:
-    """Read a checkpoint; a truncated, damaged or foreign file raises ``ValueError``."""
+    """Read a checkpoint (of ``expected_format``: a GAN's holds two models); a truncated, damaged
+    or foreign file raises ``ValueError``."""
     source = os.fspath(path)
     arrays = read_npz(source)
     if STATE_KEY not in arrays:
@@ -102,10 +105,46 @@ def save_checkpoint(path: str | os.PathLike, model, epoch: int, callbacks=(), da
     write(path, capture(model, epoch, callbacks, data))
 
 
-def check(state: dict, model, callbacks=(), source: str = "checkpoint") -> None:
-    """Raise ``ValueError`` unless a ``capture()``d state fits the model, its optimizer and the callbacks."""
+def restore(state: dict, model, callbacks=(), data=None, source: str = "checkpoint") -> int:
+    """Put a ``capture()``d state back into the model, its optimizer, the callbacks, the generators
+    and ``data``; returns the epoch to pass as ``fit(..., initial_epoch=...)``.
+
+    Everything is checked against the model, the callbacks and ``data`` first; a state that does
+    not fit raises ``ValueError`` and changes nothing.
+    """
     if model.optimizer is None:
         raise RuntimeError(f"model {model.name!r}: compile it before loading a training checkpoint")
+    try:
+        weights = check(state, model, callbacks, data, source)
+    except (KeyError, TypeError, IndexError, AttributeError) as exc:  # a damaged or hand-made state
+        raise ValueError(f"{source}: damaged checkpoint state ({type(exc).__name__}: {exc})") from exc
+
+    # Checked: apply.
+    for i, layer in enumerate(model.layers):
+        if layer.weights:
+            layer.set_weights([weights[i][k] for k in layer.weights])
+    model.optimizer.set_state(state["optimizer"], model.trainable_params())
+    random.set_state(state["random"])
+    generators = random.layer_generators(model.layers)
+    for name, bit_state in state["layer_generators"].items():
+        generators[name].bit_generator.state = bit_state
+    for callback, entry in zip(callbacks, state["callbacks"]):
+        callback.set_state(entry["state"])
+    if data is not None and state["data"] is not None:
+        data.set_state(state["data"])
+    else:
+        # Arrays passed to fit are batched by an iterator that fit creates; it takes this over.
+        model.pending_data_state = state["data"]
+    return int(state["epoch"])
+
+
+def check(state: dict, model, callbacks=(), data=None, source: str = "checkpoint") -> dict:
+    """Every check of ``restore``, changing nothing; returns the weights by layer. (A GAN checks both
+    of its models' states before restoring either.) Callbacks, data iterators and
+    generators are tried on throwaway copies, so that their own checks run without changing them."""
+    epoch = state["epoch"]
+    if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+        raise ValueError(f"{source}: damaged checkpoint state: epoch {epoch!r}")
     saved_optimizer = state["optimizer"]["class"]
     if saved_optimizer != type(model.optimizer).__name__:
         raise ValueError(f"{source}: the checkpoint was trained with {saved_optimizer}, "
@@ -119,30 +158,32 @@ def check(state: dict, model, callbacks=(), source: str = "checkpoint") -> None:
     if set(generators) != set(state["layer_generators"]):
         raise ValueError(f"{source}: the checkpoint has generators for layers {sorted(state['layer_generators'])}, "
                          f"this model has them for {sorted(generators)}")
-    model.check_weight_arrays(state["weights"], source=source)
-
-
-def restore(state: dict, model, callbacks=(), data=None, source: str = "checkpoint") -> int:
-    """Put a ``capture()``d state back into the model, its optimizer, the callbacks, the generators
-    and ``data``; returns the epoch to pass as ``fit(..., initial_epoch=...)``.
-
-    Everything is checked against the model and the callbacks before anything is changed.
-    """
-    check(state, model, callbacks, source)
-    generators = random.layer_generators(model.layers)
-    model.set_weight_arrays(state["weights"], source=source)  # checks every layer before setting any
-    model.optimizer.set_state(state["optimizer"], model.trainable_params())
-    random.set_state(state["random"])
-    for name, bit_state in state["layer_generators"].items():
-        generators[name].bit_generator.state = bit_state
+    weights = model.check_weight_arrays(state["weights"], source)
+    model.optimizer.check_state(state["optimizer"], model.trainable_params(), source)
+    random_state = state["random"]
+    if set(random_state["generators"]) - set(random.PURPOSES) or not isinstance(random_state["seed"], int):
+        raise ValueError(f"{source}: damaged checkpoint state: random generators {random_state!r:.200}")
+    bit_states = [*random_state["generators"].values(), *state["layer_generators"].values()]
+    for bit_state in bit_states:
+        try:
+            np.random.PCG64().state = bit_state  # the type tinyconv's generators use
+        except (ValueError, TypeError, KeyError) as exc:
+            raise ValueError(f"{source}: damaged checkpoint state: a generator state is refused ({exc})") from exc
     for callback, entry in zip(callbacks, state["callbacks"]):
-        callback.set_state(entry["state"])
+        _try_on_a_copy(callback, entry["state"], source)
     if data is not None and state["data"] is not None:
-        data.set_state(state["data"])
-    else:
-        # Arrays passed to fit are batched by an iterator that fit creates; it takes this over.
-        model.pending_data_state = state["data"]
-    return int(state["epoch"])
+        _try_on_a_copy(data, state["data"], source)
+    elif state["data"] is not None:  # for the iterator that fit makes from arrays; it checks the length
+        ArrayIterator.check_state(state["data"], source)
+    return weights
+
+
+def _try_on_a_copy(target, saved: dict, source: str) -> None:
+    try:
+        copy.copy(target).set_state(saved)
+    except (ValueError, KeyError, TypeError, IndexError) as exc:
+        raise ValueError(f"{source}: the saved state of {type(target).__name__} does not fit it "
+                         f"({type(exc).__name__}: {exc})") from exc
 
 
 def load_checkpoint(path: str | os.PathLike, model, callbacks=(), data=None) -> int:

@@ -138,7 +138,7 @@ class GAN:
         state = checkpoint.read(path, expected_format=FORMAT)
         source = str(path)
         checkpoint.check(state["generator"], self.generator, source=f"{source} (generator)")
-        checkpoint.check(state["discriminator"], self.discriminator, source=f"{source} (discriminator)")
+        checkpoint.check(state["discriminator"], self.discriminator, data=data, source=f"{source} (discriminator)")
         checkpoint.restore(state["generator"], self.generator, source=f"{source} (generator)")
         checkpoint.restore(state["discriminator"], self.discriminator, data=data,
                            source=f"{source} (discriminator)")

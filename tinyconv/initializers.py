@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import random
+from . import arguments, random
 
 
 def compute_fans(shape: tuple[int, ...]) -> tuple[int, int]:
@@ -57,6 +57,9 @@ def get(identifier, owner: str = "initializer"):
     """Resolve a name (or a callable ``shape -> array``) to an initializer."""
     if callable(identifier):
         return identifier
+    if not isinstance(identifier, str):
+        raise TypeError(f"{owner}: expected an initializer name such as 'glorot_uniform' or a function "
+                        f"shape -> array, got {arguments.describe(identifier)}")
     if identifier not in INITIALIZERS:
         raise ValueError(
             f"{owner}: unknown initializer {identifier!r}; expected one of {sorted(INITIALIZERS)}")

@@ -10,6 +10,10 @@ Probability form (``from_logits=False``, Keras's default), with p clipped to [ep
     loss = mean over n and l of  -( y log p + (1 - y) log(1 - p) )
     dL/dp = ( -y / p + (1 - y) / (1 - p) ) / (N * L)      (0 where p was clipped, as in Keras)
 
+"Clipped" means strictly outside [eps, 1 - eps]: at p = eps exactly the clip is the identity and
+the gradient flows, as TensorFlow's ``clip_by_value`` lets it. At p = 0 or 1 the loss is the
+clipped, finite value (about 16.1 in float64; 15.9 in float32, where 1 - eps rounds to 1 - 2^-23).
+
 Logits form (``from_logits=True``), stable for any z because no exp overflows:
 
     loss = mean of  max(z, 0) - z * y + log(1 + exp(-|z|))
@@ -41,9 +45,9 @@ is trained through the logits form on the softmax's input.
 """
 from __future__ import annotations
 
+from . import arguments
 from .backend import get_array_module
 from .batches import check_label_range
-from .layers.activations import Sigmoid, Softmax
 
 EPSILON = 1e-7
 
@@ -63,16 +67,15 @@ def _check(y_pred, y_true, owner: str):
 
 
 class Loss:
-    """Base of the losses. ``output_activation``: the final activation whose input the logits
-    form of the loss takes, which lets training fuse the two."""
+    """Base of the losses. ``link``: the final activation ("sigmoid", "softmax") whose input the
+    logits form of the loss takes, which lets training fuse the two."""
 
-    output_activation: type = type(None)
+    link = ""
     name = "loss"
 
     def __init__(self, from_logits: bool = False):
-        if not isinstance(from_logits, bool):
-            raise TypeError(f"{type(self).__name__}: from_logits must be True or False, got {from_logits!r}")
-        self.from_logits = from_logits
+        self.from_logits = arguments.boolean(from_logits, "from_logits", type(self).__name__)
+        self.cache = None  # set by forward, read by backward
 
     def __call__(self, y_true, y_pred) -> float:
         """Keras call order: ``loss(y_true, y_pred)``."""
@@ -80,13 +83,22 @@ class Loss:
 
 
 class BinaryCrossentropy(Loss):
-    output_activation = Sigmoid
+    link = "sigmoid"
     name = "binary_crossentropy"
 
     def forward(self, y_pred, y_true) -> float:
         """The mean loss of a batch of (N, L) rows; caches what ``backward`` needs."""
         owner = f"BinaryCrossentropy(from_logits={self.from_logits})"
         _check(y_pred, y_true, owner)
+        if not self.from_logits and not bool(((y_pred >= 0) & (y_pred <= 1)).all()):
+            raise ValueError(f"{owner}: predictions must be probabilities in [0, 1]; "
+                             "use from_logits=True for raw scores")
+        return float(self.value(y_pred, y_true))
+
+    def value(self, y_pred, y_true):
+        """``forward`` without its checks or its read-back: the mean loss as a 0-d array where
+        ``y_pred`` lives. For the training step, which checked the labels once on the host and
+        reads the loss back together with its other scalars (non-finite input gives a non-finite loss)."""
         xp = get_array_module(y_pred)
         y = y_true.astype(y_pred.dtype, copy=False)
         if self.from_logits:
@@ -95,17 +107,17 @@ class BinaryCrossentropy(Loss):
             e = xp.exp(-xp.abs(z))
             self.cache = xp.where(z >= 0, 1 / (1 + e), e / (1 + e)), y
         else:
-            if not bool(((y_pred >= 0) & (y_pred <= 1)).all()):
-                raise ValueError(f"{owner}: predictions must be probabilities in [0, 1]; "
-                                 "use from_logits=True for raw scores")
             p = xp.clip(y_pred, EPSILON, 1 - EPSILON)
             per_element = -(y * xp.log(p) + (1 - y) * xp.log(1 - p))
-            inside = (y_pred > EPSILON) & (y_pred < 1 - EPSILON)
+            inside = (y_pred >= EPSILON) & (y_pred <= 1 - EPSILON)
             self.cache = p, y, inside
-        return float(per_element.mean())
+        return per_element.mean()
 
     def backward(self):
         """dL/d(y_pred), shape (N, L)."""
+        if self.cache is None:
+            raise RuntimeError(f"BinaryCrossentropy(from_logits={self.from_logits}): backward was called "
+                               "before forward; call forward(y_pred, y_true) first")
         if self.from_logits:
             p, y = self.cache
             return (p - y) / p.size
@@ -114,35 +126,39 @@ class BinaryCrossentropy(Loss):
 
 
 class CategoricalCrossentropy(Loss):
-    output_activation = Softmax
+    link = "softmax"
     name = "categorical_crossentropy"
 
     def forward(self, y_pred, y_true) -> float:
         """The mean loss of a batch of (N, K) rows; caches what ``backward`` needs."""
         owner = f"CategoricalCrossentropy(from_logits={self.from_logits})"
         _check(y_pred, y_true, owner)
+        if not self.from_logits:
+            if not bool((y_pred >= 0).all()):
+                raise ValueError(f"{owner}: predictions must be probabilities (>= 0); "
+                                 "use from_logits=True for raw scores")
+            if not bool((y_pred.sum(axis=1) > 0).all()):
+                raise ValueError(f"{owner}: every row of predictions needs a positive sum")
+        return float(self.value(y_pred, y_true))
+
+    def value(self, y_pred, y_true):
+        """``forward`` without its checks or its read-back (see ``BinaryCrossentropy.value``)."""
         xp = get_array_module(y_pred)
         y = y_true.astype(y_pred.dtype, copy=False)
         if self.from_logits:
             shifted = y_pred - y_pred.max(axis=1, keepdims=True)
             e = xp.exp(shifted)
             total = e.sum(axis=1, keepdims=True)
-            log_sum = xp.log(total)  # lse(z) - max(z)
-            per_row = (y * (log_sum - shifted)).sum(axis=1)
+            per_row = (y * (xp.log(total) - shifted)).sum(axis=1)  # log(total) = lse(z) - max(z)
             self.cache = e / total, y
         else:
-            if not bool((y_pred >= 0).all()):
-                raise ValueError(f"{owner}: predictions must be probabilities (>= 0); "
-                                 "use from_logits=True for raw scores")
             row_sum = y_pred.sum(axis=1, keepdims=True)
-            if not bool((row_sum > 0).all()):
-                raise ValueError(f"{owner}: every row of predictions needs a positive sum")
             q = y_pred / row_sum
             clipped = xp.clip(q, EPSILON, 1 - EPSILON)
             per_row = -(y * xp.log(clipped)).sum(axis=1)
             inside = (q > EPSILON) & (q < 1 - EPSILON)
             self.cache = q, clipped, y, inside, row_sum
-        return float(per_row.mean())
+        return per_row.mean()
 
     def backward(self):
         """dL/d(y_pred), shape (N, K)."""
@@ -160,7 +176,7 @@ LOSSES = {"binary_crossentropy": BinaryCrossentropy, "categorical_crossentropy":
 def get(identifier) -> Loss:
     if isinstance(identifier, Loss):
         return identifier
-    if identifier not in LOSSES:
+    if not isinstance(identifier, str) or identifier not in LOSSES:
         raise ValueError(f"loss: unknown loss {identifier!r}; expected one of {sorted(LOSSES)} "
                          "or a Loss instance (BinaryCrossentropy, CategoricalCrossentropy)")
     return LOSSES[identifier]()

@@ -10,7 +10,7 @@ import os
 
 import numpy as np
 
-from . import backend, config
+from . import backend, checkpoint, config
 from .layers.base import Input, InputLayer, Layer, SymbolicTensor, unique_name
 from .layers.linear import LinearLayer
 from .layers.merge import Merge
@@ -69,7 +69,8 @@ class Model(Trainable):
     def to_model_device(self, a):
         """An array on the model's device, in the model's dtype (no copy when it is already there)."""
         xp = self.array_module
-        return xp.asarray(backend.to_numpy(a) if xp is np else a, dtype=self.dtype)
+        # to_numpy only for a device array: on the host it is the read-back a training step counts.
+        return xp.asarray(backend.to_numpy(a) if xp is np and backend.is_gpu_array(a) else a, dtype=self.dtype)
 
     def prepare_input(self, x):
         """Check that a batch is numeric and move it to the model's device and dtype."""
@@ -181,6 +182,7 @@ class Model(Trainable):
         write_npz_atomically(path, self.weight_arrays())
 
     def load_weights(self, path: str | os.PathLike) -> None:
+        """Read weights written by ``save_weights``; everything is checked before any layer changes."""
         self.set_weight_arrays(read_npz(path), source=str(path))
 
     def set_weight_arrays(self, arrays: dict[str, np.ndarray], source: str) -> None:
@@ -190,13 +192,19 @@ class Model(Trainable):
             if layer.weights:
                 layer.set_weights([saved[i][k] for k in layer.weights])
 
-    def check_weight_arrays(self, arrays: dict[str, np.ndarray], source: str) -> dict[int, dict]:
-        """Raise ``ValueError`` unless ``weight_arrays()``-style data fits this model; returns it by
-        layer index."""
+    def check_weight_arrays(self, arrays: dict[str, np.ndarray], source: str) -> dict[int, dict[str, np.ndarray]]:
+        """Raise ``ValueError`` naming ``source`` unless ``arrays`` fit this model (shapes layer by
+        layer, finite floating-point values); returns them by layer index and parameter name."""
+        if checkpoint.STATE_KEY in arrays:
+            raise ValueError(f"{source}: this is a training checkpoint, not a weights file; restore it with "
+                             "tinyconv.checkpoint.load_checkpoint(path, model, callbacks)")
         saved: dict[int, dict[str, np.ndarray]] = {}
         for key, value in arrays.items():
-            index, _, param = key.split("/")
-            saved.setdefault(int(index), {})[param] = value
+            parts = key.split("/")
+            if len(parts) != 3 or not parts[0].isdigit():
+                raise ValueError(f"{source}: not a tinyconv weights file: its entry {key!r} is not named "
+                                 "'<layer index>/<layer name>/<parameter>' as model.save_weights writes them")
+            saved.setdefault(int(parts[0]), {})[parts[2]] = value
         for i, layer in enumerate(self.layers):
             mine = {k: tuple(v.shape) for k, v in layer.weights.items()}
             theirs = {k: v.shape for k, v in saved.get(i, {}).items()}
@@ -204,6 +212,11 @@ class Model(Trainable):
                 raise ValueError(f"{source}: weights do not fit this model at layer {i} {layer.name!r} "
                                  f"({type(layer).__name__}): the model expects {mine or 'no weights'}, "
                                  f"the file has {theirs or 'no weights'}")
+            for key, value in saved.get(i, {}).items():
+                if value.dtype.kind != "f" or not np.isfinite(value).all():
+                    problem = f"dtype {value.dtype}" if value.dtype.kind != "f" else "NaN or inf values"
+                    raise ValueError(f"{source}: layer {i} {layer.name!r} {key!r} holds {problem}; "
+                                     "expected finite floating-point weights (saved from a diverged run?)")
         extra = sorted(set(saved) - set(range(len(self.layers))))
         if extra:
             raise ValueError(f"{source}: the file has weights for {len(self.layers) + len(extra)} layers "

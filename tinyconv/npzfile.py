@@ -6,28 +6,17 @@ from __future__ import annotations
 
 import io
 import os
-import tempfile
 import zipfile
 
 import numpy as np
 
+from . import atomic
+
 
 def write_npz_atomically(path, arrays: dict[str, np.ndarray]) -> None:
-    """Write to a temporary file in the same folder, flush it to disk, then rename over ``path``."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)  # atomic on POSIX and Windows
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    """Write to a temporary file in the same folder, flush it to disk, then rename over ``path``
+    (see ``tinyconv.atomic``: temporaries of earlier killed writes of ``path`` are removed first)."""
+    atomic.write_file(path, lambda f: np.savez(f, **arrays), "saving")
 
 
 def read_npz(path) -> dict[str, np.ndarray]:
@@ -36,7 +25,16 @@ def read_npz(path) -> dict[str, np.ndarray]:
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path}: no such weights file")
     try:
-        with np.load(path, allow_pickle=False) as data:
-            return {key: data[key] for key in data.files}
+        with open(path, "rb") as f:
+            loaded = np.load(f, allow_pickle=False)
+            if not isinstance(loaded, np.lib.npyio.NpzFile):
+                loaded = None  # a plain .npy array
+            else:
+                with loaded:
+                    arrays = {key: loaded[key] for key in loaded.files}
     except (zipfile.BadZipFile, ValueError, OSError, EOFError, io.UnsupportedOperation) as exc:
         raise ValueError(f"{path}: not a readable .npz weights file (truncated or corrupt?): {exc}") from exc
+    if loaded is None:
+        raise ValueError(f"{path}: holds a single NumPy array (.npy), not an .npz archive of named arrays "
+                         "as model.save_weights writes")
+    return arrays

@@ -21,24 +21,37 @@ import math
 
 import numpy as np
 
-from . import kernels
-from .backend import get_array_module, to_numpy
+from . import arguments, kernels
+from .backend import get_array_module, is_gpu_array, to_numpy
 
 
 class Optimizer:
     slot_names: tuple[str, ...] = ()
 
     def __init__(self, learning_rate: float, lr: float | None = None):
-        self.learning_rate = float(lr if lr is not None else learning_rate)
-        if self.learning_rate <= 0:
-            raise ValueError(f"{type(self).__name__}: learning_rate must be > 0, got {self.learning_rate}")
+        owner = type(self).__name__
+        self.learning_rate = arguments.number(learning_rate, "learning_rate", owner, low=0, low_open=True)
+        if lr is not None:  # Keras's old name; it wins, as in Keras
+            self.learning_rate = arguments.number(lr, "lr", owner, low=0, low_open=True)
         self.iterations = 0
         self.slots: dict[str, list] = {name: [] for name in self.slot_names}
 
     def _ensure_slots(self, params) -> None:
-        if not self.slots or len(next(iter(self.slots.values()))) != len(params):
+        """One slot array per parameter, on the parameter's device, with its shape and dtype.
+
+        Zeros for new parameters (or parameters of another shape or dtype); a model moved to the
+        other device keeps its slots' values, moved with it.
+        """
+        if not self.slot_names:
+            return
+        current = self.slots[self.slot_names[0]]
+        if len(current) != len(params) or any(tuple(s.shape) != tuple(p.shape) or s.dtype != p.dtype
+                                               for s, p in zip(current, params)):
             for name in self.slot_names:
                 self.slots[name] = [get_array_module(p).zeros_like(p) for p in params]
+        elif any(is_gpu_array(s) != is_gpu_array(p) for s, p in zip(current, params)):
+            for name in self.slot_names:
+                self.slots[name] = [get_array_module(p).asarray(to_numpy(s)) for s, p in zip(self.slots[name], params)]
 
     def step(self, params: list, grads: list) -> None:
         """Update every array of ``params`` in place from ``grads`` (same order and shapes)."""
@@ -53,17 +66,39 @@ class Optimizer:
         return {"iterations": self.iterations,
                 "slots": {name: [to_numpy(a).copy() for a in arrays] for name, arrays in self.slots.items()}}
 
+    def check_state(self, state: dict, params: list, source: str = "") -> None:
+        """Raise ``ValueError`` unless ``state`` (from ``get_state``) fits ``params``; changes nothing.
+
+        Before its first step an optimizer has no slots yet: such a state (``iterations`` 0, empty
+        slot lists) fits any model."""
+        owner = f"{source + ': ' if source else ''}{type(self).__name__}.set_state"
+        iterations, slots = state.get("iterations"), state.get("slots")
+        if isinstance(iterations, bool) or not isinstance(iterations, (int, np.integer)) or iterations < 0:
+            raise ValueError(f"{owner}: expected a step count >= 0, got {iterations!r}")
+        if not isinstance(slots, dict) or set(slots) != set(self.slot_names):
+            raise ValueError(f"{owner}: expected the slots {list(self.slot_names)}, "
+                             f"got {sorted(slots) if isinstance(slots, dict) else slots!r}")
+        for name, arrays in slots.items():
+            if len(arrays) == 0 and iterations == 0:
+                continue  # saved before the first step
+            if len(arrays) != len(params):
+                raise ValueError(f"{owner}: state slot {name!r} holds {len(arrays)} arrays, which does not "
+                                 f"fit the {len(params)} parameters of this model")
+            for i, (param, saved) in enumerate(zip(params, arrays)):
+                if tuple(param.shape) != tuple(np.shape(saved)):
+                    raise ValueError(f"{owner}: slot {name!r} array {i} expected shape "
+                                     f"{tuple(param.shape)}, got {np.shape(saved)}")
+
     def set_state(self, state: dict, params: list) -> None:
-        self._ensure_slots(params)
-        for name, arrays in state["slots"].items():
-            if name not in self.slots or len(arrays) != len(self.slots[name]):
-                raise ValueError(f"{type(self).__name__}.set_state: state slot {name!r} does not fit the "
-                                 f"{len(params)} parameters of this model")
-            for current, saved in zip(self.slots[name], arrays):
-                if tuple(current.shape) != tuple(np.shape(saved)):
-                    raise ValueError(f"{type(self).__name__}.set_state: slot {name!r} expected shape "
-                                     f"{tuple(current.shape)}, got {np.shape(saved)}")
-                current[...] = get_array_module(current).asarray(saved, dtype=current.dtype)
+        """Restore a ``get_state()`` after checking that it fits ``params`` (nothing changes otherwise)."""
+        self.check_state(state, params)
+        if all(len(arrays) == 0 for arrays in state["slots"].values()):
+            self.slots = {name: [] for name in self.slot_names}  # created at the first step
+        else:
+            self._ensure_slots(params)
+            for name, arrays in state["slots"].items():
+                for current, saved in zip(self.slots[name], arrays):
+                    current[...] = get_array_module(current).asarray(saved, dtype=current.dtype)
         self.iterations = int(state["iterations"])
 
 
@@ -72,8 +107,11 @@ class Adam(Optimizer):
 
     def __init__(self, learning_rate: float = 0.001, beta_1: float = 0.9, beta_2: float = 0.999,
                  epsilon: float = 1e-7, lr: float | None = None):
+        # beta = 1 would divide by 1 - beta^t = 0 in the bias correction; epsilon = 0 by sqrt(v) = 0
+        self.beta_1 = arguments.number(beta_1, "beta_1", "Adam", low=0, high=1, high_open=True)
+        self.beta_2 = arguments.number(beta_2, "beta_2", "Adam", low=0, high=1, high_open=True)
+        self.epsilon = arguments.number(epsilon, "epsilon", "Adam", low=0, low_open=True)
         super().__init__(learning_rate, lr)
-        self.beta_1, self.beta_2, self.epsilon = float(beta_1), float(beta_2), float(epsilon)
 
     def apply(self, params, grads):
         t = self.iterations
@@ -88,10 +126,9 @@ class SGD(Optimizer):
 
     def __init__(self, learning_rate: float = 0.01, momentum: float = 0.0, nesterov: bool = False,
                  lr: float | None = None):
+        self.momentum = arguments.number(momentum, "momentum", "SGD", low=0, high=1, high_open=True)
+        self.nesterov = arguments.boolean(nesterov, "nesterov", "SGD")
         super().__init__(learning_rate, lr)
-        if not 0 <= momentum < 1:
-            raise ValueError(f"SGD: momentum must be in [0, 1), got {momentum}")
-        self.momentum, self.nesterov = float(momentum), bool(nesterov)
 
     def apply(self, params, grads):
         for w, g, velocity in zip(params, grads, self.slots["velocity"]):
@@ -109,7 +146,7 @@ OPTIMIZERS = {"adam": Adam, "sgd": SGD}
 def get(identifier):
     if isinstance(identifier, Optimizer):
         return identifier
-    if identifier not in OPTIMIZERS:
+    if not isinstance(identifier, str) or identifier not in OPTIMIZERS:
         raise ValueError(f"optimizer: unknown optimizer {identifier!r}; expected one of {sorted(OPTIMIZERS)} "
                          "or an Optimizer instance")
     return OPTIMIZERS[identifier]()

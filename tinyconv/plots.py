@@ -22,6 +22,17 @@ def to_rgb(image: np.ndarray, stretch: bool = True) -> np.ndarray:
     """An (H, W, C) fluorescence image as (H, W, 3) RGB in [0, 1] for display.
 
     Three channels (DNA, actin, marker) become blue, green and magenta, the usual false colours;
+    one channel is shown in grey; two as blue (channel 0) and green (channel 1); of more than three
+    (your own images), the first three. Each channel is stretched to its 99.5th percentile, as
+    microscopy viewers do.
+    """
+    image = np.asarray(image, dtype=np.float64)
+    if image.ndim != 3 or image.shape[-1] < 1:
+        raise ValueError(f"plots.to_rgb: expected an (H, W, C) image, got {image.shape}")
+    image = image[:, :, :3]
+    top = np.percentile(image, 99.5, axis=(0, 1))
+
+
     one channel is shown in grey; two as blue (channel 0) and green (channel 1).
     Each channel is stretched to its 99.5th percentile, as microscopy viewers do; with
     ``stretch=False`` values in [0, 1] are shown as they are, so images can be compared by brightness.
@@ -282,6 +293,35 @@ def plot_saliency(images, maps: dict, path, probabilities: dict | None = None) -
     fig.suptitle("saliency: |d score / d pixel| (brighter = the label's score changes more)", fontsize=9)
     fig.tight_layout()
     return _save(fig, plt, path)
+
+
+def plot_feature_maps(image, maps: dict, path, channels: int = 8) -> Path:
+    """One image and, a row per layer, its most active feature maps.
+
+    ``maps`` maps a layer name to its (OH, OW, C) output for ``image`` (``feature_maps.feature_maps``);
+    each row shows the ``channels`` channels with the largest mean activation, each on its own scale
+    (brighter = stronger), so the rows compare where the layers respond, not how strongly.
+    """
+    if not maps:
+        raise ValueError("plot_feature_maps: maps is empty; expected layer name -> (OH, OW, C) arrays")
+    for name, fmap in maps.items():
+        if np.ndim(fmap) != 3:
+            raise ValueError(f"plot_feature_maps: the map of {name!r} must be (OH, OW, C), got shape "
+                             f"{np.shape(fmap)}")
+    plt = _pyplot()
+    fig, axes = plt.subplots(len(maps), channels + 1, figsize=(1.3 * (channels + 1), 1.45 * len(maps)),
+                             squeeze=False)
+    for row, (name, fmap) in zip(axes, maps.items()):
+        fmap = np.asarray(fmap, dtype=np.float64)
+        row[0].imshow(to_rgb(image), interpolation="nearest")
+        row[0].set_title(f"{name}\n{fmap.shape[0]}x{fmap.shape[1]}x{fmap.shape[2]}", fontsize=6.5)
+        strongest = np.argsort(-fmap.mean(axis=(0, 1)), kind="stable")[:channels]
+        for ax, channel in zip(row[1:], strongest):
+            ax.imshow(fmap[:, :, channel], cmap="viridis", interpolation="nearest")
+            ax.set_title(f"ch {channel}", fontsize=6.5)
+        for ax in row:
+            ax.axis("off")
+    fig.suptitle("feature maps of one cell: each layer's most active channels (brighter = stronger)", fontsize=9)
 
 
 # --- generated cells: image grids and the GAN's curves ---------------------------------------------

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import arguments
+
 # New purposes go at the end: a generator's seed is derived from its position.
 PURPOSES = ("init", "shuffle", "augment", "dropout", "latent")
 _seed = 0
@@ -17,9 +19,7 @@ _generators: dict[str, np.random.Generator] = {}
 def set_seed(seed: int) -> None:
     """Reset every generator from ``seed``."""
     global _seed
-    if not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"set_seed: expected a non-negative integer, got {seed!r}")
-    _seed = int(seed)
+    _seed = arguments.integer(seed, "seed", "set_seed", low=0)
     _generators.clear()
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import numpy as np
 
 from . import backend
-from .layers.activations import Sigmoid
 
 
 def saliency_map(model, images: np.ndarray, label: int) -> np.ndarray:
@@ -23,13 +22,13 @@ def saliency_map(model, images: np.ndarray, label: int) -> np.ndarray:
     ``model`` must end in a sigmoid (``Dense(..., activation="sigmoid")`` or ``Activation``), as the
     models of ``compile(loss="binary_crossentropy")`` do; its parameter gradients are overwritten.
     """
-    images = np.asarray(images)
+    images = backend.to_numpy(images)  # a NumPy or CuPy array, or a nested list
     if images.ndim != 4:
         raise ValueError(f"saliency_map: expected images (N, H, W, C), got shape {images.shape}")
     n_labels = model.output_shape[-1]
     if not 0 <= label < n_labels:
         raise ValueError(f"saliency_map: label must be in [0, {n_labels}), got {label}")
-    if not isinstance(model.output_activation(), Sigmoid):
+    if not model._ends_in("sigmoid"):
         raise ValueError(f"saliency_map: model {model.name!r} must end in a sigmoid")
     z = model.forward_logits(images, training=False)
     upstream = np.zeros(tuple(z.shape), dtype=z.dtype)

@@ -29,15 +29,14 @@ import math
 import signal
 import sys
 import threading
+import warnings
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from . import backend, losses, optimizers
-from .batches import ArrayIterator, check_images, check_labels
-from .callbacks import Callback, ProgressBar, TrainingCheckpoint
-from .layers.activations import Activation, Softmax
-from .layers.linear import LinearLayer
+from . import backend, kernels, losses, optimizers
+from .batches import ArrayIterator, check_count, check_images, check_labels
+from .callbacks import Callback, ProgressBar, TrainingCheckpoint, is_terminal
 
 
 class Trainable:
@@ -64,22 +63,16 @@ class Trainable:
                              "'binary_accuracy' or 'categorical_accuracy'")
         # A final activation that is the loss's own link (sigmoid for binary, softmax over the
         # classes for categorical cross-entropy), however it is written, is fused with the loss.
-        final = self.output_activation()
-        self.fuse_output = (not self.loss.from_logits and isinstance(final, self.loss.output_activation)
-                            and (not isinstance(final, Softmax) or final.over_last_axis()))
+        self.fuse_output = not self.loss.from_logits and self._ends_in(self.loss.link)
         if self.fuse_output:
             self.logits_loss = type(self.loss)(from_logits=True)
 
-    def output_activation(self):
-        """The model's final activation layer however it is written (a bare ``Sigmoid()`` or
-        ``Softmax()``, ``Activation("sigmoid")``, or ``activation=`` on the last Conv2D or Dense);
-        None when the last layer is linear."""
+    def _ends_in(self, link: str) -> bool:
+        """Whether the last layer ends in ``link`` ("sigmoid" or "softmax"), however it is written
+        (a bare ``Sigmoid()``, ``Activation("softmax")``, ``activation=`` on a Dense): each layer says so
+        through ``Layer.ends_in_sigmoid`` and ``Layer.ends_in_softmax``."""
         last = self.layers[-1]
-        if isinstance(last, Activation):
-            return last.function
-        if isinstance(last, LinearLayer):
-            return last.activation
-        return last
+        return {"sigmoid": last.ends_in_sigmoid, "softmax": last.ends_in_softmax}.get(link, False)
 
     def _require_compiled(self, what: str) -> None:
         if self.optimizer is None:
@@ -87,78 +80,152 @@ class Trainable:
 
     # --- the step ------------------------------------------------------------------------------
     def forward_logits(self, x, training: bool = False):
-        """Forward pass that stops before the final activation: returns its input z."""
+        """Forward pass that stops before the final sigmoid or softmax: returns its input z."""
         # The last layer reads the one before it (see model.topological_order).
         x = self.run_layers(self.prepare_input(x), len(self.layers) - 1, training)
-        last = self.layers[-1]
-        return last.forward_linear(x) if isinstance(last, LinearLayer) else x
+        return self.layers[-1].forward_logits(x, training)
 
     def backward_logits(self, dz, input_gradient: bool = True):
         """Backward pass from dL/dz, the gradient at the final activation's input (see ``backward``)."""
         *body, last = self.layers
-        if isinstance(last, LinearLayer):
-            dz = last.backward_linear(dz)
-        return self.backward_layers(body, dz, input_gradient)
+        return self.backward_layers(body, last.backward_logits(dz), input_gradient)
 
     def train_step(self, x, y):
         """One optimisation step on a batch; returns ``(loss, predictions)`` (predictions on the device).
 
-        A non-finite output gives a NaN loss and no update, so that callbacks can stop cleanly.
+        A step whose loss or gradients are NaN or inf is not applied: the weights stay as they were.
         """
         self._require_compiled("training")
-        loss, predictions = self._loss_and_predictions(x, y, training=True)
-        if math.isnan(loss):
-            return loss, predictions
+        results, predictions = self._train_batch(x, self.to_model_device(y))
+        return results["loss"], predictions
+
+    def _train_batch(self, x_batch, y):
+        """The step on a batch whose labels ``y`` are checked and on the model's device already.
+
+        Returns the batch's host ``{"loss", metrics...}`` (with ``"finite"``) and the predictions.
+        Loss, accuracy and the finite flag come back in one device-to-host transfer.
+        """
+        # Overflow is caught below, and said once; step_threads fits the BLAS threads to the machine's load.
+        with np.errstate(over="ignore", invalid="ignore"), kernels.step_threads():
+            loss, predictions, extra = self._loss_on_device(x_batch, y, training=True)
+            if self.fuse_output:
+                self.backward_logits(self.logits_loss.backward(), input_gradient=False)
+            else:
+                self.backward(self.loss.backward(), input_gradient=False)
+        gradients = self.gradients()
+        xp = self.array_module
+        # One sum per gradient: NaN or inf anywhere makes it non-finite.
+        extra["gradients"] = sum(g.sum() for g in gradients) if gradients else xp.zeros(())
+        results = self._read_back(loss, predictions, y, extra)
+        results["finite"] = bool(np.isfinite(results["loss"]) and np.isfinite(results.pop("gradients")))
+        if results["finite"]:
+            self.optimizer.step(self.trainable_params(), gradients)
+        return results, predictions
+
+    def _loss_on_device(self, x_batch, y, training: bool):
+        """The loss (fused with a final sigmoid or softmax when possible) as a 0-d device array, the
+        probabilities, and the device scalars still to be checked on the host."""
         if self.fuse_output:
-            self.backward_logits(self.logits_loss.backward(), input_gradient=False)
-        else:
-            self.backward(self.loss.backward(), input_gradient=False)
-        self.optimizer.step(self.trainable_params(), self.gradients())
-        return loss, predictions
+            z = self.forward_logits(x_batch, training)
+            loss = self.logits_loss.value(z, y)
+            return loss, self.logits_loss.cache[0], {}  # sigmoid(z) or softmax(z), computed by the loss
+        predictions = self.forward(x_batch, training)
+        extra = {}
+        if not self.loss.from_logits:
+            extra["probabilities"] = ((predictions >= 0) & (predictions <= 1)).all() | ~self._finite(predictions)
+        return self.loss.value(predictions, y), predictions, extra
+
+    def _accuracy(self, name: str, predictions, y):
+        """Categorical accuracy (argmax match) for "categorical_accuracy", and for "accuracy" with
+        categorical cross-entropy; binary accuracy (``p > 0.5`` against each label) otherwise."""
+        xp = self.array_module
+        if name == "categorical_accuracy" or (
+                name == "accuracy" and isinstance(self.loss, losses.CategoricalCrossentropy)):
+            return xp.mean(xp.argmax(predictions, axis=1) == xp.argmax(y, axis=1))
+        return xp.mean(y == (predictions > 0.5))
+
+    def _finite(self, a):
+        return self.array_module.isfinite(a).all()
+
+    def _read_back(self, loss, predictions, y, extra: dict) -> dict[str, float]:
+        """Loss, metrics and ``extra`` device scalars, brought to the host together."""
+        xp = self.array_module
+        names = ["loss"] + list(self.metrics) + list(extra)
+        # Compared where the predictions live: one scalar per metric comes back, not the whole batch.
+        scalars = [loss] + [self._accuracy(name, predictions, y) for name in self.metrics] + list(extra.values())
+        values = backend.to_numpy(xp.stack([xp.asarray(v, dtype=xp.float64) for v in scalars]))
+        results = {name: float(value) for name, value in zip(names, values)}
+        if results.pop("probabilities", 1.0) == 0.0:
+            raise ValueError(f"model {self.name!r}: the model's outputs must be probabilities in [0, 1] for "
+                             f"{type(self.loss).__name__}(from_logits=False); use from_logits=True for raw scores")
+        return results
 
     # --- fit ---------------------------------------------------------------------------------------
     def fit(self, x, y=None, batch_size: int = 32, epochs: int = 1, verbose: int = 1, callbacks=None,
             validation_data=None, shuffle: bool = True, initial_epoch: int = 0,
-            steps_per_epoch: int | None = None) -> "History":
+            steps_per_epoch: int | None = None, stop_on_nan: bool = True) -> "History":
         """Train for ``epochs - initial_epoch`` epochs; returns a ``History``.
 
         Parameters
         ----------
         x : images (N, H, W, C) with labels ``y`` (N, L) in [0, 1], or an iterator of
-            ``(x_batch, y_batch)`` with ``len()`` (such as ``ImageDataGenerator.flow(...)``), then ``y=None``.
+            ``(x_batch, y_batch)`` with ``len()`` (such as ``ImageDataGenerator.flow(x, y)``), then ``y=None``.
         batch_size, shuffle : used with arrays (a new permutation each epoch, from the seeded generator).
-        epochs : the index of the last epoch, plus one (as in Keras, not a count when resuming).
-        verbose : 1 progress bar, 2 one line per epoch, 0 silent.
+        epochs : the index of the last epoch, plus one (as in Keras, not a count when resuming);
+            must exceed ``initial_epoch``.
+        verbose : 1 progress bar (a plain line per epoch when the output is not a terminal),
+            2 one line per epoch, 0 silent.
         callbacks : a list of ``tinyconv.callbacks.Callback``.
         validation_data : ``(x_val, y_val)`` arrays or an iterator, evaluated after each epoch.
         initial_epoch : the epoch to start from (the ``epoch`` a checkpoint returns on resume).
         steps_per_epoch : batches per epoch; default ``len`` of the data (one pass).
+        stop_on_nan : stop at the first batch whose loss (or gradient) is NaN or inf, keeping the
+            weights from before it, and say so (``history.diverged`` tells the caller). With False
+            training goes on (``TerminateOnNaN`` can then stop it as in Keras); a non-finite step is
+            never applied either way.
 
-        Ctrl-C stops at the end of the running batch; a ``TrainingCheckpoint`` callback then saves
-        the run and prints how to resume it. ``history.interrupted`` tells whether that happened.
+        Every argument is checked before anything changes. Ctrl-C stops at the end of the running
+        batch (or after the running validation); a ``TrainingCheckpoint`` callback then saves the run
+        and prints how to resume it. ``history.interrupted`` tells whether that happened.
         """
         self._require_compiled("fit")
+        owner = f"model {self.name!r}: fit"
+        batch_size = check_count(batch_size, "batch_size", owner)
+        epochs = check_count(epochs, "epochs", owner, minimum=0)
+        initial_epoch = check_count(initial_epoch, "initial_epoch", owner, minimum=0)
+        if initial_epoch >= epochs:
+            raise ValueError(f"{owner}: initial_epoch ({initial_epoch}) must be below epochs ({epochs}): "
+                             "epochs is the index of the last epoch plus one, as in Keras, so nothing would run")
+        if steps_per_epoch is not None:
+            steps_per_epoch = check_count(steps_per_epoch, "steps_per_epoch", owner)
+        _check_flag(shuffle, "shuffle", owner)
+        _check_flag(stop_on_nan, "stop_on_nan", owner)
+        verbose = _check_verbose(verbose, owner)
         data = self._batches(x, y, batch_size, shuffle, "fit")
-        if isinstance(data, ArrayIterator) and self.pending_data_state is not None:
-            data.set_state(self.pending_data_state)
-        self.pending_data_state = None
-        steps = int(steps_per_epoch or len(data))
-        if steps < 1:
-            raise ValueError(f"model {self.name!r}: fit needs at least one batch per epoch, got {steps}")
+        steps = steps_per_epoch or len(data)
         if validation_data is not None:
             validation_data = self._validation_pair(validation_data, batch_size)
         history = History()
         user = list(callbacks or [])
         for callback in user:
             if not isinstance(callback, Callback):
-                raise TypeError(f"model {self.name!r}: callbacks must be tinyconv.callbacks.Callback "
+                raise TypeError(f"{owner}: callbacks must be tinyconv.callbacks.Callback "
                                 f"instances, got {type(callback).__name__}")
+        metrics = ["loss", *self.metrics]
+        params = {"epochs": epochs, "steps": steps, "verbose": verbose, "initial_epoch": initial_epoch,
+                  "data": data, "callbacks": user,
+                  "metrics": metrics + ([f"val_{m}" for m in metrics] if validation_data is not None else [])}
+        for callback in user:
+            callback.check_params(params)  # e.g. a file name template naming a metric that never comes
+
+        # Checked: from here on, state changes.
+        if isinstance(data, ArrayIterator) and self.pending_data_state is not None:
+            data.set_state(self.pending_data_state)
+        self.pending_data_state = None
         # Checkpoints go last so that they save the other callbacks' state after their epoch update.
         ordered = ([history] + ([ProgressBar(verbose)] if verbose else [])
                    + [cb for cb in user if not isinstance(cb, TrainingCheckpoint)]
                    + [cb for cb in user if isinstance(cb, TrainingCheckpoint)])
-        params = {"epochs": epochs, "steps": steps, "verbose": verbose, "initial_epoch": initial_epoch,
-                  "data": data, "callbacks": user}
         for callback in ordered:
             callback.set_model(self)
             callback.set_params(params)
@@ -171,7 +238,16 @@ class Trainable:
                 for epoch in range(initial_epoch, epochs):
                     for callback in ordered:
                         callback.on_epoch_begin(epoch)
-                    logs = self._train_epoch(data, steps, ordered, ctrl_c)
+                    logs, bad_batch = self._train_epoch(data, steps, ordered, ctrl_c, stop_on_nan)
+                    if bad_batch is not None:
+                        history.diverged = True
+                        message = _divergence_message(self.name, epoch, bad_batch, steps, logs["loss"])
+                        bad_weight = self._first_non_finite_weight()
+                        if bad_weight is not None:  # the update before overflowed, not the loss
+                            message += (f" The weights already hold NaN or inf ({bad_weight}): restore the "
+                                        "last checkpoint.")
+                        print(message, file=sys.stderr, flush=True)
+                        break
                     if ctrl_c.requested:  # also when pressed during the last validation: no batch ran
                         history.interrupted = True
                         for callback in ordered:
@@ -182,6 +258,11 @@ class Trainable:
                         logs.update({f"val_{key}": value for key, value in val.items()})
                     for callback in ordered:
                         callback.on_epoch_end(epoch, dict(logs))
+                    if ctrl_c.requested:  # pressed during the validation: the epoch is complete and saved
+                        history.interrupted = True
+                        for callback in ordered:
+                            callback.on_interrupt(epoch)
+                        break
                     if self.stop_training:
                         break
             finally:  # close the log file and the progress bar whatever happened
@@ -189,41 +270,40 @@ class Trainable:
                     callback.on_train_end()
         return history
 
-    def _train_epoch(self, data, steps: int, callbacks: list, ctrl_c) -> dict:
-        """Run ``steps`` training steps; returns the epoch's batch-size-weighted mean logs."""
+    def _train_epoch(self, data, steps: int, callbacks: list, ctrl_c, stop_on_nan: bool):
+        """Run ``steps`` training steps; returns the epoch's batch-size-weighted mean logs, and the
+        index of the batch whose loss was not finite when ``stop_on_nan`` stopped there (else None)."""
         sums: dict[str, float] = {}
         seen = 0
         logs: dict[str, float] = {}
         for step in range(steps):
             if self.stop_training or ctrl_c.requested:
                 break
-            x_batch, y_batch = next(data)
-            if not isinstance(data, ArrayIterator):  # arrays were checked once, up front
-                self._check_batch(x_batch, y_batch, "fit")
-            loss, predictions = self.train_step(x_batch, y_batch)
+            x_batch, y_batch = self._next_batch(data, "fit")
+            results, _ = self._train_batch(x_batch, self.to_model_device(y_batch))
+            if not results.pop("finite") and stop_on_nan:
+                return {"loss": results["loss"]}, step
             n = len(x_batch)
             seen += n
-            for key, value in self._batch_metrics(loss, predictions, y_batch).items():
+            for key, value in results.items():
                 sums[key] = sums.get(key, 0.0) + value * n
             logs = {key: total / seen for key, total in sums.items()}
             for callback in callbacks:
                 callback.on_train_batch_end(step, dict(logs))
-        return logs
+        return logs, None
 
-    def _batch_metrics(self, loss: float, predictions, y_batch) -> dict[str, float]:
-        metrics = {"loss": float(loss)}
-        if self.metrics:
-            # Compared where the predictions live: one scalar comes back, not the whole batch.
-            xp = backend.get_array_module(predictions)
-            y = self.to_model_device(y_batch)
-            for name in self.metrics:
-                if name == "categorical_accuracy" or (
-                        name == "accuracy" and isinstance(self.loss, losses.CategoricalCrossentropy)):
-                    hits = xp.argmax(predictions, axis=1) == xp.argmax(y, axis=1)
-                else:
-                    hits = y == (predictions > 0.5)
-                metrics[name] = float(xp.mean(hits))
-        return metrics
+    def _next_batch(self, data, owner: str):
+        """The next ``(x_batch, y_batch)``; batches of an iterator other than fit's own are checked here
+        (arrays were checked once, up front)."""
+        batch = next(data)
+        if isinstance(data, ArrayIterator):
+            return batch
+        if not (isinstance(batch, tuple) and len(batch) == 2):
+            raise TypeError(f"model {self.name!r}: {owner}: each batch of the iterator must be a pair "
+                            f"(x_batch, y_batch), got {type(batch).__name__}"
+                            + (f" of shape {tuple(batch.shape)}" if hasattr(batch, "shape") else ""))
+        self._check_batch(*batch, owner)
+        return batch
 
     # --- evaluate and predict -------------------------------------------------------------------------
     def evaluate(self, x, y=None, batch_size: int = 32, verbose: int = 0, return_dict: bool = False):
@@ -231,47 +311,48 @@ class Trainable:
 
         Returns the loss alone when compiled without metrics, else ``[loss, accuracy]``
         (or ``{"loss": ..., "accuracy": ...}`` with ``return_dict=True``), means weighted by batch size.
+        Weights holding NaN or inf are refused (the model diverged).
         """
         self._require_compiled("evaluate")
+        owner = f"model {self.name!r}: evaluate"
+        batch_size = check_count(batch_size, "batch_size", owner)
+        verbose = _check_verbose(verbose, owner)
         data = self._batches(x, y, batch_size, False, "evaluate")
+        self._check_finite_weights("evaluate")
         sums: dict[str, float] = {}
         seen = 0
-        for _ in _progress(range(len(data)), verbose, "evaluate"):
-            x_batch, y_batch = next(data)
-            if not isinstance(data, ArrayIterator):
-                self._check_batch(x_batch, y_batch, "evaluate")
-            loss, predictions = self._loss_and_predictions(x_batch, y_batch)
-            for key, value in self._batch_metrics(loss, predictions, y_batch).items():
+        bad_batch = None
+        for batch in _progress(range(len(data)), verbose, "evaluate"):
+            x_batch, y_batch = self._next_batch(data, "evaluate")
+            y_device = self.to_model_device(y_batch)
+            loss, predictions, extra = self._loss_on_device(x_batch, y_device, training=False)
+            for key, value in self._read_back(loss, predictions, y_device, extra).items():
                 sums[key] = sums.get(key, 0.0) + value * len(x_batch)
             seen += len(x_batch)
+            if bad_batch is None and not math.isfinite(sums["loss"]):
+                bad_batch = batch
         results = {key: total / seen for key, total in sums.items()}
+        if bad_batch is not None:  # no accuracy either: it would be computed from NaN outputs
+            results = dict.fromkeys(results, math.nan)
+            warnings.warn(f"model {self.name!r}: evaluate: the outputs are NaN or inf from batch {bad_batch + 1} "
+                          "on, although the weights are finite: they are too large (the training diverged?)",
+                          RuntimeWarning, stacklevel=2)
         if return_dict:
             return results
         return results["loss"] if len(results) == 1 else list(results.values())
 
-    def _loss_and_predictions(self, x_batch, y_batch, training: bool = False):
-        """The loss (fused with a final sigmoid when possible) and the probabilities of a batch.
-
-        A non-finite model output returns a NaN loss instead of reaching the loss, which would refuse it.
-        """
-        y = self.to_model_device(y_batch)
-        if self.fuse_output:
-            z = self.forward_logits(x_batch, training)
-            if not _all_finite(z):
-                return math.nan, z
-            loss = self.logits_loss.forward(z, y)
-            return loss, self.logits_loss.cache[0]  # sigmoid(z) or softmax(z), computed by the loss
-        predictions = self.forward(x_batch, training)
-        if not _all_finite(predictions):
-            return math.nan, predictions
-        return self.loss.forward(predictions, y), predictions
-
     def predict(self, x, batch_size: int = 32, verbose: int = 0) -> np.ndarray:
-        """Model outputs for images ``x`` (N, H, W, C), as a NumPy array (N, *output_shape)."""
+        """Model outputs for images ``x`` (N, H, W, C), as a NumPy array (N, *output_shape).
+
+        Weights holding NaN or inf are refused (the model diverged)."""
+        owner = f"model {self.name!r}: predict"
         if isinstance(x, (list, tuple)) or not hasattr(x, "ndim"):
-            raise TypeError(f"model {self.name!r}: predict takes a NumPy array of images (N, H, W, C), "
-                            f"got {type(x).__name__}")
+            raise TypeError(f"{owner} takes a NumPy array of images (N, H, W, C), got {type(x).__name__}"
+                            + (" (stack a list of images with np.stack)" if isinstance(x, (list, tuple)) else ""))
+        batch_size = check_count(batch_size, "batch_size", owner)
+        verbose = _check_verbose(verbose, owner)
         self._check_images(x, "predict")
+        self._check_finite_weights("predict")
         outputs = None
         for start in _progress(range(0, len(x), batch_size), verbose, "predict"):
             batch = backend.to_numpy(self.forward(x[start:start + batch_size], training=False))
@@ -280,9 +361,34 @@ class Trainable:
             outputs[start:start + len(batch)] = batch
         return outputs
 
+    def _check_finite_weights(self, owner: str) -> None:
+        """Refuse to compute with NaN or inf weights."""
+        bad = self._first_non_finite_weight()
+        if bad is not None:
+            raise ValueError(f"model {self.name!r}: {owner}: the weights hold NaN or inf (first in {bad}): the "
+                             "training diverged; load weights saved before it (a ModelCheckpoint or "
+                             "TrainingCheckpoint file)")
+
+    def _first_non_finite_weight(self) -> str | None:
+        """``"layer <i> '<name>', '<param>'"`` of the first parameter holding NaN or inf, else None
+        (one transfer for all of them)."""
+        located = [(i, layer, key) for i, layer in enumerate(self.layers) for key in layer.weights]
+        if not located:
+            return None
+        xp = self.array_module
+        flags = backend.to_numpy(xp.stack([self._finite(layer.weights[key]) for _, layer, key in located]))
+        if flags.all():
+            return None
+        i, layer, key = located[int(np.flatnonzero(~flags)[0])]
+        return f"layer {i} {layer.name!r}, {key!r}"
+
     # --- input checks ----------------------------------------------------------------------------------
     def _batches(self, x, y, batch_size: int, shuffle: bool, owner: str):
         """Arrays become an ``ArrayIterator``; an iterator of batches is used as it is."""
+        if isinstance(x, (list, tuple)):
+            raise TypeError(f"model {self.name!r}: {owner} takes images as one NumPy array (N, H, W, C) with "
+                            f"labels y, or an iterator of (x_batch, y_batch) batches; got a {type(x).__name__} "
+                            f"of {len(x)} items (images in a list: stack them with np.stack(images))")
         if hasattr(x, "ndim"):
             if y is None:
                 raise ValueError(f"model {self.name!r}: {owner} got images but no labels y")
@@ -297,6 +403,9 @@ class Trainable:
             raise TypeError(f"model {self.name!r}: {owner} expected arrays (x, y) or an iterator of "
                             f"(x_batch, y_batch) with len(), such as ImageDataGenerator.flow(...); "
                             f"got {type(x).__name__}")
+        if getattr(x, "y", False) is None:  # ImageDataGenerator.flow(x) without y yields images alone
+            raise ValueError(f"model {self.name!r}: {owner} got an iterator without labels "
+                             f"({type(x).__name__} with y=None); pass them: flow(x, y)")
         return x
 
     def _validation_pair(self, validation_data, batch_size: int):
@@ -329,13 +438,15 @@ class Trainable:
 
 class History(Callback):
     """``history.history``: a dict of per-epoch lists (``loss``, ``accuracy``, ``val_loss``,
-    ``val_accuracy``); ``history.epoch``: the epoch indices; ``history.interrupted``: Ctrl-C happened."""
+    ``val_accuracy``); ``history.epoch``: the epoch indices; ``history.interrupted``: Ctrl-C happened;
+    ``history.diverged``: fit stopped at a non-finite loss (``stop_on_nan``)."""
 
     def __init__(self):
         super().__init__()
         self.history: dict[str, list[float]] = {}
         self.epoch: list[int] = []
         self.interrupted = False
+        self.diverged = False
 
     def on_epoch_end(self, epoch, logs=None):
         self.epoch.append(epoch)
@@ -370,10 +481,29 @@ class _StopOnCtrlC:
 
 
 def _progress(iterable, verbose: int, what: str):
-    if verbose != 1:
+    if verbose != 1 or not is_terminal(sys.stdout):  # no carriage-return bars in log files
         return iterable
     return tqdm(iterable, desc=what, unit="batch", file=sys.stdout, leave=False)
 
 
-def _all_finite(x) -> bool:
-    return bool(backend.get_array_module(x).isfinite(x).all())
+def _check_flag(value, name: str, owner: str) -> None:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{owner}: {name} must be True or False, got {type(value).__name__} {value!r}")
+
+
+def _check_verbose(verbose, owner: str) -> int:
+    """0, 1 or 2 (``"auto"`` is 1, as in Keras)."""
+    if verbose == "auto":
+        return 1
+    if isinstance(verbose, (bool, np.bool_)) or not isinstance(verbose, (int, np.integer)) or verbose not in (0, 1, 2):
+        raise ValueError(f"{owner}: verbose must be 0 (silent), 1 (progress bar), 2 (a line per epoch) "
+                         f"or 'auto', got {verbose!r}")
+    return int(verbose)
+
+
+def _divergence_message(name: str, epoch: int, batch: int, steps: int, loss: float) -> str:
+    return (f"model {name!r}: the loss became {loss} at epoch {epoch + 1}, batch {batch + 1} of {steps}; "
+            "training stopped and the weights are those from before that batch. Likely causes: a learning "
+            "rate too high (try one 10 times smaller), or inputs far from unit scale (standardise the "
+            "images, e.g. ImageDataGenerator(featurewise_center=True, featurewise_std_normalization=True)). "
+            "fit(..., stop_on_nan=False) trains on (TerminateOnNaN can then stop it).")

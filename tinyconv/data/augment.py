@@ -21,11 +21,16 @@ import warnings
 
 import numpy as np
 
-from .. import kernels
+from .. import arguments, kernels
 from .. import random as tc_random
 from ..kernels.reference import FILL_MODES
 
 _EPSILON = 1e-6  # Keras adds it to the standard deviation before dividing
+_OWNER = "ImageDataGenerator"
+# Shifts (pixels) and zooms beyond these only fill the image with cval; far beyond, the draws
+# overflow (uniform(-s, s) needs 2s finite) and so would the sampling coordinates.
+_MAX_SHIFT = 1e6
+_MAX_ZOOM = 1e3
 
 
 class ImageDataGenerator:
@@ -45,7 +50,7 @@ class ImageDataGenerator:
     shear_range : float
         Degrees (so Keras's common ``0.1`` is a tiny shear).
     zoom_range : float or [lo, hi]
-        A float z means [1 - z, 1 + z]; zx and zy are drawn independently. A zoom > 1 samples a
+        A float z (0 <= z < 1) means [1 - z, 1 + z]; a pair needs 0 < lo <= hi; zx and zy are drawn independently. A zoom > 1 samples a
         larger area, so the content looks smaller.
     horizontal_flip, vertical_flip : bool
         Flip with probability 0.5.
@@ -63,30 +68,20 @@ class ImageDataGenerator:
                  shear_range: float = 0.0, zoom_range=0.0, horizontal_flip: bool = False,
                  vertical_flip: bool = False, fill_mode: str = "nearest", cval: float = 0.0,
                  rescale: float | None = None):
-        if fill_mode not in FILL_MODES:
-            raise ValueError(f"ImageDataGenerator: fill_mode must be one of {FILL_MODES}, got {fill_mode!r}")
-        if np.isscalar(zoom_range):
-            zoom_range = [1.0 - zoom_range, 1.0 + zoom_range]
-        elif len(zoom_range) == 2:
-            zoom_range = [zoom_range[0], zoom_range[1]]
-        else:
-            raise ValueError(f"ImageDataGenerator: zoom_range must be a float or [lo, hi], got {zoom_range!r}")
-        if not 0 < zoom_range[0] <= zoom_range[1]:
-            raise ValueError(f"ImageDataGenerator: zoom_range must satisfy 0 < lo <= hi, got {zoom_range}")
-        self.featurewise_center = featurewise_center
-        self.samplewise_center = samplewise_center
-        self.featurewise_std_normalization = featurewise_std_normalization
-        self.samplewise_std_normalization = samplewise_std_normalization
-        self.rotation_range = rotation_range
-        self.width_shift_range = width_shift_range
-        self.height_shift_range = height_shift_range
-        self.shear_range = shear_range
-        self.zoom_range = zoom_range
-        self.horizontal_flip = horizontal_flip
-        self.vertical_flip = vertical_flip
-        self.fill_mode = fill_mode
-        self.cval = cval
-        self.rescale = rescale
+        flags = {"featurewise_center": featurewise_center, "samplewise_center": samplewise_center,
+                 "featurewise_std_normalization": featurewise_std_normalization,
+                 "samplewise_std_normalization": samplewise_std_normalization,
+                 "horizontal_flip": horizontal_flip, "vertical_flip": vertical_flip}
+        for name, value in flags.items():
+            setattr(self, name, arguments.boolean(value, name, _OWNER))
+        self.rotation_range = arguments.number(rotation_range, "rotation_range", _OWNER, low=0, high=360)
+        self.shear_range = arguments.number(shear_range, "shear_range", _OWNER, low=0, high=360)
+        self.width_shift_range = _shift_range(width_shift_range, "width_shift_range")
+        self.height_shift_range = _shift_range(height_shift_range, "height_shift_range")
+        self.zoom_range = _zoom_range(zoom_range)
+        self.fill_mode = arguments.one_of(fill_mode, "fill_mode", _OWNER, FILL_MODES)
+        self.cval = arguments.number(cval, "cval", _OWNER)
+        self.rescale = None if rescale is None else arguments.number(rescale, "rescale", _OWNER)
         self.mean = None  # (1, 1, C) after fit, as in Keras
         self.std = None
 
@@ -161,6 +156,9 @@ class ImageDataGenerator:
         and (with ``augment=True``) over ``rounds`` randomly augmented copies, as in Keras. Apply
         the same fitted generator to validation and test data.
         """
+        augment = arguments.boolean(augment, "augment", "ImageDataGenerator.fit")
+        rounds = arguments.integer(rounds, "rounds", "ImageDataGenerator.fit", low=1)
+        seed = arguments.seed(seed, "seed", "ImageDataGenerator.fit")
         x = np.asarray(x)
         if x.ndim != 4:
             raise ValueError(f"ImageDataGenerator.fit: expected (N, H, W, C) data, got shape {x.shape}")
@@ -246,13 +244,12 @@ class NumpyArrayIterator:
             raise ValueError(f"ImageDataGenerator.flow: expected x of shape (N, H, W, C), got {np.shape(x)}")
         if y is not None and len(y) != len(x):
             raise ValueError(f"ImageDataGenerator.flow: x and y differ in length: {len(x)} and {len(y)}")
-        if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-            raise ValueError(f"ImageDataGenerator.flow: batch_size must be a positive integer, got {batch_size!r}")
+        self.batch_size = arguments.integer(batch_size, "batch_size", "ImageDataGenerator.flow", low=1)
+        self.shuffle = arguments.boolean(shuffle, "shuffle", "ImageDataGenerator.flow")
+        arguments.seed(seed, "seed", "ImageDataGenerator.flow")
         self.generator = generator
         self.x, self.y = x, y
         self.n = len(x)
-        self.batch_size = int(batch_size)
-        self.shuffle = shuffle
         if seed is None:
             self.shuffle_seed = int(tc_random.generator("shuffle").integers(2 ** 63))
             self.augment_seed = int(tc_random.generator("augment").integers(2 ** 63))
@@ -307,6 +304,34 @@ class NumpyArrayIterator:
         self.shuffle_seed, self.augment_seed = int(state["shuffle_seed"]), int(state["augment_seed"])
         self.set_epoch(state["epoch"])
         self.batch_index = int(state["batch_index"])
+
+
+def _shift_range(value, name: str):
+    """Keras's three forms: a float (fraction of the size below 1, pixels from 1 on), an int k
+    (integer shifts in (-k, k)), or a non-empty sequence of shifts; returned as given (a list for a sequence)."""
+    if isinstance(value, (list, tuple, np.ndarray)) and not isinstance(value, str):
+        if np.ndim(value) != 1 or len(value) == 0:
+            raise ValueError(f"{_OWNER}: {name} as a sequence must be a flat, non-empty list of shifts, "
+                             f"got {arguments.describe(value)}")
+        return [arguments.number(v, f"each value of {name}", _OWNER, low=-_MAX_SHIFT, high=_MAX_SHIFT)
+                for v in value]
+    if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
+        return arguments.integer(value, name, _OWNER, low=0, high=int(_MAX_SHIFT))
+    return arguments.number(value, name, _OWNER, low=0, high=_MAX_SHIFT)
+
+
+def _zoom_range(value) -> list[float]:
+    """``z`` means ``[1 - z, 1 + z]`` (so ``0 <= z < 1``); ``[lo, hi]`` needs ``0 < lo <= hi``."""
+    if isinstance(value, (list, tuple, np.ndarray)):
+        if len(value) != 2:
+            raise ValueError(f"{_OWNER}: zoom_range must be a number or a pair [lo, hi], got {arguments.describe(value)}")
+        lo = arguments.number(value[0], "zoom_range[0]", _OWNER, low=0, high=_MAX_ZOOM, low_open=True)
+        hi = arguments.number(value[1], "zoom_range[1]", _OWNER, low=0, high=_MAX_ZOOM, low_open=True)
+        if lo > hi:
+            raise ValueError(f"{_OWNER}: zoom_range [lo, hi] must have lo <= hi, got {[lo, hi]}")
+        return [lo, hi]
+    z = arguments.number(value, "zoom_range", _OWNER, low=0, high=1, high_open=True)
+    return [1.0 - z, 1.0 + z]
 
 
 def _draw_shift(rng: np.random.Generator, n: int, shift_range, size: int) -> np.ndarray:

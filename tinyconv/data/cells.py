@@ -30,6 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import arguments
+
 VERSION = "1.0"
 
 CHANNELS = ("dna", "actin", "marker")
@@ -176,17 +178,10 @@ def _merged_names(channels: int) -> list[str]:
 
 
 def _check_arguments(n, image_size, channels, seed):
-    for name, value in (("n", n), ("image_size", image_size), ("channels", channels), ("seed", seed)):
-        if not isinstance(value, (int, np.integer)) or isinstance(value, bool):
-            raise TypeError(f"cells.generate: {name} must be an integer, got {type(value).__name__}")
-    if n < 1:
-        raise ValueError(f"cells.generate: n must be >= 1, got {n}")
-    if not 24 <= image_size <= 128:
-        raise ValueError(f"cells.generate: image_size must be in [24, 128], got {image_size}")
-    if channels not in (1, 2, 3):
-        raise ValueError(f"cells.generate: channels must be 1, 2 or 3, got {channels}")
-    if seed < 0:
-        raise ValueError(f"cells.generate: seed must be >= 0, got {seed}")
+    arguments.integer(n, "n", "cells.generate", low=1)
+    arguments.integer(image_size, "image_size", "cells.generate", low=24, high=128)
+    arguments.integer(channels, "channels", "cells.generate", low=1, high=3)
+    arguments.integer(seed, "seed", "cells.generate", low=0)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -8,19 +8,21 @@ simulated ones:
 - ``meta.json``: at least ``{"label_names": [... L names ...]}``; the simulator also records its
   version, parameters, seed and the creation time.
 
-``save_dataset`` writes atomically (a temporary folder, then a rename); ``load_dataset`` checks
-everything it reads and names the file at fault.
+``save_dataset`` writes atomically (a temporary folder, then a rename; see ``tinyconv.atomic``);
+``load_dataset`` checks everything it reads (shapes, dtypes, pixels in [0, 1], labels in {0, 1})
+and names the file at fault.
 """
 from __future__ import annotations
 
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
+
+from .. import atomic
 
 FILES = ("images.npy", "labels.npy", "meta.json")
 _MMAP_BYTES = 256 * 2 ** 20  # memory-map image files larger than this
@@ -60,22 +62,56 @@ def save_dataset(path, images: np.ndarray, labels: np.ndarray, meta: dict, dtype
     elif dtype == "float32":
         images = images.astype(np.float32) / (255.0 if images.dtype == np.uint8 else 1.0)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    _finish_an_interrupted_swap(path)
+    atomic.remove_stale(path, kinds=("tmp", "old"))
+    staged = atomic.temporary_path(path)
+    old = None
     try:
-        np.save(tmp / "images.npy", images)
-        np.save(tmp / "labels.npy", labels.astype(np.uint8))
-        (tmp / "meta.json").write_text(json.dumps(meta, indent=2, default=_json_default) + "\n")
+        staged.mkdir()  # 0777 less the umask, like any folder
+        for name, content in (("images.npy", images), ("labels.npy", labels.astype(np.uint8)),
+                              ("meta.json", json.dumps(meta, indent=2, default=_json_default) + "\n")):
+            _write_synced(staged / name, content)
         if path.exists():  # swap in the new folder, then drop the old one
-            old = path.with_name(f".{path.name}.old-{os.getpid()}")
+            old = atomic.temporary_path(path, "old")
             path.rename(old)
-            tmp.rename(path)
+            staged.rename(path)  # a kill before this line: the next load or save finishes the swap
             shutil.rmtree(old)
         else:
-            tmp.rename(path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+            staged.rename(path)
+    except BaseException as exc:
+        if old is not None and old.exists() and not path.exists():
+            old.rename(path)  # interrupted between the renames: put the old copy back
+        shutil.rmtree(staged, ignore_errors=True)
+        if isinstance(exc, OSError):
+            raise atomic.write_failed(exc, path, "save_dataset") from exc
         raise
     return path
+
+
+def _write_synced(file: Path, content) -> None:
+    """Write an array (as .npy) or a text, and flush it to the disk before the folder is renamed."""
+    with atomic.create_file(file) as f:
+        if isinstance(content, str):
+            f.write(content.encode("utf-8"))
+        else:
+            np.save(f, content)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _finish_an_interrupted_swap(path: Path) -> None:
+    """A ``save_dataset(overwrite=True)`` killed between its two renames leaves no folder at ``path``:
+    the old copy under ``.<name>.old-<pid>-...`` and the complete new one under ``.<name>.tmp-<pid>-...``.
+    When that process is gone, finish its work: the new copy goes to ``path``, the old one away."""
+    if path.exists() or not path.parent.is_dir():
+        return
+    for old, pid in atomic.temporaries(path, "old"):
+        if pid == os.getpid() or atomic.process_exists(pid):
+            continue
+        new = [staged for staged, owner in atomic.temporaries(path) if owner == pid]
+        (new[0] if new else old).rename(path)  # the new copy was complete before the old one moved
+        shutil.rmtree(old, ignore_errors=True)
+        return
 
 
 def load_dataset(path, mmap: bool | None = None) -> Dataset:
@@ -93,29 +129,44 @@ def load_dataset(path, mmap: bool | None = None) -> Dataset:
 
     Raises
     ------
-    FileNotFoundError for a missing folder or file; ValueError, naming the file, for a wrong
-    rank or dtype, mismatched N, labels outside {0, 1}, NaN or inf pixels, or a label count
-    that disagrees with meta.json.
+    FileNotFoundError for a missing folder or file; ValueError, naming the file, for a file that
+    is empty, truncated or not a .npy array, a wrong rank or dtype, mismatched N, labels outside
+    {0, 1}, float pixels outside [0, 1] (NaN and inf included), or a label count that disagrees
+    with meta.json.
     """
     path = Path(path)
+    _finish_an_interrupted_swap(path)
     if not path.is_dir():
         raise FileNotFoundError(f"load_dataset: {path} is not a folder")
     for name in FILES:
         if not (path / name).is_file():
             raise FileNotFoundError(f"load_dataset: {path / name} is missing (a data set needs {', '.join(FILES)})")
     try:
-        meta = json.loads((path / "meta.json").read_text())
-    except json.JSONDecodeError as exc:
+        meta = json.loads((path / "meta.json").read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ValueError(f"load_dataset: {path / 'meta.json'} is not valid JSON: {exc}") from exc
     if not isinstance(meta, dict):
         raise ValueError(f"load_dataset: {path / 'meta.json'} must hold a JSON object, got {type(meta).__name__}")
     image_file = path / "images.npy"
     if mmap is None:
         mmap = image_file.stat().st_size > _MMAP_BYTES
-    images = np.load(image_file, mmap_mode="r" if mmap else None, allow_pickle=False)
-    labels = np.load(path / "labels.npy", allow_pickle=False)
+    images = _load_npy(image_file, mmap)
+    labels = _load_npy(path / "labels.npy", False)
     _check_arrays(images, labels, meta, where=str(path))
     return Dataset(images, labels, meta)
+
+
+def _load_npy(file: Path, mmap: bool) -> np.ndarray:
+    """``np.load`` of one array, never of pickled objects; a damaged file raises ValueError naming it."""
+    try:
+        array = np.load(file, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise ValueError(f"load_dataset: {file} is not a readable .npy array (empty, truncated or not "
+                         f"written by NumPy): {exc}") from exc
+    if not isinstance(array, np.ndarray):
+        array.close()
+        raise ValueError(f"load_dataset: {file} holds an archive of several arrays, expected one .npy array")
+    return array
 
 
 def _check_arrays(images, labels, meta, where: str) -> None:
@@ -138,8 +189,15 @@ def _check_arrays(images, labels, meta, where: str) -> None:
                          f"(the columns of labels.npy), got {count}")
     if images.dtype.kind == "f":
         for start in range(0, len(images), 4096):  # a block at a time: fine for memory maps
-            if not np.isfinite(images[start:start + 4096]).all():
-                raise ValueError(f"{where}/images.npy: NaN or inf pixels in images {start}..{start + 4095}")
+            block = images[start:start + 4096]
+            last = start + len(block) - 1
+            if not np.isfinite(block).all():
+                raise ValueError(f"{where}/images.npy: NaN or inf pixels in images {start}..{last}")
+            low, high = block.min(), block.max()
+            if low < 0 or high > 1:
+                raise ValueError(f"{where}/images.npy: float pixels must lie in [0, 1], found values from "
+                                 f"{low:g} to {high:g} in images {start}..{last} (damaged bytes, or images "
+                                 "not scaled to [0, 1]?)")
 
 
 def _json_default(value):

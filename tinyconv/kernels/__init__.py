@@ -4,6 +4,9 @@
 - NumPy arrays go to ``cpu.py`` (numba), or to ``reference.py`` (plain NumPy) when the reference
   path is switched on, by ``use_reference_kernels(True)`` or the environment variable
   ``TINYCONV_KERNELS=reference``. The reference path is slow but every line can be stepped through.
+- ``use_loop_kernels(True)`` or ``TINYCONV_KERNELS=loops`` goes one step further back, to the
+  definitions: Conv2D and MaxPooling2D run ``loops.py`` (Python loops over the output pixels,
+  forward and backward; Conv2D then skips im2col and Winograd), everything else the reference path.
 """
 from __future__ import annotations
 
@@ -11,32 +14,58 @@ import contextlib
 import os
 
 from .. import backend
-from . import reference
+from . import loops, reference
 
-_use_reference = os.environ.get("TINYCONV_KERNELS", "fast").lower() == "reference"
+PATHS = ("fast", "reference", "loops")
+_path = os.environ.get("TINYCONV_KERNELS", "fast").lower()
+if _path not in PATHS:
+    raise ValueError(f"TINYCONV_KERNELS must be one of {PATHS}, got {_path!r}")
 _cpu = None
 _gpu = None
 
 
 def use_reference_kernels(flag: bool = True) -> None:
     """Run the whole engine on the readable plain-NumPy kernels (``True``) or the fast ones."""
-    global _use_reference
-    _use_reference = bool(flag)
+    _use_path("reference" if flag else "fast")
+
+
+def use_loop_kernels(flag: bool = True) -> None:
+    """Run Conv2D and MaxPooling2D on the loop kernels and the rest on the reference ones (``True``),
+    or everything on the fast ones."""
+    _use_path("loops" if flag else "fast")
+
+
+def _use_path(path: str) -> None:
+    global _path
+    _path = path
 
 
 def using_reference_kernels() -> bool:
-    return _use_reference
+    return _path == "reference"
+
+
+def using_loop_kernels() -> bool:
+    return _path == "loops"
 
 
 @contextlib.contextmanager
-def reference_kernels(flag: bool = True):
-    """``with reference_kernels(): ...`` runs the block on the reference path."""
-    previous = _use_reference
-    use_reference_kernels(flag)
+def _path_switched(path: str):
+    previous = _path
+    _use_path(path)
     try:
         yield
     finally:
-        use_reference_kernels(previous)
+        _use_path(previous)
+
+
+def reference_kernels(flag: bool = True):
+    """``with reference_kernels(): ...`` runs the block on the reference path."""
+    return _path_switched("reference" if flag else "fast")
+
+
+def loop_kernels(flag: bool = True):
+    """``with loop_kernels(): ...`` runs the block's Conv2D and MaxPooling2D on the loop kernels."""
+    return _path_switched("loops" if flag else "fast")
 
 
 def module_for(x):
@@ -47,12 +76,24 @@ def module_for(x):
             from . import gpu as _gpu_module
             _gpu = _gpu_module
         return _gpu
-    if _use_reference:
+    if _path != "fast":
         return reference
     if _cpu is None:  # imported lazily: importing numba costs a second
         from . import cpu as _cpu_module
         _cpu = _cpu_module
     return _cpu
+
+
+def step_threads():
+    """Context manager around one training step: it measures the load other processes put on the
+    cores and sets the BLAS threads for the next steps (see ``blas_threads``)."""
+    from . import blas_threads  # no numba needed
+    return blas_threads.step()
+
+
+def runs_loops(x) -> bool:
+    """Whether ``x`` goes to the loop kernels (they are for host arrays only)."""
+    return _path == "loops" and not backend.is_gpu_array(x)
 
 
 def im2col(x, kernel_size, strides, padding, out=None):
@@ -86,11 +127,13 @@ def winograd_output_transform_adjoint(dy, at):
 
 
 def maxpool_forward(x, pool_size, strides, padding):
-    return module_for(x).maxpool_forward(x, pool_size, strides, padding)
+    module = loops if runs_loops(x) else module_for(x)
+    return module.maxpool_forward(x, pool_size, strides, padding)
 
 
 def maxpool_backward(dy, argmax, x_shape, pool_size, strides, padding):
-    return module_for(dy).maxpool_backward(dy, argmax, x_shape, pool_size, strides, padding)
+    module = loops if runs_loops(dy) else module_for(dy)
+    return module.maxpool_backward(dy, argmax, x_shape, pool_size, strides, padding)
 
 
 def leaky_relu_forward(x, alpha):

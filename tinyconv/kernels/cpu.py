@@ -84,7 +84,10 @@ def _maxpool_forward(x, y, argmax, ph, pw, sh, sw, top, left):
                         continue
                     for ch in range(c):
                         v = x[nn, row, col, ch]
-                        if v > y[nn, r, q, ch]:  # strict: the first maximum wins a tie, as in the reference
+                        best = y[nn, r, q, ch]
+                        # Strict: the first maximum wins a tie. A NaN (v != v) beats numbers and
+                        # the first NaN stays: the reference's argmax rule.
+                        if v > best or (v != v and best == best):
                             y[nn, r, q, ch] = v
                             argmax[nn, r, q, ch] = i * pw + j
 

@@ -28,7 +28,7 @@ def tune_process_for_cpu_kernels() -> None:
     _keep_freed_memory_in_process()
 
 
-def _loaded_openblas_libraries() -> list:
+def loaded_openblas_libraries() -> list:
     """The OpenBLAS libraries loaded in this process (NumPy's, and SciPy's when it has its own),
     found in the process's memory map."""
     try:
@@ -60,7 +60,7 @@ def _shorten_openblas_spin() -> None:
     if "OPENBLAS_THREAD_TIMEOUT" in os.environ:
         return
     os.environ["OPENBLAS_THREAD_TIMEOUT"] = OPENBLAS_THREAD_TIMEOUT
-    for lib in _loaded_openblas_libraries():
+    for lib in loaded_openblas_libraries():
         lib.openblas_read_env()
         lib.blas_thread_shutdown_()
 

@@ -11,8 +11,13 @@ passes 2**31 for large batches, and a 32-bit flat index would silently wrap. Ker
 elements with a grid-stride loop, so a bounded grid covers any size (see ``launch_config``).
 
 The CUDA source is compiled once, on first use, for float32 and float64 (one C++ template per
-kernel); CuPy also caches the binary on disk, so later processes skip the compiler. Matrix
-products are not here: the layers' ``@`` already runs cuBLAS through ``cupy.matmul``.
+kernel, called by one ``extern "C"`` entry point per type, such as ``im2col_float``). Plain C
+names let CuPy load the compiled module from its disk cache in later processes: it compiles
+again whenever it has to look up C++ (mangled) names. Matrix products are not here: the layers'
+``@`` already runs cuBLAS through ``cupy.matmul``.
+
+CuPy compiles every kernel with ``-ftz=true``: float32 subnormals (below about 1.2e-38) are
+read and written as 0 on the GPU, where NumPy and numba keep them. float64 is not affected.
 
 CuPy is imported inside the functions, so importing this module never needs it.
 """
@@ -20,9 +25,9 @@ from __future__ import annotations
 
 import numpy as np
 
-# Element-wise kernels without a CUDA version here: the reference ones are written with
-# get_array_module, so CuPy runs them as they are (each operation one CuPy kernel).
-from .reference import adam_update, leaky_relu_backward, leaky_relu_forward  # noqa: F401
+# LeakyReLU and BatchNormalization have no CUDA version here: the reference ones are written with
+# get_array_module, so CuPy runs them as they are (a few small CuPy kernels per call).
+from .reference import leaky_relu_backward, leaky_relu_forward  # noqa: F401
 from .reference import batchnorm_backward, batchnorm_forward, batchnorm_statistics  # noqa: F401
 from .reference import _windows_shape, check_fill_mode
 
@@ -46,7 +51,7 @@ __device__ double negative_infinity(double) {
 // im2col: one thread per element of cols, seen as (N, OH, OW, KH, KW, C). Element
 // (nn, r, q, i, j, ch) is input pixel (r*sh + i - top, q*sw + j - left), or 0 in the padding.
 template <typename T>
-__global__ void im2col(long long total, const T* x, T* cols,
+__device__ void im2col(long long total, const T* x, T* cols,
                        long long h, long long w, long long c, long long oh, long long ow,
                        long long kh, long long kw, long long sh, long long sw,
                        long long top, long long left) {
@@ -70,7 +75,7 @@ __global__ void im2col(long long total, const T* x, T* cols,
 // r*sh + i - top == row, so for each i the thread solves for r and keeps it when it is an
 // integer in [0, OH); likewise for columns. It sums those cols entries in (i, j) order.
 template <typename T>
-__global__ void col2im(long long total, const T* cols, T* dx,
+__device__ void col2im(long long total, const T* cols, T* dx,
                        long long h, long long w, long long c, long long oh, long long ow,
                        long long kh, long long kw, long long sh, long long sw,
                        long long top, long long left) {
@@ -99,9 +104,9 @@ __global__ void col2im(long long total, const T* cols, T* dx,
 
 // Max-pool forward: one thread per output element (nn, r, q, ch) of y, seen as (N, OH, OW, C).
 // It scans its (ph, pw) window, skipping padding, and keeps the first maximum (strict >), whose
-// position i*pw + j inside the window goes to argmax.
+// position i*pw + j inside the window goes to argmax. A NaN in the window makes the output NaN.
 template <typename T>
-__global__ void maxpool_forward(long long total, const T* x, T* y, int* argmax,
+__device__ void maxpool_forward(long long total, const T* x, T* y, int* argmax,
                                 long long h, long long w, long long c, long long oh, long long ow,
                                 long long ph, long long pw, long long sh, long long sw,
                                 long long top, long long left) {
@@ -119,7 +124,8 @@ __global__ void maxpool_forward(long long total, const T* x, T* y, int* argmax,
                 const long long col = q * sw + j - left;
                 if (col < 0 || col >= w) continue;
                 const T v = x[((nn * h + row) * w + col) * c + ch];
-                if (v > best) {
+                // NaN (v != v) wins over numbers, the first NaN over later ones: NumPy's argmax.
+                if (v > best || (v != v && best == best)) {
                     best = v;
                     best_k = (int)(i * pw + j);
                 }
@@ -134,7 +140,7 @@ __global__ void maxpool_forward(long long total, const T* x, T* y, int* argmax,
 // the windows covering its pixel (solving for r and q as col2im does) and adds dy of each window
 // whose argmax is this pixel's position i*pw + j in that window.
 template <typename T>
-__global__ void maxpool_backward(long long total, const T* dy, const int* argmax, T* dx,
+__device__ void maxpool_backward(long long total, const T* dy, const int* argmax, T* dx,
                                  long long h, long long w, long long c, long long oh, long long ow,
                                  long long ph, long long pw, long long sh, long long sw,
                                  long long top, long long left) {
@@ -161,6 +167,29 @@ __global__ void maxpool_backward(long long total, const T* dy, const int* argmax
         dx[idx] = sum;
     }
 }
+
+// The entry points: one extern "C" kernel per template and type (im2col_float, im2col_double,
+// ...). Their plain names need no C++ name lookup, so CuPy loads the module from its disk cache.
+#define WINDOW_PARAMS long long h, long long w, long long c, long long oh, long long ow,             \
+    long long kh, long long kw, long long sh, long long sw, long long top, long long left
+#define WINDOW_ARGS h, w, c, oh, ow, kh, kw, sh, sw, top, left
+#define ENTRY_POINTS(T)                                                                            \
+    extern "C" __global__ void im2col_##T(long long total, const T* x, T* cols, WINDOW_PARAMS) {    \
+        im2col(total, x, cols, WINDOW_ARGS);                                                        \
+    }                                                                                               \
+    extern "C" __global__ void col2im_##T(long long total, const T* cols, T* dx, WINDOW_PARAMS) {   \
+        col2im(total, cols, dx, WINDOW_ARGS);                                                       \
+    }                                                                                               \
+    extern "C" __global__ void maxpool_forward_##T(long long total, const T* x, T* y, int* argmax,  \
+                                                   WINDOW_PARAMS) {                                 \
+        maxpool_forward(total, x, y, argmax, WINDOW_ARGS);                                          \
+    }                                                                                               \
+    extern "C" __global__ void maxpool_backward_##T(long long total, const T* dy, const int* argmax, \
+                                                    T* dx, WINDOW_PARAMS) {                         \
+        maxpool_backward(total, dy, argmax, dx, WINDOW_ARGS);                                       \
+    }
+ENTRY_POINTS(float)
+ENTRY_POINTS(double)
 
 // Affine warp, fill modes as in reference.py (codes are positions in FILL_MODES).
 #define NEAREST 0
@@ -230,7 +259,6 @@ extern "C" __global__ void affine_warp(long long total, const float* images,
 }
 """
 
-_TEMPLATED = ("im2col", "col2im", "maxpool_forward", "maxpool_backward")
 _C_TYPES = {np.dtype(np.float32): "float", np.dtype(np.float64): "double"}
 # No fused multiply-add contraction: the warp then rounds exactly as the numba kernel does.
 # (The other kernels only add and compare floats, so this costs them nothing.)
@@ -246,20 +274,26 @@ def _cupy():
     return cupy
 
 
-def _kernel(name: str, dtype=None):
-    """The compiled kernel ``name`` (``name<float>`` or ``name<double>`` for the templated ones).
+def entry_point(name: str, dtype=None) -> str:
+    """The C name of kernel ``name``: ``name_float`` or ``name_double`` for the templated ones."""
+    if dtype is None:
+        return name
+    if np.dtype(dtype) not in _C_TYPES:
+        raise TypeError(f"gpu kernel {name}: expected a float32 or float64 array, got {np.dtype(dtype)}")
+    return f"{name}_{_C_TYPES[np.dtype(dtype)]}"
 
-    The whole source is compiled on the first call and the kernels are kept for later calls.
+
+def _kernel(name: str, dtype=None):
+    """The compiled kernel ``name`` for arrays of ``dtype`` (see ``entry_point``).
+
+    The whole source is compiled on the first call (or loaded from CuPy's disk cache) and the
+    kernels are kept for later calls.
     """
     global _module
-    if dtype is not None:
-        if np.dtype(dtype) not in _C_TYPES:
-            raise TypeError(f"gpu kernel {name}: expected a float32 or float64 array, got {np.dtype(dtype)}")
-        name = f"{name}<{_C_TYPES[np.dtype(dtype)]}>"
+    name = entry_point(name, dtype)
     if name not in _kernels:
         if _module is None:
-            names = tuple(f"{k}<{t}>" for k in _TEMPLATED for t in _C_TYPES.values())
-            _module = _cupy().RawModule(code=_SOURCE, options=_OPTIONS, name_expressions=names)
+            _module = _cupy().RawModule(code=_SOURCE, options=_OPTIONS)
         _kernels[name] = _module.get_function(name)
     return _kernels[name]
 
@@ -363,3 +397,27 @@ def affine_warp(images, transforms, fill_mode="nearest", cval=0.0):
     out = cp.empty(images.shape, dtype=cp.float32)
     _launch(_kernel("affine_warp"), n * h * w, images, transforms, out, h, w, c, mode, float(cval))
     return out
+
+
+# Adam's update as one element-wise kernel: one launch and one pass over memory per parameter,
+# where the reference expression makes about a dozen launches and six temporaries. The operation
+# is written as the numba kernel in cpu.py writes it (w, m and v are read and written in place).
+ADAM_PARAMS = ("T g, T step_size, T beta_1, T one_minus_beta_1, T beta_2, T one_minus_beta_2, T epsilon",
+               "T w, T m, T v")
+ADAM_OPERATION = """
+m = beta_1 * m + one_minus_beta_1 * g;
+v = beta_2 * v + one_minus_beta_2 * g * g;
+w -= step_size * m / (sqrt(v) + epsilon);
+"""
+_adam_kernel = None
+
+
+def adam_update(w, g, m, v, step_size, beta_1, beta_2, epsilon):
+    """One Adam step in place on device arrays; see ``reference.adam_update``."""
+    global _adam_kernel
+    if _adam_kernel is None:
+        # No multiply-add contraction: each operation rounds as the reference's CuPy operations do.
+        _adam_kernel = _cupy().ElementwiseKernel(*ADAM_PARAMS, ADAM_OPERATION, "tinyconv_adam_update",
+                                                 options=_OPTIONS)
+    t = w.dtype.type
+    _adam_kernel(g, t(step_size), t(beta_1), t(1 - beta_1), t(beta_2), t(1 - beta_2), t(epsilon), w, m, v)

@@ -142,6 +142,8 @@ def maxpool_forward(x, pool_size, strides, padding):
 
     Returns ``(y, argmax)``: y is (N, OH, OW, C); argmax holds, for each output, the position
     ``i * PW + j`` inside its window of the (first) maximum, which is what backward routes to.
+    A NaN propagates, as in ``np.max``: a window holding one gives NaN, and its first NaN is the
+    argmax (NumPy's ``argmax`` rule).
     """
     ph, pw = pool_size
     sh, sw = strides

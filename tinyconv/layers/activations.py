@@ -18,22 +18,22 @@ At x = 0 the (Leaky)ReLU derivative is taken as ``alpha`` (the left one).
 """
 from __future__ import annotations
 
-from .. import kernels
+from .. import arguments, kernels
 from ..backend import get_array_module
-from .base import Layer
+from .base import Layer, constructor_owner, feature_axis_argument
 
 
 class LeakyReLU(Layer):
     def __init__(self, alpha: float | None = None, negative_slope: float | None = None,
                  name: str | None = None, input_shape=None):
+        owner = constructor_owner(self, name)
+        # backward reads the sign of x from y, which holds only for a slope >= 0
+        slopes = [arguments.number(slope, key, owner, low=0) for key, slope in
+                  (("alpha", alpha), ("negative_slope", negative_slope)) if slope is not None]
+        if len(slopes) == 2 and slopes[0] != slopes[1]:
+            raise ValueError(f"{owner}: give alpha or negative_slope, not both (got {alpha} and {negative_slope})")
+        self.alpha = slopes[0] if slopes else 0.3
         super().__init__(name=name, input_shape=input_shape)
-        if alpha is not None and negative_slope is not None and alpha != negative_slope:
-            raise ValueError(f"layer {self.name!r}: give alpha or negative_slope, not both "
-                             f"(got {alpha} and {negative_slope})")
-        slope = next((s for s in (alpha, negative_slope) if s is not None), 0.3)
-        if slope < 0:
-            raise ValueError(f"layer {self.name!r}: the negative slope must be >= 0, got {slope}")
-        self.alpha = float(slope)
 
     def forward(self, x, training: bool = False):
         self.check_input(x)
@@ -51,6 +51,8 @@ class ReLU(LeakyReLU):
 
 
 class Sigmoid(Layer):
+    ends_in_sigmoid = True  # a model ending here fuses it with the loss (see ``Layer.ends_in_sigmoid``)
+
     def forward(self, x, training: bool = False):
         self.check_input(x)
         xp = get_array_module(x)
@@ -61,6 +63,13 @@ class Sigmoid(Layer):
 
     def backward(self, dy):
         return dy * self.y * (1 - self.y)
+
+    def forward_logits(self, x, training: bool = False):
+        self.check_input(x)
+        return x
+
+    def backward_logits(self, dz):
+        return dz
 
 
 class Tanh(Layer):
@@ -75,13 +84,8 @@ class Tanh(Layer):
 
 class Softmax(Layer):
     def __init__(self, axis: int = -1, name: str | None = None, input_shape=None):
+        self.axis = feature_axis_argument(axis, constructor_owner(self, name))
         super().__init__(name=name, input_shape=input_shape)
-        if not isinstance(axis, int) or isinstance(axis, bool):
-            raise TypeError(f"layer {self.name!r} (Softmax): axis must be an int, got {axis!r}")
-        if axis == 0:
-            raise ValueError(f"layer {self.name!r} (Softmax): axis 0 is the batch axis; "
-                             "give a feature axis (default -1)")
-        self.axis = axis
 
     def compute_output_shape(self, input_shape):
         if not -len(input_shape) - 1 < self.axis <= len(input_shape):
@@ -89,9 +93,18 @@ class Softmax(Layer):
                              f"of shape (batch, {', '.join(map(str, input_shape))})")
         return input_shape
 
-    def over_last_axis(self) -> bool:
-        """True for the default axis, and for a positive axis naming the last one."""
+    @property
+    def ends_in_softmax(self) -> bool:
+        """Over the last axis (the default, or a positive axis naming it): fused with categorical
+        cross-entropy, which takes (batch, classes) rows."""
         return self.axis == -1 or (self.input_shape is not None and self.axis == len(self.input_shape))
+
+    def forward_logits(self, x, training: bool = False):
+        self.check_input(x)
+        return x
+
+    def backward_logits(self, dz):
+        return dz
 
     def forward(self, x, training: bool = False):
         self.check_input(x)
@@ -110,10 +123,15 @@ _ACTIVATIONS = {"relu": ReLU, "leaky_relu": LeakyReLU, "sigmoid": Sigmoid, "soft
 
 def get(identifier, owner: str = "activation"):
     """An activation layer for a name (``"relu"``, ``"sigmoid"``, ...), a Layer, or None for linear."""
-    if identifier is None or identifier == "linear":
-        return None
     if isinstance(identifier, Layer):
         return identifier
+    if identifier is None:
+        return None
+    if not isinstance(identifier, str):
+        raise TypeError(f"{owner}: activation must be a name such as 'relu', a layer or None, "
+                        f"got {arguments.describe(identifier)}")
+    if identifier == "linear":
+        return None
     if identifier not in _ACTIVATIONS:
         raise ValueError(f"{owner}: unknown activation {identifier!r}; expected one of "
                          f"{sorted(_ACTIVATIONS) + ['linear', None]}")
@@ -124,8 +142,8 @@ class Activation(Layer):
     """``Activation("sigmoid")``: an activation as a layer of its own."""
 
     def __init__(self, activation, name: str | None = None, input_shape=None):
+        self.function = get(activation, owner=constructor_owner(self, name))
         super().__init__(name=name, input_shape=input_shape)
-        self.function = get(activation, owner=f"layer {self.name!r}")
         self.activation_name = activation if isinstance(activation, str) else type(activation).__name__
 
     def forward(self, x, training: bool = False):
@@ -134,3 +152,18 @@ class Activation(Layer):
 
     def backward(self, dy):
         return dy if self.function is None else self.function.backward(dy)
+
+    @property
+    def ends_in_sigmoid(self) -> bool:
+        return self.function is not None and self.function.ends_in_sigmoid
+
+    @property
+    def ends_in_softmax(self) -> bool:
+        return self.function is not None and self.function.ends_in_softmax
+
+    def forward_logits(self, x, training: bool = False):
+        self.check_input(x)
+        return self.function.forward_logits(x, training)
+
+    def backward_logits(self, dz):
+        return self.function.backward_logits(dz)

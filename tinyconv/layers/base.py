@@ -10,12 +10,21 @@ tensor builds the layer for that shape and returns the symbolic output, which re
 tensors it was computed from. ``Model`` follows those links back from the output to the input.
 A tensor may feed several layers; merge layers (``Add``, ``Concatenate``, in ``merge.py``) are
 called on a list of tensors.
+
+Constructors check every argument (``tinyconv.arguments``) before anything else happens, so a
+refused layer does not even take a name. The base class also guards the order of calls: every
+layer's ``forward`` (and ``forward_logits``) remembers the shape of its output, and every
+``backward`` (``backward_logits``) first checks that a forward came before it and that the upstream
+gradient has that shape (``__init_subclass__`` wraps the methods of each layer class, so no layer
+has to remember to do it).
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
-from .. import backend, config, initializers
+from .. import arguments, backend, config, initializers
 
 _name_counts: dict[str, int] = {}
 
@@ -42,12 +51,35 @@ def _snake_case(class_name: str) -> str:
     return out.replace("2_d", "2d")
 
 
-def as_pair(value, what: str, owner: str) -> tuple[int, int]:
-    """Accept an int or a pair of positive ints (kernel size, strides, pool size)."""
-    pair = (value, value) if isinstance(value, (int, np.integer)) else tuple(value)
-    if len(pair) != 2 or not all(isinstance(v, (int, np.integer)) and v >= 1 for v in pair):
-        raise ValueError(f"{owner}: {what} must be a positive int or a pair of them, got {value!r}")
-    return int(pair[0]), int(pair[1])
+def constructor_owner(layer, name) -> str:
+    """How a constructor's errors name the layer before it has its name: ``Conv2D 'features'`` or ``Conv2D``."""
+    cls = type(layer).__name__
+    return cls if name is None else f"{cls} {arguments.text(name, 'name', cls)!r}"
+
+
+def feature_axis_argument(axis, owner: str) -> int:
+    """An ``axis`` argument that counts the batch axis, as Keras's do, and must not name it."""
+    axis = arguments.integer(axis, "axis", owner)
+    if axis == 0:
+        raise ValueError(f"{owner}: axis 0 is the batch axis; give a feature axis (default -1, the last)")
+    return axis
+
+
+def _remembers_output_shape(forward):
+    @functools.wraps(forward)
+    def checked_forward(self, *args, **kwargs):
+        y = forward(self, *args, **kwargs)
+        self.forward_output_shape = tuple(y.shape)
+        return y
+    return checked_forward
+
+
+def _checks_gradient(backward):
+    @functools.wraps(backward)
+    def checked_backward(self, dy, *args, **kwargs):
+        self.check_gradient(dy)
+        return backward(self, dy, *args, **kwargs)
+    return checked_backward
 
 
 class SymbolicTensor:
@@ -66,7 +98,18 @@ class SymbolicTensor:
 class Layer:
     """Base class: naming, building, input checks, weights access and the functional call."""
 
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        for forward, backward in (("forward", "backward"), ("forward_logits", "backward_logits")):
+            if forward in cls.__dict__:
+                setattr(cls, forward, _remembers_output_shape(cls.__dict__[forward]))
+            if backward in cls.__dict__:
+                setattr(cls, backward, _checks_gradient(cls.__dict__[backward]))
+
     def __init__(self, name: str | None = None, input_shape: tuple | None = None):
+        owner = constructor_owner(self, name)
+        if input_shape is not None:
+            input_shape = arguments.shape(input_shape, "input_shape", owner)
         self.name = name if name is not None else unique_name(_snake_case(type(self).__name__))
         self.params: dict[str, object] = {}  # trainable: the optimizer updates them from grads
         self.grads: dict[str, object] = {}
@@ -74,7 +117,8 @@ class Layer:
         self.built = False
         self.input_shape: tuple | None = None
         self.output_shape: tuple | None = None
-        self.declared_input_shape = tuple(input_shape) if input_shape is not None else None
+        self.declared_input_shape = input_shape
+        self.forward_output_shape: tuple | None = None  # set by every forward, checked by backward
 
     # --- building -------------------------------------------------------------------------
     def build(self, input_shape: tuple) -> None:
@@ -143,6 +187,16 @@ class Layer:
                 f"(batch, height, width, channels), got (batch, {', '.join(map(str, input_shape))})")
         return tuple(input_shape)
 
+    def check_gradient(self, dy) -> None:
+        """Fail clearly when backward comes before forward or ``dy`` does not match forward's output."""
+        if getattr(self, "forward_output_shape", None) is None:  # also a subclass that skipped __init__
+            raise RuntimeError(f"layer {self.name!r} ({type(self).__name__}): backward was called before "
+                               "forward; call forward(x) first, backward uses what it keeps")
+        if tuple(getattr(dy, "shape", ())) != self.forward_output_shape:
+            got = tuple(dy.shape) if hasattr(dy, "shape") else type(dy).__name__
+            raise ValueError(f"layer {self.name!r} ({type(self).__name__}): expected an upstream gradient of "
+                             f"shape {self.forward_output_shape} (the output of the last forward), got {got}")
+
     # --- weights ----------------------------------------------------------------------------
     @property
     def weights(self) -> dict[str, object]:
@@ -160,13 +214,13 @@ class Layer:
             raise ValueError(
                 f"layer {self.name!r}: expected {len(mine)} weight arrays, got {len(weights)}")
         for (key, current), new in zip(mine.items(), weights):
-            new = np.asarray(new)
+            new = backend.to_numpy(new)  # a NumPy or CuPy array, or a nested list
             if new.shape != tuple(current.shape):
                 raise ValueError(
                     f"layer {self.name!r}: weight {key!r} expected shape {tuple(current.shape)}, "
                     f"got {new.shape}")
         for current, new in zip(mine.values(), weights):  # all checked: now change them
-            current[...] = backend.get_array_module(current).asarray(np.asarray(new), dtype=current.dtype)
+            current[...] = backend.get_array_module(current).asarray(backend.to_numpy(new), dtype=current.dtype)
 
     def count_params(self) -> int:
         """Every weight's entries, trainable or not (as Keras counts a layer)."""
@@ -174,6 +228,26 @@ class Layer:
 
     def count_trainable_params(self) -> int:
         return int(sum(int(np.prod(p.shape)) for p in self.params.values()))
+
+    # --- a final sigmoid or softmax, fused with the loss ----------------------------------------------
+    @property
+    def ends_in_sigmoid(self) -> bool:
+        """True when the output is ``sigmoid(z)`` of a ``z = forward_logits(x)``: a model ending in such a
+        layer skips the sigmoid and takes binary cross-entropy on ``z`` (see ``training.py``)."""
+        return False
+
+    @property
+    def ends_in_softmax(self) -> bool:
+        """The same for ``softmax(z)`` over the last axis and categorical cross-entropy."""
+        return False
+
+    def forward_logits(self, x, training: bool = False):
+        """The input z of the final sigmoid or softmax (for a layer that ends in one)."""
+        raise TypeError(f"layer {self.name!r} ({type(self).__name__}) does not end in a sigmoid or softmax")
+
+    def backward_logits(self, dz):
+        """dL/dx from dL/dz, z being what ``forward_logits`` returned."""
+        raise TypeError(f"layer {self.name!r} ({type(self).__name__}) does not end in a sigmoid or softmax")
 
     # --- receptive field ----------------------------------------------------------------------
     def receptive_field(self, field: tuple[int, int, int, int] | None):
@@ -195,14 +269,13 @@ class WindowLayer(Layer):
     as ``top = total // 2`` and the rest (one more when odd) at the bottom, so ``OH = ceil(H / SH)``.
     """
 
-    def __init__(self, window, strides, padding: str, **kwargs):
-        super().__init__(**kwargs)
-        self.window = as_pair(window, "window size", f"layer {self.name!r}")
-        self.strides = as_pair(strides, "strides", f"layer {self.name!r}")
-        if padding not in ("valid", "same"):
-            raise ValueError(f"layer {self.name!r}: padding must be 'valid' or 'same', got {padding!r}")
-        self.padding = padding
+    def __init__(self, window, strides, padding: str, window_name: str = "window size", **kwargs):
+        owner = constructor_owner(self, kwargs.get("name"))
+        self.window = arguments.pair(window, window_name, owner)
+        self.strides = arguments.pair(strides, "strides", owner)
+        self.padding = arguments.one_of(padding, "padding", owner, ("valid", "same"))
         self.pads = (0, 0, 0, 0)
+        super().__init__(**kwargs)
 
     def compute_output_shape(self, input_shape):
         h, w, _ = self.image_shape(input_shape)
@@ -239,6 +312,7 @@ class InputLayer(Layer):
     """The graph's entry: holds the input shape (without the batch axis)."""
 
     def __init__(self, shape: tuple, name: str | None = None):
+        shape = arguments.shape(shape, "shape", constructor_owner(self, name))
         super().__init__(name=name)
         self.build(shape)
 
@@ -255,11 +329,5 @@ class InputLayer(Layer):
 
 def Input(shape: tuple, name: str | None = None) -> SymbolicTensor:
     """The functional API's start: ``inputs = Input(shape=(32, 32, 3))`` (no batch axis)."""
-    try:
-        shape = tuple(int(d) for d in shape)
-    except TypeError:
-        raise TypeError(f"Input: shape must be a tuple of ints like (32, 32, 3), got {shape!r}") from None
-    if not shape or any(d < 1 for d in shape):
-        raise ValueError(f"Input: shape must hold positive sizes, got {shape!r}")
     layer = InputLayer(shape, name=name)
-    return SymbolicTensor(shape, layer, [])
+    return SymbolicTensor(layer.input_shape, layer, [])

@@ -21,28 +21,17 @@ Backward, given ``dZ = dL/dZ`` reshaped to (N*OH*OW, F):
 (Like every deep-learning library, this computes cross-correlation; the kernel is learned, so
 flipping it would change nothing.)
 
-Algorithm. The formulas above are ``algorithm="im2col"``. On the CPU, a 3x3 stride-1 layer with
-at least ``WINOGRAD_MIN_CHANNELS`` input channels runs the Winograd algorithm of ``winograd.py``
-instead (``algorithm="auto"``, the default): the same function with 4x fewer multiplications,
-F(4x4, 3x3). ``"winograd"`` (F(4x4, 3x3)) and ``"winograd_2x2"`` (F(2x2, 3x3): 2.25x fewer, and
-float32 rounding as small as im2col's) ask for it wherever the kernel shape allows; on the GPU,
-Conv2D always uses im2col.
+Algorithm. The code below is these formulas. Which algorithm runs is decided in one call,
+``conv_algorithms.choose``: Winograd (4x fewer multiplications, for 3x3 stride-1 layers on the CPU,
+``algorithm=`` picks it) or the loop kernels (when switched on) compute the same function
+otherwise; ``conv_algorithms.Im2colBuffer`` reuses the im2col matrix from step to step.
 """
 from __future__ import annotations
 
-from .. import kernels
-from ..backend import get_array_module
-from . import winograd
-from .base import WindowLayer
+from .. import arguments, initializers, kernels
+from . import conv_algorithms
+from .base import WindowLayer, constructor_owner
 from .linear import LinearLayer
-
-# The Winograd tile of each algorithm name; "auto" takes "winograd" where it applies, else im2col.
-WINOGRAD_TILES = {"winograd": winograd.F4X4_3X3, "winograd_2x2": winograd.F2X2_3X3}
-ALGORITHMS = ("auto", "im2col", *WINOGRAD_TILES)
-# With few input channels the 36 Winograd products are thin (inner dimension C) and bound by
-# memory, while im2col's single product has 9*C. Measured at batch 32 on 32x32 inputs, forward +
-# backward: C=16 im2col 19 ms vs Winograd 24 ms; C=32 26 vs 21 ms; C=64 70 vs 41 ms.
-WINOGRAD_MIN_CHANNELS = 32
 
 
 class Conv2D(WindowLayer, LinearLayer):
@@ -50,22 +39,24 @@ class Conv2D(WindowLayer, LinearLayer):
                  activation=None, use_bias: bool = True, kernel_initializer="glorot_uniform",
                  bias_initializer="zeros", algorithm: str = "auto", name: str | None = None,
                  input_shape=None):
-        super().__init__(window=kernel_size, strides=strides, padding=padding, activation=activation,
-                         name=name, input_shape=input_shape)
-        if not isinstance(filters, int) or filters < 1:
-            raise ValueError(f"layer {self.name!r}: filters must be a positive int, got {filters!r}")
-        self.filters = filters
-        if algorithm not in ALGORITHMS:
-            raise ValueError(f"layer {self.name!r}: algorithm must be one of {ALGORITHMS}, got {algorithm!r}")
-        if algorithm in WINOGRAD_TILES and not self._winograd_shape():
-            raise ValueError(f"layer {self.name!r}: the Winograd algorithm needs a 3x3 kernel with "
-                             f"strides 1, got kernel {self.window} and strides {self.strides}")
-        self.algorithm = algorithm
+        owner = constructor_owner(self, name)
+        self.filters = arguments.integer(filters, "filters", owner, low=1)
+        kernel_size = arguments.pair(kernel_size, "kernel_size", owner)
+        strides = arguments.pair(strides, "strides", owner)
+        self.use_bias = arguments.boolean(use_bias, "use_bias", owner)
+        initializers.get(kernel_initializer, owner=f"{owner}: kernel_initializer")
+        initializers.get(bias_initializer, owner=f"{owner}: bias_initializer")
+        self.algorithm = arguments.one_of(algorithm, "algorithm", owner, conv_algorithms.ALGORITHMS)
+        if algorithm in conv_algorithms.WINOGRAD_TILES and \
+                not conv_algorithms.winograd_shape(kernel_size, strides):
+            raise ValueError(f"{owner}: the Winograd algorithm needs a 3x3 kernel with "
+                             f"strides 1, got kernel {kernel_size} and strides {strides}")
+        super().__init__(window=kernel_size, strides=strides, padding=padding, window_name="kernel_size",
+                         activation=activation, name=name, input_shape=input_shape)
         self.kernel_size = self.window
-        self.use_bias = use_bias
         self.kernel_initializer = kernel_initializer
         self.bias_initializer = bias_initializer
-        self.cols = None
+        self.columns = conv_algorithms.Im2colBuffer()
 
     def output_channels(self, input_channels: int) -> int:
         return self.filters
@@ -79,26 +70,22 @@ class Conv2D(WindowLayer, LinearLayer):
 
     def forward_linear(self, x):
         self.check_input(x)
-        if self._runs_winograd(x):
-            bias = self.params["bias"] if self.use_bias else x.dtype.type(0)
-            transforms = WINOGRAD_TILES["winograd" if self.algorithm == "auto" else self.algorithm]
-            z, cache = winograd.forward(x, self.params["kernel"], bias, self.pads,
-                                        (x.shape[0], *self.output_shape), transforms)
-            self.cache = "winograd", cache
+        algorithm = conv_algorithms.choose(self, x)  # "im2col": the formulas below
+        if algorithm != "im2col":
+            z, cache = conv_algorithms.OTHERS[algorithm].forward(self, x)
+            self.cache = algorithm, cache
             return z
-        n = x.shape[0]
-        cols = kernels.im2col(x, self.kernel_size, self.strides, self.pads, out=self._cols_buffer(x))
-        weights = self.params["kernel"].reshape(-1, self.filters)
-        z = cols @ weights
+        cols = self.columns.im2col(x, self.kernel_size, self.strides, self.pads)  # X
+        z = cols @ self.params["kernel"].reshape(-1, self.filters)                # Z = X W
         if self.use_bias:
-            z += self.params["bias"]
+            z += self.params["bias"]                                              #   + b
         self.cache = "im2col", (cols, x.shape)
-        return z.reshape(n, *self.output_shape)
+        return z.reshape(x.shape[0], *self.output_shape)
 
     def backward_linear(self, dz, input_gradient: bool = True):
         algorithm, cache = self.cache
-        if algorithm == "winograd":
-            dkernel, dbias, dx = winograd.backward(dz, cache, input_gradient)
+        if algorithm != "im2col":
+            dkernel, dbias, dx = conv_algorithms.OTHERS[algorithm].backward(self, dz, cache, input_gradient)
             self.grads["kernel"] = dkernel
             if self.use_bias:
                 self.grads["bias"] = dbias
@@ -106,29 +93,10 @@ class Conv2D(WindowLayer, LinearLayer):
         cols, x_shape = cache
         dz = dz.reshape(-1, self.filters)
         kernel = self.params["kernel"]
-        self.grads["kernel"] = (cols.T @ dz).reshape(kernel.shape)
+        self.grads["kernel"] = (cols.T @ dz).reshape(kernel.shape)                # dW = X^T dZ
         if self.use_bias:
-            self.grads["bias"] = dz.sum(axis=0)
+            self.grads["bias"] = dz.sum(axis=0)                                   # db = sum of dZ's rows
         if not input_gradient:
             return None
-        dcols = dz @ kernel.reshape(-1, self.filters).T
+        dcols = dz @ kernel.reshape(-1, self.filters).T                           # dX = dZ W^T
         return kernels.col2im(dcols, x_shape, self.kernel_size, self.strides, self.pads)
-
-    def _winograd_shape(self) -> bool:
-        return self.window == (3, 3) and self.strides == (1, 1)
-
-    def _runs_winograd(self, x) -> bool:
-        if self.algorithm == "im2col" or not self._winograd_shape() or not kernels.has_winograd(x):
-            return False
-        return self.algorithm != "auto" or self.input_shape[2] >= WINOGRAD_MIN_CHANNELS
-
-    def _cols_buffer(self, x):
-        """The (N*OH*OW, KH*KW*C) im2col matrix, the step's largest array, kept from step to step:
-        it must live from forward to backward anyway, and reusing it saves a fresh allocation."""
-        shape = (x.shape[0] * self.output_shape[0] * self.output_shape[1],
-                 self.kernel_size[0] * self.kernel_size[1] * self.input_shape[2])
-        xp = get_array_module(x)
-        if self.cols is None or self.cols.shape != shape or self.cols.dtype != x.dtype or \
-                get_array_module(self.cols) is not xp:
-            self.cols = xp.empty(shape, dtype=x.dtype)
-        return self.cols

@@ -33,8 +33,8 @@ from __future__ import annotations
 
 import math
 
-from .. import kernels
-from .base import WindowLayer
+from .. import arguments, initializers, kernels
+from .base import WindowLayer, constructor_owner
 from .linear import LinearLayer
 
 
@@ -42,13 +42,14 @@ class Conv2DTranspose(WindowLayer, LinearLayer):
     def __init__(self, filters: int, kernel_size, strides=(1, 1), padding: str = "valid",
                  activation=None, use_bias: bool = True, kernel_initializer="glorot_uniform",
                  bias_initializer="zeros", name: str | None = None, input_shape=None):
-        super().__init__(window=kernel_size, strides=strides, padding=padding, activation=activation,
-                         name=name, input_shape=input_shape)
-        if not isinstance(filters, int) or filters < 1:
-            raise ValueError(f"layer {self.name!r}: filters must be a positive int, got {filters!r}")
-        self.filters = filters
+        owner = constructor_owner(self, name)
+        self.filters = arguments.integer(filters, "filters", owner, low=1)
+        self.use_bias = arguments.boolean(use_bias, "use_bias", owner)
+        initializers.get(kernel_initializer, owner=f"{owner}: kernel_initializer")
+        initializers.get(bias_initializer, owner=f"{owner}: bias_initializer")
+        super().__init__(window=kernel_size, strides=strides, padding=padding, window_name="kernel_size",
+                         activation=activation, name=name, input_shape=input_shape)
         self.kernel_size = self.window
-        self.use_bias = use_bias
         self.kernel_initializer = kernel_initializer
         self.bias_initializer = bias_initializer
 

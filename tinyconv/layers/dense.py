@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Layer
+from .. import arguments, initializers
+from .base import Layer, constructor_owner
 from .linear import LinearLayer
 
 
@@ -22,11 +23,12 @@ class Dense(LinearLayer):
     def __init__(self, units: int, activation=None, use_bias: bool = True,
                  kernel_initializer="glorot_uniform", bias_initializer="zeros",
                  name: str | None = None, input_shape=None):
+        owner = constructor_owner(self, name)
+        self.units = arguments.integer(units, "units", owner, low=1)
+        self.use_bias = arguments.boolean(use_bias, "use_bias", owner)
+        initializers.get(kernel_initializer, owner=f"{owner}: kernel_initializer")
+        initializers.get(bias_initializer, owner=f"{owner}: bias_initializer")
         super().__init__(activation=activation, name=name, input_shape=input_shape)
-        if not isinstance(units, int) or units < 1:
-            raise ValueError(f"layer {self.name!r}: units must be a positive int, got {units!r}")
-        self.units = units
-        self.use_bias = use_bias
         self.kernel_initializer = kernel_initializer
         self.bias_initializer = bias_initializer
 

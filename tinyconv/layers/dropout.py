@@ -14,19 +14,18 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import random
+from .. import arguments, random
 from ..backend import get_array_module
-from .base import Layer
+from .base import Layer, constructor_owner
 
 
 class Dropout(Layer):
     def __init__(self, rate: float, seed: int | None = None, name: str | None = None, input_shape=None):
-        super().__init__(name=name, input_shape=input_shape)
-        if not 0 <= rate < 1:
-            raise ValueError(f"layer {self.name!r}: rate must be in [0, 1), got {rate!r}")
-        self.rate = float(rate)
-        self.seed = seed
+        owner = constructor_owner(self, name)
+        self.rate = arguments.number(rate, "rate", owner, low=0, high=1, high_open=True)
+        self.seed = arguments.seed(seed, "seed", owner)
         self.generator = np.random.default_rng(seed) if seed is not None else None
+        super().__init__(name=name, input_shape=input_shape)
 
     def forward(self, x, training: bool = False):
         self.check_input(x)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import inspect
 
 from . import activations
-from .base import Layer
+from .base import Layer, constructor_owner
 
 
 class LinearLayer(Layer):
@@ -20,12 +20,26 @@ class LinearLayer(Layer):
     """
 
     def __init__(self, activation=None, **kwargs):
+        self.activation = activations.get(activation, owner=constructor_owner(self, kwargs.get("name")))
         super().__init__(**kwargs)
-        self.activation = activations.get(activation, owner=f"layer {self.name!r}")
 
     def forward(self, x, training: bool = False):
         z = self.forward_linear(x)
         return z if self.activation is None else self.activation.forward(z, training)
+
+    @property
+    def ends_in_sigmoid(self) -> bool:
+        return self.activation is not None and self.activation.ends_in_sigmoid
+
+    @property
+    def ends_in_softmax(self) -> bool:
+        return self.activation is not None and self.activation.ends_in_softmax
+
+    def forward_logits(self, x, training: bool = False):
+        return self.activation.forward_logits(self.forward_linear(x), training)
+
+    def backward_logits(self, dz):
+        return self.backward_linear(self.activation.backward_logits(dz))
 
     def backward(self, dy, input_gradient: bool = True):
         """``input_gradient=False`` fills ``grads`` and returns None (for a model's first layer).

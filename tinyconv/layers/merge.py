@@ -19,7 +19,7 @@ gradients coming back from each use are *summed* (the multivariate chain rule).
 from __future__ import annotations
 
 from ..backend import get_array_module
-from .base import Layer, SymbolicTensor
+from .base import Layer, SymbolicTensor, constructor_owner, feature_axis_argument
 
 
 class Merge(Layer):
@@ -87,13 +87,8 @@ class Add(Merge):
 
 class Concatenate(Merge):
     def __init__(self, axis: int = -1, name: str | None = None):
+        self.axis = feature_axis_argument(axis, constructor_owner(self, name))
         super().__init__(name=name)
-        if not isinstance(axis, int) or isinstance(axis, bool):
-            raise TypeError(f"layer {self.name!r} (Concatenate): axis must be an int, got {axis!r}")
-        if axis == 0:
-            raise ValueError(f"layer {self.name!r} (Concatenate): axis 0 is the batch axis; "
-                             "concatenate along a feature axis (default -1, the channels)")
-        self.axis = axis
 
     def compute_output_shape(self, input_shapes):
         rank = len(input_shapes[0])

@@ -29,11 +29,9 @@ depend on every x of the batch: forgetting them is the classic mistake. The sums
 """
 from __future__ import annotations
 
-import math
-
-from .. import kernels
+from .. import arguments, initializers, kernels
 from ..backend import get_array_module
-from .base import Layer
+from .base import Layer, constructor_owner, feature_axis_argument
 
 
 class BatchNormalization(Layer):
@@ -41,27 +39,19 @@ class BatchNormalization(Layer):
                  scale: bool = True, beta_initializer="zeros", gamma_initializer="ones",
                  moving_mean_initializer="zeros", moving_variance_initializer="ones",
                  name: str | None = None, input_shape=None):
-        super().__init__(name=name, input_shape=input_shape)
-        owner = f"layer {self.name!r} (BatchNormalization)"
-        if not isinstance(axis, int) or isinstance(axis, bool):
-            raise TypeError(f"{owner}: axis must be an int, got {axis!r}")
-        if axis == 0:
-            raise ValueError(f"{owner}: axis 0 is the batch axis; give the feature axis (default -1)")
-        for what, value in (("momentum", momentum), ("epsilon", epsilon)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise ValueError(f"{owner}: {what} must be a finite number, got {value!r}")
-        if not 0 <= momentum <= 1:
-            raise ValueError(f"{owner}: momentum must be in [0, 1], got {momentum!r}")
-        if epsilon <= 0:
-            raise ValueError(f"{owner}: epsilon must be > 0 (it keeps 1 / sqrt(var + eps) finite), got {epsilon!r}")
-        for what, value in (("center", center), ("scale", scale)):
-            if not isinstance(value, bool):
-                raise TypeError(f"{owner}: {what} must be True or False, got {value!r}")
-        self.axis, self.momentum, self.epsilon = axis, float(momentum), float(epsilon)
-        self.center, self.scale = center, scale
+        owner = constructor_owner(self, name)
+        self.axis = feature_axis_argument(axis, owner)
+        self.momentum = arguments.number(momentum, "momentum", owner, low=0, high=1)
+        # epsilon > 0 keeps 1 / sqrt(var + eps) finite for a constant channel
+        self.epsilon = arguments.number(epsilon, "epsilon", owner, low=0, low_open=True)
+        self.center = arguments.boolean(center, "center", owner)
+        self.scale = arguments.boolean(scale, "scale", owner)
         self.initializers = {"gamma": gamma_initializer, "beta": beta_initializer,
                              "moving_mean": moving_mean_initializer,
                              "moving_variance": moving_variance_initializer}
+        for weight, initializer in self.initializers.items():
+            initializers.get(initializer, owner=f"{owner}: {weight}_initializer")
+        super().__init__(name=name, input_shape=input_shape)
 
     def compute_output_shape(self, input_shape):
         rank = len(input_shape) + 1  # with the batch axis, which ``axis`` counts (as in Keras)

@@ -31,7 +31,7 @@ class MaxPooling2D(WindowLayer):
     def __init__(self, pool_size=(2, 2), strides=None, padding: str = "valid",
                  name: str | None = None, input_shape=None):
         super().__init__(window=pool_size, strides=pool_size if strides is None else strides,
-                         padding=padding, name=name, input_shape=input_shape)
+                         padding=padding, window_name="pool_size", name=name, input_shape=input_shape)
         self.pool_size = self.window
 
     def forward(self, x, training: bool = False):

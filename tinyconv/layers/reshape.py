@@ -10,22 +10,27 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Layer
+from .. import arguments
+from .base import Layer, constructor_owner
+
+
+def _is_minus_one(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value == -1
 
 
 class Reshape(Layer):
     def __init__(self, target_shape, name: str | None = None, input_shape=None):
+        owner = constructor_owner(self, name)
+        given = tuple(target_shape) if isinstance(target_shape, (tuple, list)) else target_shape
+        inferred = [i for i, d in enumerate(given) if _is_minus_one(d)] if isinstance(given, tuple) else []
+        if len(inferred) > 1:
+            raise ValueError(f"{owner}: target_shape may hold one -1 (the inferred size), got {given}")
+        # The -1 is checked as a 1: every other entry must be a positive integer.
+        checked = arguments.sizes(tuple(1 if i in inferred else d for i, d in enumerate(given))
+                                  if isinstance(given, tuple) else given, "target_shape", owner,
+                                  "a tuple of positive integers with at most one -1, like (4, 4, 64)")
+        self.target_shape = tuple(-1 if i in inferred else d for i, d in enumerate(checked))
         super().__init__(name=name, input_shape=input_shape)
-        try:
-            target = tuple(target_shape)
-        except TypeError:
-            raise TypeError(f"layer {self.name!r}: target_shape must be a tuple of ints like (4, 4, 64), "
-                            f"got {target_shape!r}") from None
-        if not target or not all(isinstance(d, (int, np.integer)) and not isinstance(d, bool) and
-                                 (d >= 1 or d == -1) for d in target) or target.count(-1) > 1:
-            raise ValueError(f"layer {self.name!r}: target_shape must hold positive ints and at most "
-                             f"one -1, got {target_shape!r}")
-        self.target_shape = tuple(int(d) for d in target)
 
     def compute_output_shape(self, input_shape):
         size = int(np.prod(input_shape))

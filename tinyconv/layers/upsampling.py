@@ -15,8 +15,9 @@ parameters; the layer is the adjoint of a sum pooling with the same window.
 """
 from __future__ import annotations
 
+from .. import arguments
 from ..backend import get_array_module
-from .base import Layer, as_pair
+from .base import Layer, constructor_owner
 
 INTERPOLATIONS = ("nearest",)
 
@@ -24,12 +25,11 @@ INTERPOLATIONS = ("nearest",)
 class UpSampling2D(Layer):
     def __init__(self, size=(2, 2), interpolation: str = "nearest", name: str | None = None,
                  input_shape=None):
+        owner = constructor_owner(self, name)
+        self.size = arguments.pair(size, "size", owner)
+        # Keras also offers "bilinear"; tinyconv has nearest-neighbour copies only.
+        self.interpolation = arguments.one_of(interpolation, "interpolation", owner, INTERPOLATIONS)
         super().__init__(name=name, input_shape=input_shape)
-        self.size = as_pair(size, "size", f"layer {self.name!r}")
-        if interpolation not in INTERPOLATIONS:
-            raise ValueError(f"layer {self.name!r}: interpolation must be one of {INTERPOLATIONS} "
-                             f"(tinyconv has no bilinear upsampling), got {interpolation!r}")
-        self.interpolation = interpolation
 
     def compute_output_shape(self, input_shape):
         h, w, c = self.image_shape(input_shape)
