@@ -24,22 +24,13 @@ def to_rgb(image: np.ndarray, stretch: bool = True) -> np.ndarray:
     Three channels (DNA, actin, marker) become blue, green and magenta, the usual false colours;
     one channel is shown in grey; two as blue (channel 0) and green (channel 1); of more than three
     (your own images), the first three. Each channel is stretched to its 99.5th percentile, as
-    microscopy viewers do.
+    microscopy viewers do; with ``stretch=False`` values in [0, 1] are shown as they are, so images
+    can be compared by brightness.
     """
     image = np.asarray(image, dtype=np.float64)
     if image.ndim != 3 or image.shape[-1] < 1:
         raise ValueError(f"plots.to_rgb: expected an (H, W, C) image, got {image.shape}")
     image = image[:, :, :3]
-    top = np.percentile(image, 99.5, axis=(0, 1))
-
-
-    one channel is shown in grey; two as blue (channel 0) and green (channel 1).
-    Each channel is stretched to its 99.5th percentile, as microscopy viewers do; with
-    ``stretch=False`` values in [0, 1] are shown as they are, so images can be compared by brightness.
-    """
-    image = np.asarray(image, dtype=np.float64)
-    if image.ndim != 3 or image.shape[-1] not in (1, 2, 3):
-        raise ValueError(f"plots.to_rgb: expected an (H, W, C) image with C in (1, 2, 3), got {image.shape}")
     top = np.percentile(image, 99.5, axis=(0, 1)) if stretch else 1.0
     image = np.clip(image / np.maximum(top, 1e-6), 0.0, 1.0)
     c = image.shape[-1]
@@ -322,6 +313,8 @@ def plot_feature_maps(image, maps: dict, path, channels: int = 8) -> Path:
         for ax in row:
             ax.axis("off")
     fig.suptitle("feature maps of one cell: each layer's most active channels (brighter = stronger)", fontsize=9)
+    fig.tight_layout()
+    return _save(fig, plt, path)
 
 
 # --- generated cells: image grids and the GAN's curves ---------------------------------------------
