@@ -158,3 +158,14 @@ def test_a_checkpoint_of_another_gan_changes_neither_model(rng, tmp_path):
         other.load_checkpoint(tmp_path / "gan.npz")
     for a, b in zip(before, other.generator.get_weights() + other.discriminator.get_weights()):
         np.testing.assert_array_equal(a, b)
+
+
+def test_a_step_on_each_device_gives_the_cpus_losses(rng, device):
+    real = rng.uniform(-1, 1, (6, 4, 4, 2)).astype(np.float32)
+    results = []
+    for name in ("cpu", device):
+        tinyconv.set_device(name)
+        tinyconv.set_seed(7)
+        results.append(tiny_gan().train_step(real))
+    for key in results[0]:
+        assert results[1][key] == pytest.approx(results[0][key], rel=1e-4, abs=1e-5), key
