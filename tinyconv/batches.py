@@ -9,16 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import random
-
-
-def check_count(value, name: str, owner: str, minimum: int = 1) -> int:
-    """``value`` as an int if it is a Python or NumPy integer (not a bool) of at least ``minimum``."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{owner}: {name} must be an int, got {type(value).__name__} {value!r}")
-    if value < minimum:
-        raise ValueError(f"{owner}: {name} must be >= {minimum}, got {value}")
-    return int(value)
+from . import arguments, random
 
 
 def check_images(x, owner: str) -> None:
@@ -64,7 +55,7 @@ class ArrayIterator:
 
     def __init__(self, x: np.ndarray, y: np.ndarray, batch_size: int = 32, shuffle: bool = True):
         self.x, self.y = x, y
-        self.batch_size = check_count(batch_size, "batch_size", "ArrayIterator")
+        self.batch_size = arguments.integer(batch_size, "batch_size", "ArrayIterator", low=1)
         self.shuffle = shuffle
         self.n = len(x)
         self.order = np.arange(self.n)

@@ -34,8 +34,8 @@ import warnings
 import numpy as np
 from tqdm.auto import tqdm
 
-from . import backend, kernels, losses, optimizers
-from .batches import ArrayIterator, check_count, check_images, check_labels
+from . import arguments, backend, kernels, losses, optimizers
+from .batches import ArrayIterator, check_images, check_labels
 from .callbacks import Callback, ProgressBar, TrainingCheckpoint, is_terminal
 
 
@@ -190,16 +190,16 @@ class Trainable:
         """
         self._require_compiled("fit")
         owner = f"model {self.name!r}: fit"
-        batch_size = check_count(batch_size, "batch_size", owner)
-        epochs = check_count(epochs, "epochs", owner, minimum=0)
-        initial_epoch = check_count(initial_epoch, "initial_epoch", owner, minimum=0)
+        batch_size = arguments.integer(batch_size, "batch_size", owner, low=1)
+        epochs = arguments.integer(epochs, "epochs", owner, low=0)
+        initial_epoch = arguments.integer(initial_epoch, "initial_epoch", owner, low=0)
         if initial_epoch >= epochs:
             raise ValueError(f"{owner}: initial_epoch ({initial_epoch}) must be below epochs ({epochs}): "
                              "epochs is the index of the last epoch plus one, as in Keras, so nothing would run")
         if steps_per_epoch is not None:
-            steps_per_epoch = check_count(steps_per_epoch, "steps_per_epoch", owner)
-        _check_flag(shuffle, "shuffle", owner)
-        _check_flag(stop_on_nan, "stop_on_nan", owner)
+            steps_per_epoch = arguments.integer(steps_per_epoch, "steps_per_epoch", owner, low=1)
+        shuffle = arguments.boolean(shuffle, "shuffle", owner)
+        stop_on_nan = arguments.boolean(stop_on_nan, "stop_on_nan", owner)
         verbose = _check_verbose(verbose, owner)
         data = self._batches(x, y, batch_size, shuffle, "fit")
         steps = steps_per_epoch or len(data)
@@ -315,7 +315,7 @@ class Trainable:
         """
         self._require_compiled("evaluate")
         owner = f"model {self.name!r}: evaluate"
-        batch_size = check_count(batch_size, "batch_size", owner)
+        batch_size = arguments.integer(batch_size, "batch_size", owner, low=1)
         verbose = _check_verbose(verbose, owner)
         data = self._batches(x, y, batch_size, False, "evaluate")
         self._check_finite_weights("evaluate")
@@ -349,7 +349,7 @@ class Trainable:
         if isinstance(x, (list, tuple)) or not hasattr(x, "ndim"):
             raise TypeError(f"{owner} takes a NumPy array of images (N, H, W, C), got {type(x).__name__}"
                             + (" (stack a list of images with np.stack)" if isinstance(x, (list, tuple)) else ""))
-        batch_size = check_count(batch_size, "batch_size", owner)
+        batch_size = arguments.integer(batch_size, "batch_size", owner, low=1)
         verbose = _check_verbose(verbose, owner)
         self._check_images(x, "predict")
         self._check_finite_weights("predict")
@@ -484,11 +484,6 @@ def _progress(iterable, verbose: int, what: str):
     if verbose != 1 or not is_terminal(sys.stdout):  # no carriage-return bars in log files
         return iterable
     return tqdm(iterable, desc=what, unit="batch", file=sys.stdout, leave=False)
-
-
-def _check_flag(value, name: str, owner: str) -> None:
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{owner}: {name} must be True or False, got {type(value).__name__} {value!r}")
 
 
 def _check_verbose(verbose, owner: str) -> int:
