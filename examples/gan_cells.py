@@ -14,7 +14,7 @@ The whole flow, in order:
 
 Usage::
 
-    python examples/gan_cells.py                     # the default run (about 5 minutes on 2 quiet cores)
+    python examples/gan_cells.py                     # the default run (about 4 minutes on 2 quiet cores)
     python examples/gan_cells.py --quick             # a smoke test: tiny data, 2 short epochs
     python examples/gan_cells.py --resume runs/20240101-120000 --epochs 30   # continue, or go longer
 

@@ -21,7 +21,7 @@ divides each step by the gradient's own running size, which hides the lesson).
 
 Usage::
 
-    python examples/vanishing_gradients.py            # a few minutes on 2 CPU cores
+    python examples/vanishing_gradients.py            # about a minute on 2 idle CPU cores
     python examples/vanishing_gradients.py --quick    # a smoke run, under a minute
     python examples/vanishing_gradients.py --out runs # the folder that receives runs/<timestamp>/
 """
