@@ -79,10 +79,13 @@ class GAN:
         z = random.generator("latent").standard_normal((n, self.latent_dim))
         return z.astype(config.float_dtype())
 
-    def _bce_and_gradient(self, logits, target: float) -> tuple[float, object]:
+    def _bce(self, logits, target: float):
+        """The loss against ``target``, its gradient at the logits, and D's mean belief sigmoid(s),
+        which the loss computed already; the scalars stay on the device."""
         xp = backend.get_array_module(logits)
-        loss = self.loss.forward(logits, xp.full(logits.shape, target, dtype=logits.dtype))
-        return loss, self.loss.backward()
+        loss = self.loss.value(logits, xp.full(logits.shape, target, dtype=logits.dtype))
+        belief = self.loss.cache[0].mean()
+        return loss, self.loss.backward(), belief
 
     def train_step(self, real) -> dict[str, float]:
         """One discriminator step and one generator step on a batch of real images.
@@ -93,31 +96,30 @@ class GAN:
         g, d = self.generator, self.discriminator
         real = d.prepare_input(real)
         fake = g.forward(self.sample_noise(real.shape[0]), training=True)
+        xp = backend.get_array_module(real)
 
         # Discriminator: real images are labelled 1, generated ones 0; G is left alone.
-        real_logits = d.forward(real, training=True)
-        d_loss_real, grad = self._bce_and_gradient(real_logits, 1.0)
+        d_loss_real, grad, d_real = self._bce(d.forward(real, training=True), 1.0)
         d.backward(grad, input_gradient=False)
         real_grads = [gradient.copy() for gradient in d.gradients()]
-        fake_logits = d.forward(fake, training=True)
-        d_loss_fake, grad = self._bce_and_gradient(fake_logits, 0.0)
+        d_loss_fake, grad, d_fake = self._bce(d.forward(fake, training=True), 0.0)
         d.backward(grad, input_gradient=False)
-        d_loss = d_loss_real + d_loss_fake
+        # One device-to-host transfer for the discriminator's scalars.
+        d_loss, d_real, d_fake = (float(v) for v in backend.to_numpy(
+            xp.stack([d_loss_real + d_loss_fake, d_real, d_fake])))
         if not math.isfinite(d_loss):
             raise FloatingPointError(f"GAN: the discriminator's loss is {d_loss}; lower the learning rates")
         d.optimizer.step(d.trainable_params(), [a + b for a, b in zip(real_grads, d.gradients())])
 
         # Generator: it wants D to call its images real; the gradient reaches it through D's input.
-        g_loss, grad = self._bce_and_gradient(d.forward(fake, training=True), 1.0)
+        g_loss, grad, _ = self._bce(d.forward(fake, training=True), 1.0)
+        g_loss = float(backend.to_numpy(g_loss))
         if not math.isfinite(g_loss):
             raise FloatingPointError(f"GAN: the generator's loss is {g_loss}; lower the learning rates")
         self.last_fake, self.last_image_gradient = fake, d.backward(grad)
         g.backward(self.last_image_gradient, input_gradient=False)
         g.optimizer.step(g.trainable_params(), g.gradients())
-
-        xp = backend.get_array_module(real_logits)
-        beliefs = backend.to_numpy(xp.stack([_mean_sigmoid(real_logits), _mean_sigmoid(fake_logits)]))
-        return {"d_loss": d_loss, "g_loss": g_loss, "d_real": float(beliefs[0]), "d_fake": float(beliefs[1])}
+        return {"d_loss": d_loss, "g_loss": g_loss, "d_real": d_real, "d_fake": d_fake}
 
     def generate(self, noise) -> np.ndarray:
         """Images for the given latent vectors, with the generator in inference mode (host array)."""
@@ -144,7 +146,3 @@ class GAN:
                            source=f"{source} (discriminator)")
         return int(state["epoch"]), state["arrays"]
 
-
-def _mean_sigmoid(logits):
-    xp = backend.get_array_module(logits)
-    return (1 / (1 + xp.exp(-logits))).mean()
