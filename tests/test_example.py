@@ -77,6 +77,7 @@ def test_quick_run_report_and_falling_loss(quick_run):
 
 
 @pytest.mark.slow
+@pytest.mark.determinism
 def test_resumed_quick_run_equals_the_uninterrupted_one(quick_run, tmp_path):
     _, straight, _ = quick_run
     run_example(tmp_path, "--epochs", "1")

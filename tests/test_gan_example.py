@@ -58,6 +58,7 @@ def test_the_quick_run_writes_every_artifact(runs):
     assert "Fréchet distance" in stdout
 
 
+@pytest.mark.determinism
 def test_a_resumed_run_equals_the_straight_run_bit_for_bit(runs):
     straight, resumed, _, stdout = runs
     assert "Resuming after epoch 1 of 2" in stdout

@@ -105,8 +105,8 @@ class Trainable:
         Returns the batch's host ``{"loss", metrics...}`` (with ``"finite"``) and the predictions.
         Loss, accuracy and the finite flag come back in one device-to-host transfer.
         """
-        # Overflow is caught below, and said once; step_threads fits the BLAS threads to the machine's load.
-        with np.errstate(over="ignore", invalid="ignore"), kernels.step_threads():
+        # Overflow is caught below, and said once.
+        with np.errstate(over="ignore", invalid="ignore"):
             loss, predictions, extra = self._loss_on_device(x_batch, y, training=True)
             if self.fuse_output:
                 self.backward_logits(self.logits_loss.backward(), input_gradient=False)

@@ -84,16 +84,15 @@ def module_for(x):
     return _cpu
 
 
-def step_threads():
-    """Context manager around one training step: it measures the load other processes put on the
-    cores and sets the BLAS threads for the next steps (see ``blas_threads``)."""
-    from . import blas_threads  # no numba needed
-    return blas_threads.step()
-
-
 def runs_loops(x) -> bool:
     """Whether ``x`` goes to the loop kernels (they are for host arrays only)."""
     return _path == "loops" and not backend.is_gpu_array(x)
+
+
+def matmul(a, b):
+    """``a @ b`` for 2-D arrays or stacks of matrices; on the CPU the same bits on any number of
+    threads (``products.py``)."""
+    return module_for(a).matmul(a, b)
 
 
 def im2col(x, kernel_size, strides, padding, out=None):

@@ -9,11 +9,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .cpu_tuning import tune_process_for_cpu_kernels
+from .products import matmul  # noqa: F401  (the products' split lives in its own file)
 from .reference import output_size
-
-# Before numba starts its OpenMP threads (at the first parallel kernel): see cpu_tuning.
-tune_process_for_cpu_kernels()
 
 
 @njit(parallel=True, cache=True)

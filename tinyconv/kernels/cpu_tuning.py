@@ -1,17 +1,18 @@
-"""Process settings that let the CPU kernels and the BLAS matrix products share the cores.
+"""Process settings that let the CPU kernels and the matrix products share the cores.
 
-A training step alternates BLAS matrix products (OpenBLAS's thread pool) with numba kernels
-(numba's OpenMP pool), each as wide as the machine, and allocates the same ~100 MB of arrays
-every step. Three defaults of the libraries underneath cost time here, measured in
-docs/performance.md; ``tune_process_for_cpu_kernels`` changes them once, when the numba kernels
-are first imported, and leaves alone whatever the user has set:
+A training step alternates matrix products (``products.py``, on tinyconv's own threads) with numba
+kernels (numba's OpenMP pool), each as wide as the machine, and allocates the same ~100 MB of
+arrays every step. ``tune_process`` changes three defaults of the libraries underneath once, when
+tinyconv is imported (``tinyconv/__init__.py``), and leaves alone whatever the user has set:
 
 - OpenMP threads spin after each numba kernel, taking a core from the next matrix product:
   ``OMP_WAIT_POLICY=PASSIVE`` makes them sleep.
-- OpenBLAS threads spin after each matrix product (about 2**28 cycles, a tenth of a second),
-  taking a core from the next numba kernel: a timeout of 2**16 cycles (``OPENBLAS_THREAD_TIMEOUT``).
+- OpenBLAS splits a product by the thread count, so its bits depend on it: OpenBLAS runs on one
+  thread, and ``products.py`` splits the products in pieces that depend on the shapes alone.
 - glibc hands large freed blocks back to the OS and faults them in again on the next step:
   raised malloc thresholds keep them (``TINYCONV_KEEP_FREED_MEMORY=0`` turns this off).
+
+The numbers behind each are in docs/performance.md.
 """
 from __future__ import annotations
 
@@ -19,12 +20,10 @@ import ctypes
 import os
 import sys
 
-OPENBLAS_THREAD_TIMEOUT = "16"  # log2 of the cycles an idle OpenBLAS thread spins before sleeping
 
-
-def tune_process_for_cpu_kernels() -> None:
+def tune_process() -> None:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    _shorten_openblas_spin()
+    _openblas_on_one_thread()
     _keep_freed_memory_in_process()
 
 
@@ -42,27 +41,34 @@ def loaded_openblas_libraries() -> list:
             lib = ctypes.CDLL(path)
         except OSError:
             continue
-        if hasattr(lib, "openblas_read_env") and hasattr(lib, "blas_thread_shutdown_"):
+        if openblas_function(lib, "openblas_get_num_threads") is not None:
             libraries.append(lib)
     return libraries
 
 
-def _shorten_openblas_spin() -> None:
-    """Make idle OpenBLAS threads sleep after 2**16 cycles instead of 2**28.
+def openblas_function(lib, name: str):
+    """``lib``'s function ``name``, under any of the names OpenBLAS builds export it as (the wheels
+    of NumPy and SciPy prefix ``scipy_`` and, with 64-bit integers, suffix ``64_``); else None."""
+    for prefix in ("", "scipy_"):
+        for suffix in ("", "64_", "_64_"):
+            function = getattr(lib, prefix + name + suffix, None)
+            if function is not None:
+                return function
+    return None
 
-    OpenBLAS reads OPENBLAS_THREAD_TIMEOUT when it starts its threads, which NumPy's import has
-    already done. So: set the variable, let each loaded OpenBLAS read its environment again, and
-    stop its threads; the next matrix product starts them with the new timeout (the same restart
-    NumPy relies on after a fork). This runs once, when tinyconv's CPU kernels are imported; an
-    OpenBLAS loaded later reads the variable itself. Nothing happens with another BLAS, or when
-    the user set the variable.
+
+def _openblas_on_one_thread() -> None:
+    """Run every loaded OpenBLAS on the calling thread alone.
+
+    tinyconv splits its matrix products itself, in pieces that depend only on the shapes
+    (``products.py``), so that their bits do not depend on the thread count; each piece must then
+    be one single-threaded BLAS call. Your own NumPy products in this process run on one thread
+    too; ``threadpoolctl`` can raise the count again, at the cost of that guarantee.
     """
-    if "OPENBLAS_THREAD_TIMEOUT" in os.environ:
-        return
-    os.environ["OPENBLAS_THREAD_TIMEOUT"] = OPENBLAS_THREAD_TIMEOUT
     for lib in loaded_openblas_libraries():
-        lib.openblas_read_env()
-        lib.blas_thread_shutdown_()
+        set_threads = openblas_function(lib, "openblas_set_num_threads")
+        if set_threads is not None:
+            set_threads(1)
 
 
 def _keep_freed_memory_in_process() -> None:

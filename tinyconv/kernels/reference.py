@@ -28,6 +28,11 @@ def _windows_shape(x_shape, kernel_size, strides, padding):
     return n, output_size(h, kh, sh, top, bottom), output_size(w, kw, sw, left, right), c
 
 
+def matmul(a, b):
+    """``a @ b`` (2-D, or stacks of matrices): what ``products.matmul`` computes in pieces."""
+    return get_array_module(a).matmul(a, b)
+
+
 def im2col(x, kernel_size, strides, padding, out=None):
     """(N, H, W, C) -> (N*OH*OW, KH*KW*C): one row per output pixel, holding the window it sees.
 

@@ -76,7 +76,7 @@ class Conv2D(WindowLayer, LinearLayer):
             self.cache = algorithm, cache
             return z
         cols = self.columns.im2col(x, self.kernel_size, self.strides, self.pads)  # X
-        z = cols @ self.params["kernel"].reshape(-1, self.filters)                # Z = X W
+        z = kernels.matmul(cols, self.params["kernel"].reshape(-1, self.filters)) # Z = X W
         if self.use_bias:
             z += self.params["bias"]                                              #   + b
         self.cache = "im2col", (cols, x.shape)
@@ -93,10 +93,10 @@ class Conv2D(WindowLayer, LinearLayer):
         cols, x_shape = cache
         dz = dz.reshape(-1, self.filters)
         kernel = self.params["kernel"]
-        self.grads["kernel"] = (cols.T @ dz).reshape(kernel.shape)                # dW = X^T dZ
+        self.grads["kernel"] = kernels.matmul(cols.T, dz).reshape(kernel.shape)   # dW = X^T dZ
         if self.use_bias:
             self.grads["bias"] = dz.sum(axis=0)                                   # db = sum of dZ's rows
         if not input_gradient:
             return None
-        dcols = dz @ kernel.reshape(-1, self.filters).T                           # dX = dZ W^T
+        dcols = kernels.matmul(dz, kernel.reshape(-1, self.filters).T)            # dX = dZ W^T
         return kernels.col2im(dcols, x_shape, self.kernel_size, self.strides, self.pads)

@@ -74,7 +74,7 @@ class Conv2DTranspose(WindowLayer, LinearLayer):
         self.check_input(x)
         channels = x.shape[3]
         self.x = x
-        painted = x.reshape(-1, channels) @ self.params["kernel"].reshape(-1, channels).T
+        painted = kernels.matmul(x.reshape(-1, channels), self.params["kernel"].reshape(-1, channels).T)
         y = kernels.col2im(painted, (x.shape[0], *self.output_shape), self.kernel_size, self.strides,
                            self.pads)
         if self.use_bias:
@@ -85,12 +85,12 @@ class Conv2DTranspose(WindowLayer, LinearLayer):
         channels = self.x.shape[3]
         kernel = self.params["kernel"]
         windows = kernels.im2col(dz, self.kernel_size, self.strides, self.pads)
-        self.grads["kernel"] = (windows.T @ self.x.reshape(-1, channels)).reshape(kernel.shape)
+        self.grads["kernel"] = kernels.matmul(windows.T, self.x.reshape(-1, channels)).reshape(kernel.shape)
         if self.use_bias:
             self.grads["bias"] = dz.sum(axis=(0, 1, 2))
         if not input_gradient:
             return None
-        return (windows @ kernel.reshape(-1, channels)).reshape(self.x.shape)
+        return kernels.matmul(windows, kernel.reshape(-1, channels)).reshape(self.x.shape)
 
     def receptive_field(self, field):
         """An output pixel is painted by at most ceil(K / S) input pixels per axis, and output

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import arguments, initializers
+from .. import arguments, initializers, kernels
 from .base import Layer, constructor_owner
 from .linear import LinearLayer
 
@@ -48,16 +48,16 @@ class Dense(LinearLayer):
     def forward_linear(self, x):
         self.check_input(x)
         self.x = x
-        z = x @ self.params["kernel"]
+        z = kernels.matmul(x, self.params["kernel"])
         if self.use_bias:
             z += self.params["bias"]
         return z
 
     def backward_linear(self, dz, input_gradient: bool = True):
-        self.grads["kernel"] = self.x.T @ dz
+        self.grads["kernel"] = kernels.matmul(self.x.T, dz)
         if self.use_bias:
             self.grads["bias"] = dz.sum(axis=0)
-        return dz @ self.params["kernel"].T if input_gradient else None
+        return kernels.matmul(dz, self.params["kernel"].T) if input_gradient else None
 
     def receptive_field(self, field):
         return None  # every output sees the whole input

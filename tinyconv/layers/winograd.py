@@ -107,7 +107,7 @@ def forward(x, kernel, bias, padding, out_shape, transforms: TileTransforms):
     bt, at = transforms.bt.astype(x.dtype), transforms.at.astype(x.dtype)
     v = kernels.winograd_input_transform(x, padding, tiles, bt)
     u = kernel_transform(kernel, transforms)
-    products = np.matmul(v, u)
+    products = kernels.matmul(v, u)
     y = kernels.winograd_output_transform(products, out_shape, bias, at)
     return y, (v, u, x.shape, padding, tiles, transforms)
 
@@ -117,10 +117,10 @@ def backward(dy, cache, input_gradient: bool = True):
     None when ``input_gradient`` is False."""
     v, u, x_shape, padding, tiles, transforms = cache
     dm = kernels.winograd_output_transform_adjoint(dy, transforms.at.astype(dy.dtype))
-    dkernel = kernel_transform_adjoint(np.matmul(v.transpose(0, 2, 1), dm), transforms)
+    dkernel = kernel_transform_adjoint(kernels.matmul(v.transpose(0, 2, 1), dm), transforms)
     dbias = dy.reshape(-1, dy.shape[-1]).sum(axis=0)
     if not input_gradient:
         return dkernel, dbias, None
-    dv = np.matmul(dm, u.transpose(0, 2, 1))
+    dv = kernels.matmul(dm, u.transpose(0, 2, 1))
     dx = kernels.winograd_input_transform_adjoint(dv, x_shape, padding, tiles, transforms.bt.astype(dy.dtype))
     return dkernel, dbias, dx

@@ -1,0 +1,120 @@
+"""The CPU's matrix products (``kernels/products.py``): numpy.matmul's values, and the same bits on
+any number of threads, for every way a product is cut (stack, rows, columns, split sums)."""
+import threading
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tinyconv.kernels import products
+from tinyconv.kernels.products import ProductPool, matmul, pieces
+
+pytestmark = pytest.mark.kernels
+
+POOLS = {threads: ProductPool(threads) for threads in (1, 2, 3, 5)}
+
+# One shape per way of cutting: a stack, rows, columns, a split sum, a single call.
+SHAPES = {
+    "stack": ((36, 200, 64), (36, 64, 48)),
+    "rows": ((3000, 27), (27, 64)),
+    "columns": ((16, 512), (512, 4096)),
+    "split sum": ((8, 50000), (50000, 8)),
+    "single call": ((8, 8), (8, 8)),
+}
+
+
+def cut_of(a_shape, b_shape) -> str:
+    """Which cut ``matmul`` makes, from ``pieces`` (so the cases above keep meaning what they say)."""
+    if len(a_shape) == 3:
+        return "stack"
+    (m, k), n = a_shape, b_shape[1]
+    if len(pieces(m, 2 * k * n, products.ALIGN)) > 1:
+        return "rows"
+    if len(pieces(n, 2 * m * k, products.ALIGN)) > 1:
+        return "columns"
+    return "split sum" if len(pieces(k, 2 * m * n, max(products.ALIGN, -(-k // 16)))) > 1 else "single call"
+
+
+@pytest.mark.parametrize("cut", SHAPES)
+def test_the_cases_cut_as_named(cut):
+    assert cut_of(*SHAPES[cut]) == cut
+
+
+@pytest.mark.parametrize("cut", SHAPES)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_matmul_is_numpys_product_and_the_same_bits_on_any_thread_count(cut, dtype):
+    """A cut that dropped or repeated a piece, or a sum added in another order per thread count,
+    fails here."""
+    rng = np.random.default_rng(0)
+    a_shape, b_shape = SHAPES[cut]
+    a, b = rng.standard_normal(a_shape).astype(dtype), rng.standard_normal(b_shape).astype(dtype)
+    results = [matmul(a, b, pool) for pool in POOLS.values()]
+    reference = np.matmul(a.astype(np.float64), b.astype(np.float64))
+    tolerance = 1e-4 if dtype == np.float32 else 1e-11
+    np.testing.assert_allclose(results[0], reference, rtol=tolerance, atol=tolerance * np.sqrt(a_shape[-1]))
+    assert results[0].dtype == dtype
+    for result in results[1:]:
+        assert np.array_equal(result, results[0])
+
+
+@settings(max_examples=40, deadline=None)
+@given(m=st.integers(1, 700), k=st.integers(1, 900), n=st.integers(1, 300), transpose_a=st.booleans(),
+       transpose_b=st.booleans(), threads=st.sampled_from([2, 3, 5]))
+def test_matmul_of_any_shape_and_layout(m, k, n, transpose_a, transpose_b, threads):
+    """Transposed views (the layers' X^T dZ and dZ W^T) and ragged last pieces."""
+    rng = np.random.default_rng(m * k * n)
+    a = rng.standard_normal((k, m)).T if transpose_a else rng.standard_normal((m, k))
+    b = rng.standard_normal((n, k)).T if transpose_b else rng.standard_normal((k, n))
+    np.testing.assert_allclose(matmul(a, b, POOLS[threads]), a @ b, rtol=1e-10, atol=1e-10 * np.sqrt(k))
+    assert np.array_equal(matmul(a, b, POOLS[threads]), matmul(a, b, POOLS[1]))
+
+
+def test_pieces_depend_on_the_shape_only_and_cover_it():
+    for length, flops, smallest in [(1, 10, 16), (1000, 3456, 16), (20000, 864, 1250), (36, 1 << 24, 1)]:
+        cut = pieces(length, flops, smallest)
+        assert cut[0][0] == 0 and cut[-1][1] == length
+        assert all(stop == start for (_, stop), (start, _) in zip(cut, cut[1:]))
+        assert all((stop - start) % smallest == 0 for start, stop in cut[:-1])
+
+
+def test_a_slow_thread_only_takes_fewer_pieces():
+    """A helper that stalls (its core taken by another program) does not change the result, and
+    the caller carries on with the queue instead of waiting for it piece by piece."""
+    pool = ProductPool(2)
+    taken = {"caller": 0, "helper": 0}
+    caller = threading.get_ident()
+    stall = threading.Event()
+
+    def piece():
+        if threading.get_ident() == caller:
+            taken["caller"] += 1
+        else:
+            taken["helper"] += 1
+            stall.wait(0.2)
+
+    pool.run([piece] * 40)
+    assert taken["caller"] + taken["helper"] == 40
+    assert taken["caller"] > taken["helper"]
+
+
+def test_an_error_in_a_piece_reaches_the_caller_after_every_piece_returned():
+    pool, done = ProductPool(3), []
+
+    def fails():
+        raise FloatingPointError("piece 3")
+
+    work = [lambda: done.append(1)] * 3 + [fails] + [lambda: done.append(1)] * 3
+    with pytest.raises(FloatingPointError, match="piece 3"):
+        pool.run(work)
+    assert len(done) == 6  # the other threads drained the queue
+
+
+@pytest.mark.parametrize("environ, expected", [({"OPENBLAS_NUM_THREADS": "3"}, 3),
+                                               ({"OMP_NUM_THREADS": "2,1"}, 2),
+                                               ({"GOTO_NUM_THREADS": "4", "OMP_NUM_THREADS": "2"}, 4),
+                                               ({"OPENBLAS_NUM_THREADS": "0"}, None), ({}, None)])
+def test_the_pool_is_as_wide_as_the_user_asked_of_blas(environ, expected):
+    import os
+    cores = len(os.sched_getaffinity(0))
+    assert products.default_threads(environ) == (expected or cores)

@@ -1,0 +1,128 @@
+"""Matrix products whose bits do not depend on the thread count, and that share a busy machine.
+
+Why. OpenBLAS's threaded matrix product cuts each product into one piece per thread, and its AVX2
+kernels round a piece differently from the whole: a float32 step on 1 thread and on 2 threads
+differed by up to 1e-4 on the seed CNN's products, so the same seed trained to different weights
+on a loaded machine. Its threads also wait for each other by spinning, so a core that another
+program takes stalls every product.
+
+How. OpenBLAS runs on one thread (``cpu_tuning`` pins it when tinyconv is imported), and the
+splitting is done here, in pieces that depend only on the shapes:
+
+- a stack of products ``(B, M, K) @ (B, K, N)`` (Winograd's a*a products) is cut along B;
+- a single product ``(M, K) @ (K, N)`` along the rows of the result (M), else along its columns
+  (N), else along the sum (K) into partial products that are added in a fixed order.
+
+Each piece is one single-threaded BLAS call, and the same call whichever thread makes it. The
+caller and ``threads - 1`` helper threads take pieces from one queue until none is left: the
+result is the same bits on 1 thread or 16, and a thread whose core another program has taken
+simply takes fewer pieces; nobody waits for it but the caller at the end of the product.
+``numpy.matmul`` releases the GIL while BLAS works, so Python threads run the pieces in parallel.
+
+The readable twin is ``numpy.matmul`` itself (``reference.matmul``); the tests hold the two equal
+to rounding, and this one equal to itself bit for bit across thread counts.
+"""
+from __future__ import annotations
+
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+PIECE_FLOPS = 1 << 22  # work per piece, ~0.1 ms on one core: small enough for the queue to balance
+ALIGN = 16  # rows or columns per piece are a multiple of this (the BLAS kernels' register blocks)
+MOST_PARTIAL_SUMS = 16  # a split sum keeps at most this many partial results in memory
+USER_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS", "OMP_NUM_THREADS")
+
+
+def default_threads(environ=os.environ) -> int:
+    """The pool's width: the first of ``USER_THREAD_VARIABLES`` that is set (what the user asked
+    of BLAS), else the cores this process may run on."""
+    for name in USER_THREAD_VARIABLES:
+        value = environ.get(name, "").split(",")[0].strip()
+        if value.isdigit() and int(value) > 0:
+            return int(value)
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def pieces(length: int, flops_per_unit: int, smallest: int) -> list[tuple[int, int]]:
+    """``[start, stop)`` ranges cutting ``length`` units into pieces of about ``PIECE_FLOPS``,
+    each a multiple of ``smallest`` long (the last one shorter). Depends on the shapes only."""
+    size = max(smallest, -(-PIECE_FLOPS // max(flops_per_unit, 1)))
+    size = -(-size // smallest) * smallest
+    return [(start, min(length, start + size)) for start in range(0, length, size)]
+
+
+class ProductPool:
+    """``threads - 1`` helper threads that, with the caller, run a list of pieces from one queue."""
+
+    def __init__(self, threads: int):
+        self.threads = threads
+        self.helpers = ThreadPoolExecutor(threads - 1, thread_name_prefix="tinyconv-product") if threads > 1 else None
+
+    def run(self, work: list) -> None:
+        """Call every function in ``work`` once; returns when all have returned."""
+        if self.helpers is None or len(work) < 2:
+            for piece in work:
+                piece()
+            return
+        lock, queue = threading.Lock(), iter(work)
+
+        def drain():
+            while True:
+                with lock:
+                    piece = next(queue, None)
+                if piece is None:
+                    return
+                piece()
+
+        helpers = [self.helpers.submit(drain) for _ in range(min(self.threads, len(work)) - 1)]
+        try:
+            drain()
+        finally:  # the helpers write into the caller's arrays: wait for them even on an error
+            for helper in helpers:
+                helper.result()
+
+
+_pool = None
+
+
+def default_pool() -> ProductPool:
+    global _pool
+    if _pool is None:
+        _pool = ProductPool(default_threads())
+    return _pool
+
+
+def matmul(a, b, pool: ProductPool | None = None):
+    """``a @ b`` for 2-D ``a`` (M, K), ``b`` (K, N), or stacks (B, M, K) @ (B, K, N); a new array."""
+    pool = pool or default_pool()
+    out = np.empty(a.shape[:-1] + b.shape[-1:], dtype=np.result_type(a, b))
+    if a.ndim == 3:
+        m, k = a.shape[1:]
+        n = b.shape[2]
+        work = [_piece(a[i:j], b[i:j], out[i:j]) for i, j in pieces(a.shape[0], 2 * m * k * n, 1)]
+        pool.run(work)
+        return out
+    (m, k), n = a.shape, b.shape[1]
+    rows = pieces(m, 2 * k * n, ALIGN)
+    if len(rows) > 1:
+        pool.run([_piece(a[i:j], b, out[i:j]) for i, j in rows])
+        return out
+    columns = pieces(n, 2 * m * k, ALIGN)
+    if len(columns) > 1:
+        pool.run([_piece(a, b[:, i:j], out[:, i:j]) for i, j in columns])
+        return out
+    sums = pieces(k, 2 * m * n, max(ALIGN, -(-k // MOST_PARTIAL_SUMS)))
+    if len(sums) > 1:
+        partial = np.empty((len(sums), m, n), dtype=out.dtype)
+        pool.run([_piece(a[:, i:j], b[i:j], partial[p]) for p, (i, j) in enumerate(sums)])
+        np.add.reduce(partial, axis=0, out=out)  # one partial after the other: a fixed order
+        return out
+    np.matmul(a, b, out=out)
+    return out
+
+
+def _piece(a, b, out):
+    return lambda: np.matmul(a, b, out=out)
