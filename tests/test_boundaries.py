@@ -30,6 +30,7 @@ def keras_bce(p, y):
     return float(np.mean(-(y * np.log(p) + (1 - y) * np.log(dtype(1) - p))))
 
 
+@pytest.mark.loss
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_bce_at_p_zero_and_one_is_keras_clipped_value_and_finite(dtype):
     y_pred = np.array([[0.0, 1.0, 0.0, 1.0]], dtype)
@@ -45,6 +46,7 @@ def test_bce_at_p_zero_and_one_is_keras_clipped_value_and_finite(dtype):
     assert wrong_zero == pytest.approx(-math.log(EPS), rel=1e-6)
 
 
+@pytest.mark.loss
 def test_bce_gradient_is_exactly_zero_where_the_prediction_was_clipped():
     p = np.array([[0.0, EPS / 2, EPS, 0.3, 1 - EPS, 1 - EPS / 2, 1.0]])
     y = np.array([[1.0, 0.0, 1.0, 1.0, 0.0, 1.0, 0.0]])
@@ -61,6 +63,7 @@ def test_bce_gradient_is_exactly_zero_where_the_prediction_was_clipped():
     assert np.all(grad[inside] != 0)
 
 
+@pytest.mark.loss
 @pytest.mark.parametrize("p", [2 * EPS, 0.2, 0.5, 0.9, 1 - 2 * EPS])
 @pytest.mark.parametrize("y", [0.0, 1.0])
 def test_bce_gradient_near_the_clip_equals_central_differences(p, y):
@@ -73,6 +76,7 @@ def test_bce_gradient_near_the_clip_equals_central_differences(p, y):
     assert grad == pytest.approx(numeric, rel=1e-6)
 
 
+@pytest.mark.loss
 @pytest.mark.parametrize("z", [-1000.0, -30.0, 0.0, 30.0, 1000.0])
 def test_bce_logits_form_at_extreme_logits(z):
     for label in (0.0, 1.0):
@@ -100,6 +104,7 @@ def constant_half_model(fused: bool) -> Model:
     return model
 
 
+@pytest.mark.training
 @pytest.mark.parametrize("fused", [True, False])
 def test_accuracy_at_exactly_one_half_agrees_with_binary_accuracy(fused, rng):
     x = rng.random((8, 2, 2, 1)).astype(np.float32)
@@ -122,6 +127,7 @@ def shift_draws(size, **kwargs):
     return np.array([gen.get_random_transform((size, size, 1), seed=s)["ty"] for s in range(300)])
 
 
+@pytest.mark.augment
 def test_a_float_shift_of_exactly_one_is_in_pixels():
     # Keras: a float below 1 is a fraction of the size, 1 or more is pixels
     pixels = shift_draws(20, width_shift_range=1.0)
@@ -133,6 +139,7 @@ def test_a_float_shift_of_exactly_one_is_in_pixels():
     assert np.abs(above).max() <= 1.5 and np.abs(above).max() > 1.3
 
 
+@pytest.mark.augment
 def test_integer_and_sequence_shift_boundaries():
     assert set(shift_draws(20, width_shift_range=1)) == {0.0}  # Keras: np.random.choice(1) is always 0
     assert set(shift_draws(20, width_shift_range=2)) == {-1.0, 0.0, 1.0}
@@ -172,6 +179,7 @@ def documented_draws(size, seed, rotation=0.0, width=0.0, height=0.0, shear=0.0,
     ({"zoom_range": 0.2, "horizontal_flip": True, "vertical_flip": True},
      {"zoom": (0.8, 1.2), "horizontal": True, "vertical": True}),
 ])
+@pytest.mark.augment
 def test_zero_ranges_draw_nothing_and_the_rest_keep_their_order(kwargs, documented):
     gen = ImageDataGenerator(**kwargs)
     for seed in range(5):
@@ -182,6 +190,7 @@ def test_zero_ranges_draw_nothing_and_the_rest_keep_their_order(kwargs, document
             assert got[key] == pytest.approx(expected[key], rel=1e-12, abs=1e-12), key
 
 
+@pytest.mark.augment
 @pytest.mark.parametrize("rescale", [None, 0, 0.0])
 def test_rescale_none_or_zero_leaves_pixels_alone(rescale, rng):
     x = rng.random((2, 3, 3, 2)).astype(np.float32)
@@ -189,6 +198,7 @@ def test_rescale_none_or_zero_leaves_pixels_alone(rescale, rng):
     np.testing.assert_array_equal(ImageDataGenerator(rescale=-2).standardize(x), -2 * x)
 
 
+@pytest.mark.augment
 @pytest.mark.parametrize("n, batch_size, sizes", [(8, 4, [4, 4]), (9, 4, [4, 4, 1]), (3, 4, [3]), (4, 1, [1] * 4)])
 def test_flow_batches_at_exact_multiples(n, batch_size, sizes):
     it = ImageDataGenerator().flow(np.zeros((n, 2, 2, 1), np.float32), np.zeros((n, 1)), batch_size=batch_size)
@@ -199,6 +209,7 @@ def test_flow_batches_at_exact_multiples(n, batch_size, sizes):
 
 # --- layers at their kinks and limits -----------------------------------------------------------------
 
+@pytest.mark.activations
 @pytest.mark.parametrize("use_reference", [False, True])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("make, alpha", [(lambda: LeakyReLU(alpha=0.25), 0.25), (ReLU, 0.0)])
@@ -214,6 +225,7 @@ def test_leaky_relu_at_exactly_zero_takes_the_left_slope(make, alpha, dtype, use
     np.testing.assert_array_equal(dx, np.where(positive, dy, alpha * dy))  # f'(0) = alpha, as documented
 
 
+@pytest.mark.activations
 def test_sigmoid_at_zero_and_at_the_extremes():
     x = np.array([[0.0, -0.0, -745.0, 745.0, -20.0, 20.0]])
     layer = Sigmoid()
@@ -223,6 +235,7 @@ def test_sigmoid_at_zero_and_at_the_extremes():
     np.testing.assert_allclose(layer.backward(np.ones_like(x)), expit(x) * (1 - expit(x)), rtol=1e-12, atol=1e-300)
 
 
+@pytest.mark.dropout
 def test_dropout_rate_zero_is_the_identity_in_training(rng):
     x = rng.standard_normal((4, 5)).astype(np.float32)
     layer = Dropout(0.0)
@@ -230,6 +243,7 @@ def test_dropout_rate_zero_is_the_identity_in_training(rng):
     np.testing.assert_array_equal(layer.backward(2 * x), 2 * x)
 
 
+@pytest.mark.dropout
 @pytest.mark.parametrize("rate", [0.1, 0.5, 0.95])
 def test_dropout_mask_and_scale_equal_the_definition(rate, rng):
     x = rng.standard_normal((40, 30))
@@ -252,6 +266,7 @@ def loop_max_pool_same(x, k, s):
                        for q in range(ow)] for r in range(oh)] for b in range(n)])
 
 
+@pytest.mark.pool
 @pytest.mark.parametrize("h, w, k, s", [(6, 7, 3, 2), (5, 5, 2, 2), (7, 4, 3, 1), (8, 8, 1, 3), (5, 6, 4, 3)])
 def test_same_max_pooling_with_odd_padding_totals(h, w, k, s, rng):
     x = -rng.random((2, h, w, 2))  # all negative: a zero padding would win, -inf never does
@@ -259,6 +274,7 @@ def test_same_max_pooling_with_odd_padding_totals(h, w, k, s, rng):
     np.testing.assert_array_equal(layer.forward(x), loop_max_pool_same(x, k, s))
 
 
+@pytest.mark.pool
 def test_a_window_exactly_the_input_size_gives_one_pixel():
     assert MaxPooling2D(5)(Input((5, 5, 1))).shape == (None, 1, 1, 1)
     with pytest.raises(ValueError, match="does not fit"):
@@ -267,6 +283,7 @@ def test_a_window_exactly_the_input_size_gives_one_pixel():
 
 # --- optimizers at their first step and limits -----------------------------------------------------------
 
+@pytest.mark.optim
 def test_adam_first_step_moves_each_weight_by_about_the_learning_rate():
     # t = 1: m = (1 - b1) g, v = (1 - b2) g^2, so the bias-corrected step is lr * g / (|g| + eps / sqrt(1 - b2))
     g = np.array([3.0, -0.02, 1e-5, 0.0])
@@ -277,6 +294,7 @@ def test_adam_first_step_moves_each_weight_by_about_the_learning_rate():
     assert w[3] == 0.0
 
 
+@pytest.mark.optim
 def test_adam_with_beta_1_zero_is_rmsprop_with_bias_correction():
     g1, g2 = np.array([1.0, -2.0]), np.array([0.5, 4.0])
     w = np.zeros(2)
@@ -290,6 +308,7 @@ def test_adam_with_beta_1_zero_is_rmsprop_with_bias_correction():
     np.testing.assert_allclose(w, -step1 - step2, rtol=1e-12)
 
 
+@pytest.mark.optim
 @pytest.mark.parametrize("nesterov", [False, True])
 def test_sgd_without_momentum_is_plain_gradient_descent(nesterov):
     w = np.array([1.0, 2.0])
@@ -311,6 +330,7 @@ class _Weights:
         self.saved = getattr(self, "saved", []) + [path]
 
 
+@pytest.mark.training
 def test_early_stopping_an_improvement_must_beat_min_delta_strictly():
     stopper = EarlyStopping(monitor="loss", min_delta=0.25, patience=1)
     stopper.set_model(_Weights())
@@ -326,6 +346,7 @@ def test_early_stopping_an_improvement_must_beat_min_delta_strictly():
     assert stopper.best == 0.5 and not stopper.model.stop_training
 
 
+@pytest.mark.training
 def test_early_stopping_stops_when_wait_reaches_patience_not_after():
     stopper = EarlyStopping(monitor="loss", patience=2)
     stopper.set_model(_Weights())
@@ -337,6 +358,7 @@ def test_early_stopping_stops_when_wait_reaches_patience_not_after():
     assert stopper.model.stop_training and stopper.stopped_epoch == 2
 
 
+@pytest.mark.training
 def test_model_checkpoint_best_only_saves_strict_improvements(tmp_path):
     saver = ModelCheckpoint(str(tmp_path / "w-{epoch}.npz"), monitor="val_loss", save_best_only=True)
     saver.set_model(_Weights())
@@ -347,6 +369,7 @@ def test_model_checkpoint_best_only_saves_strict_improvements(tmp_path):
 
 # --- metrics at the threshold ---------------------------------------------------------------------------
 
+@pytest.mark.training
 def test_f1_and_accuracy_count_a_score_of_exactly_the_threshold_as_negative():
     y = np.array([[1], [0], [1], [0]])
     p = np.array([[0.5], [0.5], [0.7], [0.2]])
@@ -356,6 +379,7 @@ def test_f1_and_accuracy_count_a_score_of_exactly_the_threshold_as_negative():
     assert metrics.binary_accuracy(y, p, threshold=0.2) == 0.75  # 0.2 > 0.2 is false too: the last is right
 
 
+@pytest.mark.backend
 def test_seed_zero_is_a_seed():
     tinyconv.set_seed(0)
     a = Dropout(0.5).forward(np.ones((4, 4)), training=True)
@@ -367,6 +391,8 @@ def test_seed_zero_is_a_seed():
                                   np.where(np.random.default_rng(0).random((4, 4)) >= 0.5, 2.0, 0.0))
 
 
+@pytest.mark.dropout
+@pytest.mark.backend
 def test_dropout_rate_zero_draws_nothing_from_the_seeded_generator():
     from tinyconv import random as tc_random
     before = tc_random.generator("dropout").bit_generator.state
@@ -374,6 +400,7 @@ def test_dropout_rate_zero_draws_nothing_from_the_seeded_generator():
     assert tc_random.generator("dropout").bit_generator.state == before  # other layers' masks stay as they were
 
 
+@pytest.mark.loss
 def test_bce_logits_gradient_is_averaged_over_every_label_and_sample(rng):
     z = rng.standard_normal((2, 3)) * 40  # some saturated
     y = (rng.random((2, 3)) < 0.5).astype(np.float64)
@@ -383,6 +410,7 @@ def test_bce_logits_gradient_is_averaged_over_every_label_and_sample(rng):
     np.testing.assert_allclose(loss.backward(), (expit(z) - y) / 6, rtol=1e-12, atol=1e-300)
 
 
+@pytest.mark.training
 def test_per_label_accuracy_and_report_threshold_strictly():
     y = np.array([[0, 1], [1, 0], [0, 0]])
     p = np.array([[0.5, 0.5], [0.6, 0.4], [0.5, 0.51]])
@@ -392,11 +420,14 @@ def test_per_label_accuracy_and_report_threshold_strictly():
     assert [row["accuracy"] for row in rows] == pytest.approx([1.0, 1 / 3, 2 / 3])
 
 
+@pytest.mark.errors
+@pytest.mark.training
 def test_metrics_refuse_an_empty_batch():
     with pytest.raises(ValueError, match="binary_accuracy: expected at least one sample, got 0"):
         metrics.binary_accuracy(np.zeros((0, 3)), np.zeros((0, 3)))
 
 
+@pytest.mark.augment
 def test_samplewise_std_normalization_adds_keras_epsilon():
     # an image whose std is exactly 1e-6: Keras divides by std + 1e-6, so the values become +-0.5
     x = np.array([1e-6, -1e-6] * 8, dtype=np.float64).reshape(4, 4, 1)
@@ -407,6 +438,7 @@ def test_samplewise_std_normalization_adds_keras_epsilon():
     np.testing.assert_array_equal(out, np.zeros_like(constant))  # 0 / (0 + eps), never NaN
 
 
+@pytest.mark.augment
 def test_flow_indexing_stops_at_its_length():
     it = ImageDataGenerator().flow(np.zeros((5, 2, 2, 1), np.float32), batch_size=2)
     assert len(it[2]) == 1  # the last, partial batch
@@ -415,6 +447,7 @@ def test_flow_indexing_stops_at_its_length():
             it[index]
 
 
+@pytest.mark.training
 def test_early_stopping_takes_the_size_of_min_delta_and_infers_the_mode_from_the_name():
     stopper = EarlyStopping(monitor="loss", min_delta=-0.25, patience=1)  # Keras: |min_delta|
     stopper.set_model(_Weights())
@@ -429,6 +462,7 @@ def test_early_stopping_takes_the_size_of_min_delta_and_infers_the_mode_from_the
     assert EarlyStopping(monitor="val_acc", mode="min").monitor_op is np.less
 
 
+@pytest.mark.training
 def test_early_stopping_reports_a_stop_at_the_second_epoch(capsys):
     stopper = EarlyStopping(monitor="loss", patience=1, verbose=1)
     stopper.set_model(_Weights())
@@ -439,6 +473,7 @@ def test_early_stopping_reports_a_stop_at_the_second_epoch(capsys):
     assert "Epoch 2: early stopping" in capsys.readouterr().out
 
 
+@pytest.mark.errors
 def test_long_values_are_shortened_in_messages():
     with pytest.raises(TypeError) as caught:
         Dense("x" * 200)
@@ -449,6 +484,7 @@ def test_long_values_are_shortened_in_messages():
     assert str(caught.value).endswith("got '" + "y" * 40 + "'")  # short enough to show whole
 
 
+@pytest.mark.conv
 def test_he_normal_on_a_conv_kernel_uses_the_receptive_field_times_input_channels():
     # Keras's fans for (KH, KW, C_in, F): fan_in = KH*KW*C_in (here 36), not KH*KW*F (here 576)
     tinyconv.set_seed(0)
@@ -458,12 +494,15 @@ def test_he_normal_on_a_conv_kernel_uses_the_receptive_field_times_input_channel
     assert layer.params["kernel"].std() == pytest.approx(math.sqrt(2 / 36), rel=0.05)
 
 
+@pytest.mark.errors
+@pytest.mark.training
 def test_evaluate_refuses_an_empty_batch_of_images():
     from training_fixtures import tiny_model
     with pytest.raises(ValueError, match="at least one image"):
         tiny_model().evaluate(np.zeros((0, 8, 8, 2), np.float32), np.zeros((0, 3), np.float32))
 
 
+@pytest.mark.augment
 def test_featurewise_std_alone_keeps_no_mean(rng):
     x = rng.random((6, 4, 4, 2)).astype(np.float32) * 3 + 1
     gen = ImageDataGenerator(featurewise_std_normalization=True)

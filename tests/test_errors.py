@@ -22,37 +22,44 @@ def built_conv():
     return layer
 
 
+@pytest.mark.model
 def test_wrong_channel_count_into_a_built_layer():
     with pytest.raises(ValueError, match=r"'features'.*expected input of shape \(batch, 8, 8, 3\), got \(2, 8, 8, 1\)"):
         built_conv().forward(np.zeros((2, 8, 8, 1), np.float32))
 
 
+@pytest.mark.model
 def test_wrong_rank_into_a_built_layer():
     with pytest.raises(ValueError, match=r"'features'.*got \(8, 8, 3\)"):
         built_conv().forward(np.zeros((8, 8, 3), np.float32))
 
 
+@pytest.mark.model
 def test_non_4d_batch_into_a_model():
     model = seed_cnn((8, 8, 3))
     with pytest.raises(ValueError, match=r"'input_layer'.*expected input of shape \(batch, 8, 8, 3\), got \(8, 8, 3\)"):
         model.forward(np.zeros((8, 8, 3), np.float32))
 
 
+@pytest.mark.model
 def test_integer_array_into_a_layer():
     with pytest.raises(TypeError, match=r"'features'.*floating-point.*int64"):
         built_conv().forward(np.zeros((2, 8, 8, 3), np.int64))
 
 
+@pytest.mark.conv
 def test_conv_on_a_flat_input():
     with pytest.raises(ValueError, match=r"Conv2D.*expected input of shape \(batch, height, width, channels\), got \(batch, 10\)"):
         Conv2D(2, 3, name="c")(Input((10,)))
 
 
+@pytest.mark.dense
 def test_dense_on_an_image_input_asks_for_flatten():
     with pytest.raises(ValueError, match="Flatten"):
         Dense(2)(Input((4, 4, 3)))
 
 
+@pytest.mark.loss
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
 def test_nan_or_inf_into_the_loss(bad):
     y_pred = np.full((2, 3), 0.5)
@@ -61,6 +68,7 @@ def test_nan_or_inf_into_the_loss(bad):
         BinaryCrossentropy().forward(y_pred, np.zeros((2, 3)))
 
 
+@pytest.mark.loss
 @pytest.mark.parametrize("label", [-0.1, 1.5, np.nan])
 def test_labels_outside_unit_interval(label):
     y_true = np.zeros((2, 3))
@@ -69,16 +77,19 @@ def test_labels_outside_unit_interval(label):
         BinaryCrossentropy(from_logits=True).forward(np.zeros((2, 3)), y_true)
 
 
+@pytest.mark.loss
 def test_loss_shape_mismatch():
     with pytest.raises(ValueError, match=r"\(2, 3\).*\(2, 4\)"):
         BinaryCrossentropy().forward(np.full((2, 3), 0.5), np.zeros((2, 4)))
 
 
+@pytest.mark.loss
 def test_probabilities_outside_unit_interval_suggest_logits():
     with pytest.raises(ValueError, match="from_logits=True"):
         BinaryCrossentropy().forward(np.full((2, 3), 2.0), np.zeros((2, 3)))
 
 
+@pytest.mark.model
 def test_set_weights_with_wrong_shapes():
     layer = built_conv()
     with pytest.raises(ValueError, match=r"'features'.*'kernel' expected shape \(3, 3, 3, 4\), got \(3, 3, 1, 4\)"):
@@ -87,12 +98,15 @@ def test_set_weights_with_wrong_shapes():
         layer.set_weights([np.zeros((3, 3, 3, 4))])
 
 
+@pytest.mark.model
+@pytest.mark.training
 def test_load_weights_that_do_not_fit_names_the_layer(tmp_path):
     seed_cnn((8, 8, 3)).save_weights(tmp_path / "w.npz")
     with pytest.raises(ValueError, match=r"w\.npz.*layer 1 'conv2d(_\d+)?'.*\(3, 3, 1, 64\).*\(3, 3, 3, 64\)"):
         seed_cnn((8, 8, 1)).load_weights(tmp_path / "w.npz")
 
 
+@pytest.mark.model
 def test_truncated_weights_file_is_refused(tmp_path):
     path = tmp_path / "w.npz"
     seed_cnn((8, 8, 3)).save_weights(path)
@@ -104,6 +118,7 @@ def test_truncated_weights_file_is_refused(tmp_path):
         seed_cnn((8, 8, 3)).load_weights(tmp_path / "missing.npz")
 
 
+@pytest.mark.conv
 @pytest.mark.parametrize("make", [lambda: Conv2D(2, 3, padding="full"), lambda: MaxPooling2D(padding="SAME")])
 def test_unknown_padding(make):
     with pytest.raises(ValueError, match=r"padding must be 'valid' or 'same', got"):
@@ -112,11 +127,13 @@ def test_unknown_padding(make):
 
 @pytest.mark.parametrize("make", [lambda: Conv2D(2, 3, activation="swishy"), lambda: Activation("tanhh"),
                                   lambda: Dense(3, activation="softmaxx")])
+@pytest.mark.activations
 def test_unknown_activation(make):
     with pytest.raises(ValueError, match=r"unknown activation '\w+'; expected one of"):
         make()
 
 
+@pytest.mark.model
 def test_bad_layer_arguments():
     with pytest.raises(ValueError, match="kernel_size|window size"):
         Conv2D(2, (3, 0))
@@ -152,6 +169,8 @@ NAN, INF = float("nan"), float("inf")
     (lambda: SGD(nesterov="yes"), TypeError, r"SGD: nesterov must be True or False, got 'yes'"),
     (lambda: BinaryCrossentropy(from_logits="False"), TypeError, r"BinaryCrossentropy: from_logits must be True or False"),
 ])
+@pytest.mark.loss
+@pytest.mark.optim
 def test_optimizer_and_loss_arguments(make, error, message):
     with pytest.raises(error, match=message):
         make()
@@ -184,11 +203,13 @@ def test_optimizer_and_loss_arguments(make, error, message):
     ({"horizontal_flip": "True"}, TypeError, r"horizontal_flip must be True or False, got 'True'"),
     ({"featurewise_center": 1}, TypeError, r"featurewise_center must be True or False, got 1"),
 ])
+@pytest.mark.augment
 def test_image_data_generator_arguments(kwargs, error, message):
     with pytest.raises(error, match=r"^ImageDataGenerator: " + message):
         ImageDataGenerator(**kwargs)
 
 
+@pytest.mark.augment
 def test_image_data_generator_call_arguments():
     gen = ImageDataGenerator(featurewise_center=True)
     x = np.zeros((4, 3, 3, 1), np.float32)
@@ -235,11 +256,13 @@ def test_image_data_generator_call_arguments():
     (lambda: Input((32, True, 3)), TypeError, r"shape must be a tuple of positive integers"),
     (lambda: Input(()), ValueError, r"shape must be a tuple of positive integers"),
 ])
+@pytest.mark.model
 def test_layer_arguments(make, error, message):
     with pytest.raises(error, match=message):
         make()
 
 
+@pytest.mark.model
 def test_a_refused_layer_takes_no_name():
     with pytest.raises(ValueError):
         Conv2D(0, 3)
@@ -266,11 +289,13 @@ def test_a_refused_layer_takes_no_name():
     (lambda: TrainingCheckpoint(b"c.npz"), TypeError, r"TrainingCheckpoint: filepath must be a path"),
     (lambda: ProgressBar(verbose=3), ValueError, r"ProgressBar: verbose must be an integer in \[0, 2\], got 3"),
 ])
+@pytest.mark.training
 def test_callback_arguments(make, error, message):
     with pytest.raises(error, match=message):
         make()
 
 
+@pytest.mark.backend
 def test_set_seed_refuses_bools_and_floats():
     with pytest.raises(TypeError, match=r"set_seed: seed must be an integer >= 0, got True \(bool\)"):
         tinyconv.set_seed(True)
@@ -280,6 +305,7 @@ def test_set_seed_refuses_bools_and_floats():
 
 # --- NumPy integers count as integers everywhere ---------------------------------------------------
 
+@pytest.mark.model
 def test_numpy_integers_are_accepted_wherever_an_int_is(rng):
     i64, i32, u8 = np.int64, np.int32, np.uint8
     x = rng.standard_normal((2, 8, 8, 3)).astype(np.float32)
@@ -329,6 +355,7 @@ def layers_to_check():
             ("dropout", lambda: Dropout(0.5), (2, 4), (2, 4))]
 
 
+@pytest.mark.model
 @pytest.mark.parametrize("kind, make, x_shape, y_shape", layers_to_check())
 def test_backward_before_forward_names_the_layer(kind, make, x_shape, y_shape):
     layer = make()
@@ -338,6 +365,7 @@ def test_backward_before_forward_names_the_layer(kind, make, x_shape, y_shape):
         layer.backward(np.ones(y_shape, np.float32))
 
 
+@pytest.mark.model
 @pytest.mark.parametrize("kind, make, x_shape, y_shape", layers_to_check())
 def test_gradient_of_the_wrong_shape_names_the_expected_shape(kind, make, x_shape, y_shape, rng):
     layer = make()
@@ -352,12 +380,15 @@ def test_gradient_of_the_wrong_shape_names_the_expected_shape(kind, make, x_shap
     assert layer.backward(np.ones(y_shape, np.float32)).shape == x_shape  # the right one still works
 
 
+@pytest.mark.model
 def test_model_backward_before_forward_names_the_last_layer():
     model = seed_cnn((8, 8, 3))
     with pytest.raises(RuntimeError, match=r"layer 'dense(_\d+)?' \(Dense\): backward was called before forward"):
         model.backward(np.ones((2, 18), np.float32))
 
 
+@pytest.mark.loss
+@pytest.mark.model
 @pytest.mark.parametrize("from_logits", [False, True])
 def test_loss_backward_before_forward(from_logits):
     with pytest.raises(RuntimeError, match=rf"BinaryCrossentropy\(from_logits={from_logits}\): backward was "
@@ -365,6 +396,7 @@ def test_loss_backward_before_forward(from_logits):
         BinaryCrossentropy(from_logits=from_logits).backward()
 
 
+@pytest.mark.model
 def test_backward_logits_before_forward_logits_names_the_layer(rng):
     layer = Dense(3, activation="sigmoid", name="head")
     layer.build((4,))
@@ -401,6 +433,7 @@ def _compiled_tiny_model():
     ({"verbose": "loud"}, ValueError, r"fit: verbose must be .*got 'loud'"),
     ({"stop_on_nan": None}, TypeError, r"fit: stop_on_nan must be True or False"),
 ])
+@pytest.mark.training
 def test_bad_fit_arguments_are_refused_before_training(kwargs, error, message):
     model, x, y = _compiled_tiny_model()
     before = [w.copy() for w in model.get_weights()]
@@ -412,6 +445,8 @@ def test_bad_fit_arguments_are_refused_before_training(kwargs, error, message):
         np.testing.assert_array_equal(w0, w1)
 
 
+@pytest.mark.model
+@pytest.mark.training
 def test_numpy_integers_are_accepted_as_fit_arguments():
     model, x, y = _compiled_tiny_model()
     history = model.fit(x, y, batch_size=np.int64(6), epochs=np.int32(2), initial_epoch=np.int64(1),
@@ -419,6 +454,8 @@ def test_numpy_integers_are_accepted_as_fit_arguments():
     assert history.epoch == [1] and model.optimizer.iterations == 1
 
 
+@pytest.mark.model
+@pytest.mark.training
 @pytest.mark.parametrize("method", ["evaluate", "predict"])
 @pytest.mark.parametrize("batch_size, error", [(0, ValueError), (-1, ValueError), (8.0, TypeError)])
 def test_bad_batch_size_in_evaluate_and_predict(method, batch_size, error):
@@ -430,12 +467,16 @@ def test_bad_batch_size_in_evaluate_and_predict(method, batch_size, error):
         getattr(model, method)(*args, verbose=-1)
 
 
+@pytest.mark.training
 def test_fit_on_a_list_of_images_says_to_stack_them():
     model, x, y = _compiled_tiny_model()
     with pytest.raises(TypeError, match=r"fit takes images as one NumPy array .*got a list of 12 items.*np\.stack"):
         model.fit(list(x), y)
 
 
+@pytest.mark.augment
+@pytest.mark.loss
+@pytest.mark.training
 def test_fit_on_a_flow_without_labels():
     from tinyconv.data import ImageDataGenerator
     model, x, y = _compiled_tiny_model()
@@ -461,6 +502,8 @@ def test_fit_on_a_flow_without_labels():
     ("w-{loss:d}.npz", True, r"cannot be filled \(ValueError"),
     ("w-{}.npz", True, r"cannot be filled \(IndexError"),
 ])
+@pytest.mark.model
+@pytest.mark.training
 def test_model_checkpoint_template_checked_before_training(tmp_path, template, validation, message):
     from tinyconv.callbacks import ModelCheckpoint
     model, x, y = _compiled_tiny_model()
@@ -470,6 +513,8 @@ def test_model_checkpoint_template_checked_before_training(tmp_path, template, v
     assert model.optimizer.iterations == 0 and list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.model
+@pytest.mark.training
 def test_model_checkpoint_template_that_fits_is_filled(tmp_path):
     from tinyconv.callbacks import ModelCheckpoint
     model, x, y = _compiled_tiny_model()
@@ -481,6 +526,7 @@ def test_model_checkpoint_template_that_fits_is_filled(tmp_path):
 
 # --- weights files ------------------------------------------------------------------------------------
 
+@pytest.mark.model
 def test_load_weights_on_files_that_are_not_weights(tmp_path):
     from tinyconv import checkpoint
     model, x, y = _compiled_tiny_model()
@@ -498,6 +544,7 @@ def test_load_weights_on_files_that_are_not_weights(tmp_path):
         np.testing.assert_array_equal(w0, w1)
 
 
+@pytest.mark.model
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
 def test_load_weights_refuses_non_finite_values(tmp_path, bad):
     model, x, y = _compiled_tiny_model()
@@ -511,6 +558,7 @@ def test_load_weights_refuses_non_finite_values(tmp_path, bad):
         np.testing.assert_array_equal(w0, w1)
 
 
+@pytest.mark.training
 def test_a_monitor_the_logs_never_hold_is_refused_before_training(tmp_path):
     from tinyconv.callbacks import EarlyStopping, ModelCheckpoint
     model, x, y = _compiled_tiny_model()
@@ -525,6 +573,8 @@ def test_a_monitor_the_logs_never_hold_is_refused_before_training(tmp_path):
     assert model.optimizer.iterations == 0 and list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.loss
+@pytest.mark.training
 def test_fit_on_outputs_that_are_not_probabilities_suggests_logits():
     from tinyconv import Model
     from tinyconv.layers import Flatten

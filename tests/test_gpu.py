@@ -28,6 +28,8 @@ from tinyconv.layers import (Conv2D, Dense, Dropout, Flatten, Input, LeakyReLU, 
                              reset_names)
 from tinyconv.model import Model
 from tinyconv.optimizers import SGD, Adam
+
+pytestmark = pytest.mark.backend  # the same code on either side of the array-module seam
 from tinyconv.saliency import saliency_map
 
 import cuda_on_host

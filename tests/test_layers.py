@@ -93,6 +93,10 @@ def test_same_pooling_of_negatives_never_returns_padding():
     np.testing.assert_array_equal(y[0, :, :, 0], [[-1, -3], [-7, -9]])
 
 
+@pytest.mark.activations
+@pytest.mark.pool
+@pytest.mark.conv
+@pytest.mark.dropout
 def test_backward_does_not_modify_upstream_gradient(rng):
     x = rng.standard_normal((2, 5, 5, 3)).astype(np.float32)
     for layer in [LeakyReLU(), MaxPooling2D(), Conv2D(2, 3, activation="relu"), Dropout(0.5)]:

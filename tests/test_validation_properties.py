@@ -22,7 +22,10 @@ from tinyconv.layers import (Activation, BatchNormalization, Concatenate, Conv2D
 from tinyconv.losses import BinaryCrossentropy, CategoricalCrossentropy
 from tinyconv.optimizers import SGD, Adam
 
-pytestmark = pytest.mark.errors
+# Each row guards its own module's constructor: the test runs with every topic's subset.
+pytestmark = [pytest.mark.errors, pytest.mark.conv, pytest.mark.pool, pytest.mark.activations, pytest.mark.dense,
+              pytest.mark.dropout, pytest.mark.loss, pytest.mark.optim, pytest.mark.norm, pytest.mark.generative,
+              pytest.mark.augment, pytest.mark.training, pytest.mark.graph]
 
 PACKAGE = os.path.dirname(tinyconv.__file__)
 
