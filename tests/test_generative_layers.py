@@ -161,3 +161,10 @@ def test_reshape_to_an_impossible_shape_names_both_shapes():
         Reshape((4, 2))(Input((2, 3)))
     with pytest.raises(ValueError, match="height, width, channels"):
         UpSampling2D()(Input((6,)))
+
+
+@pytest.mark.parametrize("target, input_shape", [((2, 2), (8,)), ((3, -1), (8,)), ((4, 4, 2), (4, 4, 3)),
+                                                  ((2, 3), (2, 2))])
+def test_reshape_to_another_number_of_values_is_refused_when_built(target, input_shape):
+    with pytest.raises(ValueError, match="cannot reshape"):
+        Reshape(target)(Input(input_shape))

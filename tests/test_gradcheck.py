@@ -427,3 +427,19 @@ def test_runs_on_the_layers_device_not_the_current_one(rng, monkeypatch):
     monkeypatch.setattr(backend, "_import_cupy", no_gpu_here)
     report = gradcheck.check_layer(layer, x)
     assert report.passed(), str(report)
+
+
+def test_a_sample_of_entries_reaches_the_end_of_a_tensor():
+    """With ``max_checks``, the sample must be drawn over the whole tensor: a gradient wrong only in
+    its last tenth fails (a check of the first entries alone would pass it)."""
+    x = np.linspace(-1.0, 1.0, 200)
+    wrong = 2 * x
+    wrong[-20:] += 0.5
+
+    def objective():
+        return float(np.sum(x * x))
+
+    with pytest.raises(AssertionError):
+        assert gradcheck.check(objective, {"x": wrong}, {"x": x}, max_checks=60).max_rel_error < 1e-6
+    report = gradcheck.check(objective, {"x": 2 * x}, {"x": x}, max_checks=60)
+    assert report.max_rel_error < 1e-6 and report.checks[0].checked == 60

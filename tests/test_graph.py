@@ -238,3 +238,21 @@ def test_graphs_run_on_every_device(device, rng):
         results.append([tinyconv.to_numpy(a) for a in (y, dx, *model.gradients())])
     for a, b in zip(*results):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_add_of_three_branches_sums_all_three_and_sends_the_gradient_to_each(rng):
+    """Every other merge test adds two tensors: an Add that dropped its third input passed them."""
+    a, b, c = (rng.standard_normal((2, 4, 4, 3)).astype(np.float32) for _ in range(3))
+    layer = Add()
+    layer.build([(4, 4, 3)] * 3)
+    np.testing.assert_allclose(layer.forward([a, b, c]), a + b + c, rtol=1e-6)
+    dy = rng.standard_normal(a.shape).astype(np.float32)
+    grads = layer.backward(dy)
+    assert len(grads) == 3 and all(np.array_equal(g, dy) for g in grads)
+    inputs = [Input((4, 4, 3)) for _ in range(1)]
+    x = inputs[0]
+    model = Model(x, Add()([Conv2D(2, 1)(x), Conv2D(2, 1)(x), Conv2D(2, 1)(x)]))
+    branches = [layer for layer in model.layers if isinstance(layer, Conv2D)]
+    out = model.forward(a)
+    expected = sum(branch.forward(a) for branch in branches)
+    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-6)

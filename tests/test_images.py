@@ -382,3 +382,29 @@ def test_train_cells_on_real_nuclei(tmp_path):
     assert [r["label"] for r in rows] == [*samples.NUCLEI_LABELS, "mean"]
     assert (run / "plots" / "test_predictions.png").is_file()
     assert f"holds {len(data.images)} images listed in" in result.stdout
+
+
+@pytest.mark.parametrize("intensity_range", [None, (0, 255), "dtype"])
+def test_a_constant_channel_becomes_zero_not_nan(tmp_path, intensity_range):
+    """The docstring's promise: high == low (percentiles of a flat channel) gives 0, and the other
+    channels are scaled as usual."""
+    image = np.zeros((6, 6, 2), dtype=np.uint8)
+    image[..., 0] = 77  # flat
+    image[..., 1] = np.arange(36).reshape(6, 6)
+    folder, labels = make_folder(tmp_path, {"flat.tif": image})
+    if intensity_range is None:
+        data = load_images(folder, labels, image_size=None)
+        assert np.array_equal(data.images[0, ..., 0], np.zeros((6, 6), dtype=np.float32))
+    else:
+        data = load_images(folder, labels, image_size=None, intensity_range=intensity_range)
+        np.testing.assert_allclose(data.images[0, ..., 0], 77 / 255, rtol=1e-6)
+    assert np.isfinite(data.images).all() and data.images[0, ..., 1].max() > 0
+
+
+@pytest.mark.parametrize("height, width, size", [(7, 6, (4, 4)), (6, 9, (2, 4)), (5, 5, (4, 4))])
+def test_centre_crop_leaves_the_odd_pixel_at_the_bottom_and_right(height, width, size):
+    from tinyconv.data.images import centre_crop
+    image = np.arange(height * width, dtype=np.float32).reshape(height, width, 1)
+    top, left = (height - size[0]) // 2, (width - size[1]) // 2  # floor: the extra row and column stay behind
+    np.testing.assert_array_equal(centre_crop(image, size), image[top:top + size[0], left:left + size[1]])
+    assert top == (height - size[0]) - (height - size[0] + 1) // 2
