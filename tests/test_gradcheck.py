@@ -41,6 +41,11 @@ LAYERS = {
 }
 
 
+@pytest.mark.conv
+@pytest.mark.pool
+@pytest.mark.activations
+@pytest.mark.dense
+@pytest.mark.dropout
 @pytest.mark.parametrize("name", list(LAYERS))
 def test_image_layer(name, rng, device):
     x = away_from_zero(rng, (2, 7, 6, 3))
@@ -50,18 +55,21 @@ def test_image_layer(name, rng, device):
 
 @pytest.mark.parametrize("pool, strides, padding", [((2, 2), None, "valid"), ((3, 3), (2, 2), "same"),
                                                      ((2, 3), (1, 2), "valid"), ((3, 2), (1, 1), "same")])
+@pytest.mark.pool
 def test_max_pooling(pool, strides, padding, rng, device):
     x = tie_free(rng, (2, 7, 6, 3))
     report = gradcheck.check_layer(MaxPooling2D(pool, strides=strides, padding=padding), x)
     assert report.max_rel_error < BOUND and report.kinks == 0, str(report)
 
 
+@pytest.mark.dense
 @pytest.mark.parametrize("activation", [None, "relu", "sigmoid"])
 def test_dense(activation, rng, device):
     report = gradcheck.check_layer(Dense(5, activation=activation), away_from_zero(rng, (4, 7)))
     assert report.max_rel_error < BOUND and report.kinks == 0, str(report)
 
 
+@pytest.mark.loss
 @pytest.mark.loss
 @pytest.mark.parametrize("from_logits", [False, True])
 def test_binary_crossentropy(from_logits, rng):
@@ -71,6 +79,9 @@ def test_binary_crossentropy(from_logits, rng):
     assert report.max_rel_error < BOUND, str(report)
 
 
+@pytest.mark.model
+@pytest.mark.conv
+@pytest.mark.dense
 @pytest.mark.model
 def test_whole_seed_model(rng, device):
     model = seed_cnn(input_shape=(8, 8, 3))
@@ -90,6 +101,8 @@ def test_kink_is_recognised_not_blamed():
     assert report.max_rel_error < BOUND, str(report)
 
 
+@pytest.mark.loss
+@pytest.mark.training
 @pytest.mark.model
 def test_fused_sigmoid_bce_training_gradient(rng):
     """The fused path (logits loss, sigmoid skipped) gives the gradient of the unfused BCE."""
@@ -116,6 +129,8 @@ SIGMOID_ENDINGS = {
 }
 
 
+@pytest.mark.loss
+@pytest.mark.training
 @pytest.mark.model
 @pytest.mark.parametrize("ending", list(SIGMOID_ENDINGS))
 def test_every_final_sigmoid_is_fused_and_a_saturated_output_still_learns(ending):
@@ -353,6 +368,7 @@ def test_a_bias_that_meets_only_kinks_is_refused(rng):
         gradcheck.check_layer(layer, x)
 
 
+@pytest.mark.pool
 def test_max_pool_ties_are_kinks_and_pass(rng):
     x = tie_free(rng, (2, 4, 4, 2))
     x[0, 0, 1, 0] = x[0, 0, 0, 0] = x[0, :2, :2, 0].max() + 0.5  # a tied maximum in one window
@@ -394,6 +410,7 @@ def test_a_doubled_gradient_fails_with_cupy_like_indexing(rng):
     assert np.array_equal(np.asarray(a), before)  # every entry restored to its exact value
 
 
+@pytest.mark.dense
 def test_a_doubled_dense_kernel_gradient_fails_with_cupy_like_indexing(rng):
     class DoubledKernel(Dense):
         def backward_linear(self, dz, input_gradient=True):

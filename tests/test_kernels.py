@@ -90,6 +90,7 @@ def test_winograd_backward_transforms_are_adjoints(module, transforms, rng):
         np.sum(m * module.winograd_output_transform_adjoint(dy, transforms.at)), rel=1e-12)
 
 
+@pytest.mark.pool
 @settings(max_examples=60, deadline=None)
 @given(window_problems())
 def test_maxpool_matches_reference(problem):
@@ -115,6 +116,7 @@ def test_col2im_is_the_adjoint_of_im2col(module, rng):
     assert lhs == pytest.approx(rhs, rel=1e-12)
 
 
+@pytest.mark.pool
 @pytest.mark.parametrize("module", [reference, cpu], ids=["reference", "numba"])
 def test_maxpool_tie_goes_to_one_input_and_padding_never_wins(module):
     x = -np.ones((1, 3, 3, 1))  # all negative, all tied
@@ -158,6 +160,7 @@ TIE_CASES = [((2, 6, 7, 3), (3, 3), (1, 1), (1, 1, 1, 1)),
              ((1, 5, 5, 1), (3, 2), (2, 1), (1, 1, 0, 1))]
 
 
+@pytest.mark.pool
 @pytest.mark.parametrize("module", [reference, loops, cpu], ids=["reference", "loops", "numba"])
 @pytest.mark.parametrize("values", ["ties", "negative ties", "nan"])
 @pytest.mark.parametrize("shape, window, strides, pads", TIE_CASES)
@@ -181,6 +184,7 @@ def test_maxpool_ties_and_nan_follow_window_order(module, values, shape, window,
     np.testing.assert_array_equal(module.maxpool_backward(dy, argmax, x.shape, window, strides, pads), dx_loop)
 
 
+@pytest.mark.pool
 @pytest.mark.parametrize("module", [reference, loops, cpu], ids=["reference", "loops", "numba"])
 def test_maxpool_nan_propagates_like_numpy_max(module):
     x = np.float32([[1, np.nan], [3, 2]]).reshape(1, 2, 2, 1)

@@ -72,6 +72,7 @@ def test_conv_loops_backward_is_the_adjoint_of_forward(n, h, w, c, f, kh, kw, sh
     np.testing.assert_allclose(dbias, dz.sum(axis=(0, 1, 2)))
 
 
+@pytest.mark.pool
 @settings(max_examples=50, deadline=None)
 @given(**window_cases)
 def test_maxpool_loops_equal_reference_and_numba(n, h, w, c, kh, kw, sh, sw, padding, seed):
@@ -92,6 +93,7 @@ def test_maxpool_loops_equal_reference_and_numba(n, h, w, c, kh, kw, sh, sw, pad
         np.testing.assert_allclose(dx, module.maxpool_backward(dy, argmax_other, x.shape, *args), atol=1e-6)
 
 
+@pytest.mark.pool
 def test_maxpool_loops_route_each_window_to_its_maximum():
     x = np.array([[1., 5., 2.], [0., 5., 7.], [3., -1., 4.]]).reshape(1, 3, 3, 1)
     y, argmax = loops.maxpool_forward(x, (2, 2), (1, 1), (0, 0, 0, 0))

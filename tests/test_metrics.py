@@ -91,3 +91,15 @@ def test_shape_errors_name_the_function():
         metrics.roc_auc(np.zeros((3, 2)), np.zeros((3, 3)))
     with pytest.raises(ValueError, match="per_label_report: 1 names for 2 labels"):
         metrics.per_label_report(np.zeros((3, 2)), np.zeros((3, 2)), ["a"])
+
+
+def test_f1_and_accuracy_use_the_threshold_they_are_given():
+    """Counted by hand at threshold 0.3: a metric that kept 0.5 whatever it was given fails."""
+    from tinyconv.metrics import binary_accuracy, f1_score
+    y_true = np.array([[1], [1], [0], [0], [1]])
+    y_prob = np.array([[0.4], [0.9], [0.35], [0.1], [0.2]])
+    # > 0.3: predicted 1, 1, 1, 0, 0 -> TP 2, FP 1, FN 1 -> F1 = 4 / 6; 3 of 5 right
+    np.testing.assert_allclose(f1_score(y_true, y_prob, threshold=0.3), [4 / 6])
+    assert binary_accuracy(y_true, y_prob, threshold=0.3) == pytest.approx(3 / 5)
+    # > 0.5: predicted 0, 1, 0, 0, 0 -> TP 1, FN 2 -> F1 = 2 / 4; 3 of 5 right
+    np.testing.assert_allclose(f1_score(y_true, y_prob), [2 / 4])

@@ -181,3 +181,16 @@ def test_clear_errors():
         CategoricalCrossentropy().forward(np.zeros((1, 2)), np.array([[0.0, 1.0]]))
     with pytest.raises(ValueError, match="unknown metrics"):
         Sequential([Input((2,)), Dense(2)]).compile("adam", BinaryCrossentropy(), metrics=["auc"])
+
+
+@pytest.mark.loss
+def test_categorical_crossentropy_from_logits_is_stable_row_by_row():
+    """Each row is shifted by its own maximum: rows at +500 and at -500 in one batch both give the
+    log-sum-exp loss (a shift by the batch's maximum underflows the low row to log 0)."""
+    from scipy.special import log_softmax
+    z = np.array([[500.0, 499.0, 498.0], [-500.0, -501.0, -499.5]])
+    y = np.array([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0]])
+    loss = CategoricalCrossentropy(from_logits=True)
+    expected = -(y * log_softmax(z, axis=1)).sum(axis=1).mean()
+    assert loss.forward(z, y) == pytest.approx(expected, rel=1e-12)
+    np.testing.assert_allclose(loss.backward(), (np.exp(log_softmax(z, axis=1)) - y) / 2, rtol=1e-10, atol=1e-15)
