@@ -1,5 +1,6 @@
 """The CPU's matrix products (``kernels/products.py``): numpy.matmul's values, and the same bits on
 any number of threads, for every way a product is cut (stack, rows, columns, split sums)."""
+import os
 import threading
 
 import numpy as np
@@ -8,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tinyconv.kernels import products
-from tinyconv.kernels.products import ProductPool, matmul, pieces
+from tinyconv.kernels.products import ProductPool, cut, matmul, pieces
 
 pytestmark = pytest.mark.kernels
 
@@ -19,35 +20,24 @@ SHAPES = {
     "stack": ((36, 200, 64), (36, 64, 48)),
     "rows": ((3000, 27), (27, 64)),
     "columns": ((16, 512), (512, 4096)),
-    "split sum": ((8, 50000), (50000, 8)),
-    "single call": ((8, 8), (8, 8)),
+    "sum": ((8, 50000), (50000, 8)),
+    "whole": ((8, 8), (8, 8)),
 }
 
 
-def cut_of(a_shape, b_shape) -> str:
-    """Which cut ``matmul`` makes, from ``pieces`` (so the cases above keep meaning what they say)."""
-    if len(a_shape) == 3:
-        return "stack"
-    (m, k), n = a_shape, b_shape[1]
-    if len(pieces(m, 2 * k * n, products.ALIGN)) > 1:
-        return "rows"
-    if len(pieces(n, 2 * m * k, products.ALIGN)) > 1:
-        return "columns"
-    return "split sum" if len(pieces(k, 2 * m * n, max(products.ALIGN, -(-k // 16)))) > 1 else "single call"
+@pytest.mark.parametrize("kind", SHAPES)
+def test_the_cases_cut_as_named(kind):
+    """So that the cases below keep meaning what they say."""
+    assert cut(*SHAPES[kind])[0] == kind
 
 
-@pytest.mark.parametrize("cut", SHAPES)
-def test_the_cases_cut_as_named(cut):
-    assert cut_of(*SHAPES[cut]) == cut
-
-
-@pytest.mark.parametrize("cut", SHAPES)
+@pytest.mark.parametrize("kind", SHAPES)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_matmul_is_numpys_product_and_the_same_bits_on_any_thread_count(cut, dtype):
+def test_matmul_is_numpys_product_and_the_same_bits_on_any_thread_count(kind, dtype):
     """A cut that dropped or repeated a piece, or a sum added in another order per thread count,
     fails here."""
     rng = np.random.default_rng(0)
-    a_shape, b_shape = SHAPES[cut]
+    a_shape, b_shape = SHAPES[kind]
     a, b = rng.standard_normal(a_shape).astype(dtype), rng.standard_normal(b_shape).astype(dtype)
     results = [matmul(a, b, pool) for pool in POOLS.values()]
     reference = np.matmul(a.astype(np.float64), b.astype(np.float64))
@@ -115,6 +105,5 @@ def test_an_error_in_a_piece_reaches_the_caller_after_every_piece_returned():
                                                ({"GOTO_NUM_THREADS": "4", "OMP_NUM_THREADS": "2"}, 4),
                                                ({"OPENBLAS_NUM_THREADS": "0"}, None), ({}, None)])
 def test_the_pool_is_as_wide_as_the_user_asked_of_blas(environ, expected):
-    import os
     cores = len(os.sched_getaffinity(0))
     assert products.default_threads(environ) == (expected or cores)

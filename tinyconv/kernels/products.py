@@ -95,32 +95,36 @@ def default_pool() -> ProductPool:
     return _pool
 
 
+def cut(a_shape, b_shape) -> tuple[str, list[tuple[int, int]]]:
+    """How ``matmul`` cuts a product of these shapes: ``("stack" | "rows" | "columns" | "sum" |
+    "whole", pieces)``, the first way, in that order, that gives more than one piece."""
+    if len(a_shape) == 3:
+        _, m, k = a_shape
+        return "stack", pieces(a_shape[0], 2 * m * k * b_shape[2], 1)
+    (m, k), n = a_shape, b_shape[1]
+    for kind, length, flops, smallest in (("rows", m, 2 * k * n, ALIGN), ("columns", n, 2 * m * k, ALIGN),
+                                          ("sum", k, 2 * m * n, max(ALIGN, -(-k // MOST_PARTIAL_SUMS)))):
+        split = pieces(length, flops, smallest)
+        if len(split) > 1:
+            return kind, split
+    return "whole", [(0, k)]
+
+
 def matmul(a, b, pool: ProductPool | None = None):
     """``a @ b`` for 2-D ``a`` (M, K), ``b`` (K, N), or stacks (B, M, K) @ (B, K, N); a new array."""
     pool = pool or default_pool()
     out = np.empty(a.shape[:-1] + b.shape[-1:], dtype=np.result_type(a, b))
-    if a.ndim == 3:
-        m, k = a.shape[1:]
-        n = b.shape[2]
-        work = [_piece(a[i:j], b[i:j], out[i:j]) for i, j in pieces(a.shape[0], 2 * m * k * n, 1)]
-        pool.run(work)
-        return out
-    (m, k), n = a.shape, b.shape[1]
-    rows = pieces(m, 2 * k * n, ALIGN)
-    if len(rows) > 1:
-        pool.run([_piece(a[i:j], b, out[i:j]) for i, j in rows])
-        return out
-    columns = pieces(n, 2 * m * k, ALIGN)
-    if len(columns) > 1:
-        pool.run([_piece(a, b[:, i:j], out[:, i:j]) for i, j in columns])
-        return out
-    sums = pieces(k, 2 * m * n, max(ALIGN, -(-k // MOST_PARTIAL_SUMS)))
-    if len(sums) > 1:
-        partial = np.empty((len(sums), m, n), dtype=out.dtype)
-        pool.run([_piece(a[:, i:j], b[i:j], partial[p]) for p, (i, j) in enumerate(sums)])
+    kind, split = cut(a.shape, b.shape)
+    if kind in ("stack", "rows"):
+        pool.run([_piece(a[i:j], b[i:j] if kind == "stack" else b, out[i:j]) for i, j in split])
+    elif kind == "columns":
+        pool.run([_piece(a, b[:, i:j], out[:, i:j]) for i, j in split])
+    elif kind == "sum":
+        partial = np.empty((len(split), *out.shape), dtype=out.dtype)
+        pool.run([_piece(a[:, i:j], b[i:j], partial[p]) for p, (i, j) in enumerate(split)])
         np.add.reduce(partial, axis=0, out=out)  # one partial after the other: a fixed order
-        return out
-    np.matmul(a, b, out=out)
+    else:
+        np.matmul(a, b, out=out)
     return out
 
 
