@@ -33,7 +33,7 @@ import numpy as np
 
 import tinyconv
 from tinyconv import Model, checkpoint, plots, random
-from tinyconv.data import cells, load_dataset, split
+from tinyconv.data import cells, split
 from tinyconv.frechet import frechet_distance
 from tinyconv.gan import FORMAT as GAN_FORMAT, GAN
 from tinyconv.layers import (BatchNormalization, Conv2D, Conv2DTranspose, Dense, Dropout, Flatten, Input,
@@ -76,10 +76,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 def load_cells(args) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Simulated images scaled to [-1, 1] (float32), labels (N, 18) and the label names."""
     folder = Path(f"data/cells-v{cells.VERSION}-n{args.n_samples}-{IMAGE_SIZE}px-seed{args.seed}")
-    if not folder.is_dir():
-        print(f"Simulating {args.n_samples} cells into {folder} ...")
-        cells.make_dataset(folder, n=args.n_samples, image_size=IMAGE_SIZE, channels=CHANNELS, seed=args.seed)
-    images, labels, meta = load_dataset(folder)
+    images, labels, meta = cells.load_or_make(folder, n=args.n_samples, image_size=IMAGE_SIZE, channels=CHANNELS,
+                                              seed=args.seed, verbose=True)
     images = np.asarray(images, dtype=np.float32) / (255.0 if images.dtype == np.uint8 else 1.0)
     return images * 2 - 1, labels.astype(np.float32), list(meta["label_names"])
 

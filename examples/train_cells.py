@@ -39,7 +39,7 @@ import numpy as np
 import tinyconv
 from tinyconv import Model, checkpoint, metrics, plots
 from tinyconv.callbacks import CSVLogger, EarlyStopping, ModelCheckpoint, TerminateOnNaN, TrainingCheckpoint
-from tinyconv.data import ImageDataGenerator, cells, load_dataset, load_images, split
+from tinyconv.data import ImageDataGenerator, cells, load_images, split
 from tinyconv.data.baseline import logistic_regression_baseline
 from tinyconv.feature_maps import feature_maps
 from tinyconv.layers import Conv2D, Dense, Dropout, Flatten, Input, LeakyReLU, MaxPooling2D
@@ -121,12 +121,9 @@ def load_or_simulate(args) -> tuple[np.ndarray, np.ndarray, list[str], list[str]
         return images, labels.astype(np.float32), meta["label_names"], None
     # The simulator's version is part of the cache's name: a new simulator never reuses old images.
     folder = Path(args.data_dir or f"data/cells-v{cells.VERSION}-n{args.n_samples}-{args.image_size}px-seed{args.seed}")
-    if not folder.is_dir():
-        print(f"Simulating {args.n_samples} cells of {args.image_size}x{args.image_size} pixels into {folder} ...")
-        start = time.perf_counter()
-        cells.make_dataset(folder, n=args.n_samples, image_size=args.image_size, seed=args.seed)
-        print(f"  done in {time.perf_counter() - start:.1f} s")
-    images, labels, meta = load_dataset(folder)
+    # An existing data set is read as it is; two runs started together on an empty cache share it.
+    images, labels, meta = cells.load_or_make(folder, n=args.n_samples, image_size=args.image_size,
+                                              seed=args.seed, verbose=True)
     print(f"Data: {folder} holds {len(images)} images of shape {images.shape[1:]} with {labels.shape[1]} labels")
     images = np.asarray(images, dtype=np.float32) / (255.0 if images.dtype == np.uint8 else 1.0)
     names = meta.get("label_names") or [f"label_{i}" for i in range(labels.shape[1])]

@@ -1,7 +1,7 @@
 """Atomic writes fail at every step and leave the previous version whole.
 
-A write is a sequence of steps (fill a temporary, flush, fsync, rename; for a data set folder, two
-renames and a removal). A bug in their order (the target removed before the rename, say) shows only
+A write is a sequence of steps (fill a temporary, flush, fsync, rename; for a data set folder, three
+files synced, its pointer replaced, the old version removed). A bug in their order (the target removed before the rename, say) shows only
 when the write stops between exactly those two steps, so each test here stops it at every step in
 turn: by an ``OSError`` (a full disk, a read-only folder) and by a kill (``os._exit``) before and
 after each system call, in a fresh process.
@@ -97,14 +97,14 @@ def test_a_kill_around_any_step_of_a_file_write_leaves_a_whole_file(tmp_path, fu
     assert leftovers(tmp_path, "history.csv") == []
 
 
-DATASET_STEPS = [("fsync", 1), ("fsync", 3), ("rename", 1), ("rename", 2), ("rmtree", 1)]
+DATASET_STEPS = [("fsync", 1), ("fsync", 3), ("fsync", 4), ("replace", 1), ("rmtree", 1)]
 
 
 @pytest.mark.parametrize("function, call", DATASET_STEPS)
 @pytest.mark.parametrize("when", ["before", "after"])
 def test_a_kill_around_any_step_of_a_data_set_swap_leaves_one_whole_version(tmp_path, function, call, when):
-    """The folder is then the old set or the new one, never a mix and never missing (the next
-    load finishes a swap the kill interrupted between its two renames)."""
+    """The folder is then the old set or the new one, never a mix and never missing: the new one
+    exists for readers from the moment the pointer ``current`` is replaced, not before."""
     target = tmp_path / "cells"
     save_dataset(target, np.full((2, 2, 2, 1), 0.25, np.float32), np.zeros((2, 2), np.uint8), {"version": "old"})
     killed = run_killed("dataset", target, function, call, when)
@@ -113,7 +113,7 @@ def test_a_kill_around_any_step_of_a_data_set_swap_leaves_one_whole_version(tmp_
     version = data.meta["version"]
     expected = {"old": (2, 0.25, 0), "new": (3, 0.75, 1)}[version]
     assert (len(data.images), float(data.images.max()), int(data.labels.max())) == expected
-    if function == "rename" and call == 2 and when == "after" or function == "rmtree":
+    if function == "replace" and when == "after" or function == "rmtree":
         assert version == "new"
-    if function == "fsync" or (function == "rename" and call == 1 and when == "before"):
+    if function == "fsync" or (function == "replace" and when == "before"):
         assert version == "old"

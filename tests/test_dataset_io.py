@@ -18,6 +18,11 @@ def meta_for(y):
     return {"label_names": [f"l{i}" for i in range(y.shape[1])]}
 
 
+def current_version(folder):
+    """The folder that holds the files of the data set's current version."""
+    return folder / (folder / "current").read_text().strip()
+
+
 def test_make_dataset_round_trip(tmp_path):
     path = cells.make_dataset(tmp_path / "cells", n=20, image_size=24, channels=3, seed=5)
     images, labels, meta = load_dataset(path)
@@ -138,15 +143,16 @@ def damage(kind, data: bytes) -> bytes:
 def test_damaged_npy_files_are_named(tmp_path, kind, file, mmap):
     x, y = small()
     folder = save_dataset(tmp_path / "d", x, y, meta_for(y))
-    (folder / file).write_bytes(damage(kind, (folder / file).read_bytes()))
-    with pytest.raises(ValueError, match=rf"load_dataset: .*d/{file} is not a readable \.npy array"):
+    files = current_version(folder)
+    (files / file).write_bytes(damage(kind, (files / file).read_bytes()))
+    with pytest.raises(ValueError, match=rf"load_dataset: .*d/v-[-0-9a-f]+/{file} is not a readable \.npy array"):
         load_dataset(folder, mmap=mmap)
 
 
 def test_meta_json_of_random_bytes_is_named(tmp_path):
     x, y = small()
     folder = save_dataset(tmp_path / "d", x, y, meta_for(y))
-    (folder / "meta.json").write_bytes(np.random.default_rng(0).bytes(64) + b"\xff")
+    (current_version(folder) / "meta.json").write_bytes(np.random.default_rng(0).bytes(64) + b"\xff")
     with pytest.raises(ValueError, match=r"meta\.json is not valid JSON"):
         load_dataset(folder)
 
@@ -211,73 +217,174 @@ def test_stale_temporaries_of_the_target_are_removed_and_nothing_else(tmp_path):
     from tinyconv import Model
 
     gone, alive = dead_pid(), os.getppid()
-    stale = [f".d.tmp-{gone}-0123abcd", f".d.old-{gone}-89abcdef", f".w.npz.tmp-{gone}-00ff00ff",
-             f".d.tmp-{alive}-aaaaaaaa"]  # the last one is old (below), so not a running write
-    kept = [f".d.tmp-{alive}-bbbbbbbb", f".e.tmp-{gone}-0123abcd", ".d.tmp-notes", "d.tmp-1-0123abcd",
-            f".w.npz.tmp-{alive}-cccccccc"]
+    stale = [f".w.npz.tmp-{gone}-00ff00ff", f".w.npz.tmp-{alive}-aaaaaaaa"]  # the last one is old (below)
+    kept = [f".w.npz.tmp-{alive}-cccccccc", f".e.tmp-{gone}-0123abcd", ".w.npz.tmp-notes", "w.npz.tmp-1-0123abcd"]
     for name in stale + kept:
-        (tmp_path / name).mkdir() if ".d." in name or name.startswith(".e") else (tmp_path / name).write_bytes(b"x")
+        (tmp_path / name).write_bytes(b"x")
     day_ago = time.time() - 2 * 24 * 3600
     os.utime(tmp_path / stale[-1], (day_ago, day_ago))
 
-    x, y = small()
-    save_dataset(tmp_path / "d", x, y, meta_for(y))
     inputs = Input((3,))
     Model(inputs, Dense(2)(inputs)).save_weights(tmp_path / "w.npz")
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(kept + ["d", "w.npz"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(kept + ["w.npz"])
 
 
-KILL_BETWEEN_RENAMES = """
-import os, sys
-from pathlib import Path
-import numpy as np
-from tinyconv.data import save_dataset
-
-rename = Path.rename
-def rename_then_die(self, target):
-    if Path(target).name == "d":  # the second rename: the new copy into place
-        os._exit(9)               # as kill -9 would: no cleanup runs
-    return rename(self, target)
-
-Path.rename = rename_then_die
-x = np.full((3, 4, 4, 1), 0.25, np.float32)
-save_dataset(sys.argv[1], x, np.zeros((3, 2), np.uint8), {}, overwrite=True)
-"""
+def test_a_killed_saves_version_is_removed_by_the_next_save_and_nothing_else(tmp_path):
+    """A save killed before it published leaves its version folder; the next save (which holds the
+    writers' lock, so no other save is running) removes it, and only it."""
+    x, y = small()
+    folder = save_dataset(tmp_path / "d", x, y, meta_for(y))
+    unpublished = folder / f"v-1-{dead_pid()}-0123abcd"
+    unpublished.mkdir()
+    (unpublished / "images.npy").write_bytes(b"half")
+    (tmp_path / "d.notes").write_text("mine")
+    save_dataset(folder, x[:4], y[:4], meta_for(y), overwrite=True)
+    names = sorted(p.name for p in folder.iterdir())
+    assert names[:2] == [".lock", "current"] and len(names) == 3 and names[2] != unpublished.name
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d", "d.notes"]
+    assert len(load_dataset(folder).images) == 4
 
 
-def test_a_kill_between_the_two_renames_of_an_overwrite_loses_nothing(tmp_path):
+def test_an_interrupt_before_the_pointer_moves_keeps_the_old_set_and_leaves_nothing(tmp_path, monkeypatch):
     import os
-    import subprocess
-    import sys
 
     x, y = small()
     folder = save_dataset(tmp_path / "d", x, y, meta_for(y))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    done = subprocess.run([sys.executable, "-c", KILL_BETWEEN_RENAMES, str(folder)], env=env)
-    assert done.returncode == 9 and not folder.exists()  # the window: nothing at the data set's path
-    data = load_dataset(folder)  # finds the complete new copy and finishes the swap
-    assert data.images.shape == (3, 4, 4, 1) and np.all(data.images == 0.25)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["d"]
+    before = sorted(p.name for p in folder.iterdir())
 
+    def interrupted(*args):
+        raise KeyboardInterrupt
 
-def test_an_interrupt_between_the_renames_puts_the_old_copy_back(tmp_path, monkeypatch):
-    from pathlib import Path
-
-    x, y = small()
-    folder = save_dataset(tmp_path / "d", x, y, meta_for(y))
-    rename = Path.rename
-
-    def rename_then_interrupt(self, target):
-        if Path(target).name == "d" and self.name.startswith(".d.tmp-"):  # the new copy into place
-            raise KeyboardInterrupt
-        return rename(self, target)
-
-    monkeypatch.setattr(Path, "rename", rename_then_interrupt)
+    monkeypatch.setattr(os, "replace", interrupted)
     with pytest.raises(KeyboardInterrupt):
         save_dataset(folder, x[:3], y[:3], meta_for(y), overwrite=True)
     monkeypatch.undo()
     assert len(load_dataset(folder).images) == 10
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["d"]
+    assert sorted(p.name for p in folder.iterdir()) == before
+
+
+def test_a_folder_made_by_hand_is_read_and_then_replaced_by_versions(tmp_path):
+    x, y = small()
+    folder = write_raw(tmp_path / "d", x, y, meta_for(y))
+    assert len(load_dataset(folder).images) == 10
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        save_dataset(folder, x[:2], y[:2], meta_for(y))
+    save_dataset(folder, x[:2], y[:2], meta_for(y), overwrite=True)
+    assert not any((folder / name).exists() for name in ("images.npy", "labels.npy", "meta.json"))
+    assert len(load_dataset(folder).images) == 2
+
+
+def test_a_folder_of_other_files_or_a_file_is_not_written_into(tmp_path):
+    x, y = small()
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "photos" / "a.png").write_bytes(b"png")
+    with pytest.raises(FileExistsError, match=r"photos holds other files \(a\.png\) and no data set"):
+        save_dataset(tmp_path / "photos", x, y, meta_for(y), overwrite=True)
+    assert [p.name for p in (tmp_path / "photos").iterdir()] == ["a.png"]
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(FileExistsError, match="f is a file, not a data set folder"):
+        save_dataset(tmp_path / "f", x, y, meta_for(y), overwrite=True)
+
+
+def test_a_damaged_pointer_is_named(tmp_path):
+    x, y = small()
+    folder = save_dataset(tmp_path / "d", x, y, meta_for(y))
+    (folder / "current").write_text("../../etc")
+    with pytest.raises(ValueError, match=r"load_dataset: .*d/current is damaged: it should name a version folder"):
+        load_dataset(folder)
+
+
+# --- processes sharing a data set folder (real processes, bounded in time) ---------------------------------
+
+SHARING = r"""
+import sys, time
+import numpy as np
+from tinyconv.data import cells, load_dataset, save_dataset
+
+role, folder, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3])
+stop = time.time() + seconds
+if role == "writer":  # replaces the set again and again with versions that tell themselves apart
+    version = 0
+    while time.time() < stop:
+        version += 1
+        n = 2 + version % 5
+        save_dataset(folder, np.full((n, 4, 4, 1), (version % 200) / 255, np.float32),
+                     np.full((n, 2), version % 2, np.uint8), {"version": version}, overwrite=True)
+    print(version)
+elif role == "reader":  # every read must be one version whole
+    reads = 0
+    while time.time() < stop:
+        images, labels, meta = load_dataset(folder, mmap=reads % 2 == 1)
+        version = meta["version"]
+        assert len(images) == len(labels) == 2 + version % 5, (version, images.shape, labels.shape)
+        assert np.all(images == np.float32((version % 200) / 255)), version
+        assert np.all(labels == version % 2), version
+        reads += 1
+    print(reads)
+elif role == "first":  # save without overwrite, at the same moment as another process
+    while time.time() < stop:
+        pass
+    try:
+        save_dataset(folder, np.full((3, 4, 4, 1), 0.5, np.float32), np.zeros((3, 2), np.uint8), {"by": sys.argv[4]})
+        print("saved")
+    except FileExistsError as exc:
+        print("refused:", exc)
+elif role == "make":  # two first runs on one cache
+    while time.time() < stop:
+        pass
+    images, labels, meta = cells.load_or_make(folder, n=40, image_size=24, seed=3)
+    print(float(images.sum()), int(labels.sum()))
+"""
+
+
+def start(role, folder, seconds, *extra):
+    import os
+    import subprocess
+    import sys
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    return subprocess.Popen([sys.executable, "-c", SHARING, role, str(folder), str(seconds), *extra],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def finish(process):
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 0, err[-3000:]
+    return out.strip()
+
+
+def test_readers_see_one_whole_version_while_a_writer_replaces_the_set(tmp_path):
+    """A reader must never get images of one version with labels or meta.json of another, nor a
+    damaged-file error, however its reads and the writer's replacements interleave."""
+    folder = save_dataset(tmp_path / "d", np.zeros((2, 4, 4, 1), np.float32), np.zeros((2, 2), np.uint8),
+                          {"version": 0})
+    writer = start("writer", folder, 4)
+    readers = [start("reader", folder, 4) for _ in range(2)]
+    reads = [int(finish(r)) for r in readers]
+    versions = int(finish(writer))
+    assert versions > 5 and min(reads) > 5, (versions, reads)  # they did overlap
+    assert len([p for p in folder.iterdir() if p.name.startswith("v-")]) == 1
+
+
+def test_two_saves_without_overwrite_at_once_save_one_and_refuse_the_other(tmp_path):
+    import time
+    folder = tmp_path / "d"
+    at = time.time() + 2.0
+    runs = [start("first", folder, at - time.time(), name) for name in ("a", "b")]
+    outputs = sorted(finish(r) for r in runs)
+    assert outputs[0].startswith("refused:") and "holds a data set" in outputs[0], outputs
+    assert outputs[1] == "saved", outputs
+    assert load_dataset(folder).meta["by"] in ("a", "b")
+
+
+def test_two_first_runs_on_one_cache_share_it(tmp_path):
+    import time
+    folder = tmp_path / "cache"
+    at = time.time() + 2.0
+    runs = [start("make", folder, at - time.time()) for _ in range(2)]
+    outputs = [finish(r) for r in runs]
+    x, y = cells.generate(40, image_size=24, seed=3)
+    assert outputs == [f"{float(load_dataset(folder).images.sum())} {int(y.sum())}"] * 2
+    np.testing.assert_array_equal(load_dataset(folder).images, x)
 
 
 @pytest.mark.parametrize("umask", [0o022, 0o002, 0o077])
@@ -299,5 +406,7 @@ def test_saved_files_and_folders_follow_the_umask(tmp_path, umask):
         os.umask(previous)
     mode = lambda p: stat.S_IMODE(p.stat().st_mode)
     assert mode(folder) == 0o777 & ~umask
-    for path in [*folder.iterdir(), tmp_path / "w.npz", tmp_path / "s.npz"]:
+    version = current_version(folder)
+    assert mode(version) == 0o777 & ~umask
+    for path in [folder / "current", *version.iterdir(), tmp_path / "w.npz", tmp_path / "s.npz"]:
         assert mode(path) == 0o666 & ~umask, path.name

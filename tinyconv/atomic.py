@@ -7,15 +7,25 @@ those of processes that no longer exist (and any older than ``STALE_AFTER_S``, i
 id was reused), never anything else. Everything is created with the permissions an ordinary
 ``open`` or ``mkdir`` gives (0666 and 0777 less the umask), not the private 0600/0700 of
 ``tempfile``.
+
+``locked`` serialises the writers of one folder (a data set): an operating-system lock on a file
+in it, which the system releases when its holder ends, however it ends.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import secrets
 import shutil
 import time
 from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None
+    import msvcrt
 
 STALE_AFTER_S = 24 * 3600
 
@@ -105,3 +115,27 @@ def write_failed(exc: OSError, path, owner: str) -> OSError:
     if exc.errno is not None:
         return OSError(exc.errno, message)
     return OSError(message + " (is the disk full?)")
+
+
+LOCK_NAME = ".lock"
+
+
+@contextlib.contextmanager
+def locked(folder: Path):
+    """Hold the writers' lock of ``folder`` (waiting while another process holds it) for the
+    ``with`` block. The lock file ``folder/.lock`` stays: removing it would let a waiting writer and
+    a new one both believe they hold the lock."""
+    fd = os.open(Path(folder) / LOCK_NAME, os.O_RDWR | os.O_CREAT | getattr(os, "O_BINARY", 0), 0o666)
+    try:
+        if fcntl is not None:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        else:
+            while True:
+                try:
+                    msvcrt.locking(fd, msvcrt.LK_LOCK, 1)  # retries for 10 s, then raises
+                    break
+                except OSError:
+                    continue
+        yield
+    finally:
+        os.close(fd)  # releases the lock

@@ -173,6 +173,33 @@ def make_dataset(path, n: int, image_size: int = 32, channels: int = 3, seed: in
     return save_dataset(path, images, labels, meta, dtype=dtype, overwrite=overwrite)
 
 
+def load_or_make(path, n: int, image_size: int = 32, channels: int = 3, seed: int = 0,
+                 dtype: str = "float32", verbose: bool = False):
+    """The simulated data set cached at ``path`` (``load_dataset``), made first when there is none.
+
+    Several processes may start on one empty cache at once: each simulates (the same seed gives the
+    same images), the first to finish saves, the others find its copy and read that one. With
+    ``verbose`` it says when it simulates.
+    """
+    from .io import load_dataset
+
+    try:
+        return load_dataset(path)
+    except FileNotFoundError:
+        pass
+    if verbose:
+        print(f"Simulating {n} cells of {image_size}x{image_size} pixels into {path} ...", flush=True)
+    start = time.perf_counter()
+    try:
+        make_dataset(path, n=n, image_size=image_size, channels=channels, seed=seed, dtype=dtype)
+        if verbose:
+            print(f"  done in {time.perf_counter() - start:.1f} s")
+    except FileExistsError:  # another process saved it meanwhile: share its copy
+        if verbose:
+            print(f"  another run saved {path} meanwhile; reading that one")
+    return load_dataset(path)
+
+
 def _merged_names(channels: int) -> list[str]:
     return ["dna", "actin+marker"] if channels == 2 else ["dna+actin+marker"]
 

@@ -1,22 +1,35 @@
 """Data sets on disk, and the train/valid/test split.
 
-A data set is a folder with three files, so that a user's own images work the same way as
-simulated ones:
+A data set is a folder whose current version has three files, so that a user's own images work the
+same way as simulated ones:
 
 - ``images.npy``: (N, H, W, C), uint8 (0-255) or float32;
 - ``labels.npy``: (N, L), values in {0, 1} (any integer, bool or float dtype);
 - ``meta.json``: at least ``{"label_names": [... L names ...]}``; the simulator also records its
   version, parameters, seed and the creation time.
 
-``save_dataset`` writes atomically (a temporary folder, then a rename; see ``tinyconv.atomic``);
-``load_dataset`` checks everything it reads (shapes, dtypes, pixels in [0, 1], labels in {0, 1})
-and names the file at fault.
+Several processes may share a data set folder (two runs started together on one cache, a run
+reading while another replaces the set), so ``save_dataset`` never changes a file a reader may
+have opened. It writes each version into a folder of its own and then points at it:
+
+    <path>/current          one line, the name of the current version's folder; replaced atomically
+    <path>/v-<id>/          images.npy, labels.npy, meta.json: written once, never changed
+    <path>/.lock            writers take it in turn (an operating-system lock, freed if they die)
+
+A reader opens the three files of the version ``current`` names, so it sees one version whole,
+however the writers interleave: a version replaced while it reads stays readable through the files
+it holds open (on POSIX; Windows keeps the old folder until a later save can remove it). A folder
+that holds the three files directly, as one made by hand, is read as it is. ``load_dataset`` checks
+everything it reads (shapes, dtypes, pixels in [0, 1], labels in {0, 1}) and names the file at fault.
 """
 from __future__ import annotations
 
 import json
 import os
+import re
+import secrets
 import shutil
+import time
 from pathlib import Path
 from typing import NamedTuple
 
@@ -25,7 +38,10 @@ import numpy as np
 from .. import atomic
 
 FILES = ("images.npy", "labels.npy", "meta.json")
+POINTER = "current"
+_VERSION = re.compile(r"v-\d+-\d+-[0-9a-f]{8}")
 _MMAP_BYTES = 256 * 2 ** 20  # memory-map image files larger than this
+_READ_ATTEMPTS = 50  # a reader retries while writers keep replacing the version it was about to open
 
 
 class Dataset(NamedTuple):
@@ -46,50 +62,71 @@ def save_dataset(path, images: np.ndarray, labels: np.ndarray, meta: dict, dtype
     labels : (N, L) array in {0, 1}; stored as uint8
     meta : dict, JSON-serialisable; ``label_names`` is filled in (label_0, ...) when missing
     dtype : "float32" or "uint8" (stores ``round(255 * x)`` for float input)
-    overwrite : replace an existing folder (the old one is removed only after the new one is complete)
+    overwrite : replace the data set at ``path``; without it an existing one raises
+        ``FileExistsError``, even one another process saved a moment ago
+
+    Readers see the old version or the new one, never a mix, and a kill at any moment leaves one of
+    them whole. Two processes saving at once take turns.
     """
     path = Path(path)
     images, labels = np.asarray(images), np.asarray(labels)
     if dtype not in ("float32", "uint8"):
         raise ValueError(f"save_dataset: dtype must be 'float32' or 'uint8', got {dtype!r}")
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"save_dataset: {path} exists; pass overwrite=True to replace it")
     meta = dict(meta)
     meta.setdefault("label_names", [f"label_{i}" for i in range(labels.shape[1] if labels.ndim == 2 else 0)])
     _check_arrays(images, labels, meta, where=f"save_dataset({path})")
+    if path.exists() and not path.is_dir():
+        raise FileExistsError(f"save_dataset: {path} is a file, not a data set folder")
+    if not overwrite and _holds_a_dataset(path):  # said early; checked again under the lock
+        raise FileExistsError(f"save_dataset: {path} holds a data set; pass overwrite=True to replace it")
+    if path.is_dir() and not _holds_a_dataset(path) and _foreign_entries(path):
+        raise FileExistsError(f"save_dataset: {path} holds other files ({', '.join(_foreign_entries(path)[:3])}) "
+                              "and no data set; choose a new or an empty folder")
     if dtype == "uint8" and images.dtype != np.uint8:
         images = np.round(np.clip(images, 0.0, 1.0) * 255).astype(np.uint8)
     elif dtype == "float32":
         images = images.astype(np.float32) / (255.0 if images.dtype == np.uint8 else 1.0)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _finish_an_interrupted_swap(path)
-    atomic.remove_stale(path, kinds=("tmp", "old"))
-    staged = atomic.temporary_path(path)
-    old = None
     try:
-        staged.mkdir()  # 0777 less the umask, like any folder
-        for name, content in (("images.npy", images), ("labels.npy", labels.astype(np.uint8)),
-                              ("meta.json", json.dumps(meta, indent=2, default=_json_default) + "\n")):
-            _write_synced(staged / name, content)
-        if path.exists():  # swap in the new folder, then drop the old one
-            old = atomic.temporary_path(path, "old")
-            path.rename(old)
-            staged.rename(path)  # a kill before this line: the next load or save finishes the swap
-            shutil.rmtree(old)
-        else:
-            staged.rename(path)
-    except BaseException as exc:
-        if old is not None and old.exists() and not path.exists():
-            old.rename(path)  # interrupted between the renames: put the old copy back
-        shutil.rmtree(staged, ignore_errors=True)
-        if isinstance(exc, OSError):
-            raise atomic.write_failed(exc, path, "save_dataset") from exc
-        raise
+        path.mkdir(parents=True, exist_ok=True)
+        with atomic.locked(path):
+            if not overwrite and _holds_a_dataset(path):
+                raise FileExistsError(f"save_dataset: {path} holds a data set, saved by another process "
+                                      "meanwhile; pass overwrite=True to replace it")
+            _publish(path, images, labels.astype(np.uint8), meta)
+    except OSError as exc:
+        if isinstance(exc, FileExistsError):
+            raise
+        raise atomic.write_failed(exc, path, "save_dataset") from exc
     return path
 
 
+def _publish(path: Path, images: np.ndarray, labels: np.ndarray, meta: dict) -> None:
+    """Under the writers' lock: write a new version, point ``current`` at it, remove the others."""
+    current = _pointed_at(path, "save_dataset") if (path / POINTER).is_file() else None
+    for stale in _versions(path):  # left by killed saves (no other writer runs now)
+        if stale != current:
+            shutil.rmtree(path / stale, ignore_errors=True)
+    version = path / f"v-{time.time_ns()}-{os.getpid()}-{secrets.token_hex(4)}"
+    try:
+        version.mkdir()  # 0777 less the umask, like any folder
+        for name, content in (("images.npy", images), ("labels.npy", labels),
+                              ("meta.json", json.dumps(meta, indent=2, default=_json_default) + "\n")):
+            _write_synced(version / name, content)
+        atomic.write_file(path / POINTER, lambda f: f.write(version.name.encode() + b"\n"), "save_dataset")
+    except BaseException:
+        if (path / POINTER).read_bytes().strip() != version.name.encode():  # not published
+            shutil.rmtree(version, ignore_errors=True)
+        raise
+    # Published: what readers may still hold open goes (on Windows, at a later save).
+    for old in _versions(path):
+        if old != version.name:
+            shutil.rmtree(path / old, ignore_errors=True)
+    for name in FILES:  # a folder made by hand, now replaced by versions
+        (path / name).unlink(missing_ok=True)
+
+
 def _write_synced(file: Path, content) -> None:
-    """Write an array (as .npy) or a text, and flush it to the disk before the folder is renamed."""
+    """Write an array (as .npy) or a text, and flush it to the disk before it is published."""
     with atomic.create_file(file) as f:
         if isinstance(content, str):
             f.write(content.encode("utf-8"))
@@ -99,19 +136,33 @@ def _write_synced(file: Path, content) -> None:
         os.fsync(f.fileno())
 
 
-def _finish_an_interrupted_swap(path: Path) -> None:
-    """A ``save_dataset(overwrite=True)`` killed between its two renames leaves no folder at ``path``:
-    the old copy under ``.<name>.old-<pid>-...`` and the complete new one under ``.<name>.tmp-<pid>-...``.
-    When that process is gone, finish its work: the new copy goes to ``path``, the old one away."""
-    if path.exists() or not path.parent.is_dir():
-        return
-    for old, pid in atomic.temporaries(path, "old"):
-        if pid == os.getpid() or atomic.process_exists(pid):
-            continue
-        new = [staged for staged, owner in atomic.temporaries(path) if owner == pid]
-        (new[0] if new else old).rename(path)  # the new copy was complete before the old one moved
-        shutil.rmtree(old, ignore_errors=True)
-        return
+def _versions(path: Path) -> list[str]:
+    return sorted(entry.name for entry in os.scandir(path) if _VERSION.fullmatch(entry.name) and entry.is_dir())
+
+
+def _pointed_at(path: Path, owner: str = "load_dataset") -> str | None:
+    """The version folder ``current`` names, None without a pointer (a folder made by hand)."""
+    try:
+        name = (path / POINTER).read_text(encoding="ascii").strip()
+    except FileNotFoundError:
+        return None
+    except (UnicodeDecodeError, OSError) as exc:
+        raise ValueError(f"{owner}: {path / POINTER} is damaged: {exc}") from exc
+    if not _VERSION.fullmatch(name):
+        raise ValueError(f"{owner}: {path / POINTER} is damaged: it should name a version folder "
+                         f"(v-<number>-<number>-<8 hex digits>), got {name[:40]!r}")
+    return name
+
+
+def _holds_a_dataset(path: Path) -> bool:
+    return path.is_dir() and ((path / POINTER).is_file() or any((path / name).exists() for name in FILES))
+
+
+def _foreign_entries(path: Path) -> list[str]:
+    """What ``save_dataset`` did not put there (its lock, killed saves' versions and temporaries)."""
+    ours = lambda name: (name in (POINTER, atomic.LOCK_NAME) or _VERSION.fullmatch(name)
+                         or atomic.owner_of(path / name, path / POINTER) is not None)
+    return sorted(entry.name for entry in os.scandir(path) if not ours(entry.name))
 
 
 def load_dataset(path, mmap: bool | None = None) -> Dataset:
@@ -125,7 +176,7 @@ def load_dataset(path, mmap: bool | None = None) -> Dataset:
     Returns
     -------
     Dataset(images, labels, meta): images (N, H, W, C) as stored (uint8 or float32), labels
-    (N, L) as stored, meta a dict.
+    (N, L) as stored, meta a dict, all three from one version.
 
     Raises
     ------
@@ -135,38 +186,60 @@ def load_dataset(path, mmap: bool | None = None) -> Dataset:
     with meta.json.
     """
     path = Path(path)
-    _finish_an_interrupted_swap(path)
     if not path.is_dir():
         raise FileNotFoundError(f"load_dataset: {path} is not a folder")
-    for name in FILES:
-        if not (path / name).is_file():
-            raise FileNotFoundError(f"load_dataset: {path / name} is missing (a data set needs {', '.join(FILES)})")
+    for _ in range(_READ_ATTEMPTS):
+        version = _pointed_at(path)
+        folder = path if version is None else path / version
+        try:
+            opened = [open(folder / name, "rb") for name in FILES]
+        except FileNotFoundError as exc:
+            if version is not None and _pointed_at(path) != version:
+                continue  # replaced while we opened it: read the new version
+            missing = Path(exc.filename)
+            raise FileNotFoundError(f"load_dataset: {missing} is missing (a data set needs "
+                                    f"{', '.join(FILES)})") from exc
+        with opened[0] as image_file, opened[1] as label_file, opened[2] as meta_file:
+            return _read_version(folder, image_file, label_file, meta_file, mmap)
+    raise OSError(f"load_dataset: {path} was replaced {_READ_ATTEMPTS} times while it was being opened; try again")
+
+
+def _read_version(folder: Path, image_file, label_file, meta_file, mmap: bool | None) -> Dataset:
+    """Parse and check the three open files of one version (they cannot change under us)."""
     try:
-        meta = json.loads((path / "meta.json").read_text(encoding="utf-8"))
+        meta = json.loads(meta_file.read().decode("utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"load_dataset: {path / 'meta.json'} is not valid JSON: {exc}") from exc
+        raise ValueError(f"load_dataset: {folder / 'meta.json'} is not valid JSON: {exc}") from exc
     if not isinstance(meta, dict):
-        raise ValueError(f"load_dataset: {path / 'meta.json'} must hold a JSON object, got {type(meta).__name__}")
-    image_file = path / "images.npy"
+        raise ValueError(f"load_dataset: {folder / 'meta.json'} must hold a JSON object, got {type(meta).__name__}")
     if mmap is None:
-        mmap = image_file.stat().st_size > _MMAP_BYTES
-    images = _load_npy(image_file, mmap)
-    labels = _load_npy(path / "labels.npy", False)
-    _check_arrays(images, labels, meta, where=str(path))
+        mmap = os.fstat(image_file.fileno()).st_size > _MMAP_BYTES
+    images = _load_npy(image_file, folder / "images.npy", mmap)
+    labels = _load_npy(label_file, folder / "labels.npy", False)
+    _check_arrays(images, labels, meta, where=str(folder))
     return Dataset(images, labels, meta)
 
 
-def _load_npy(file: Path, mmap: bool) -> np.ndarray:
-    """``np.load`` of one array, never of pickled objects; a damaged file raises ValueError naming it."""
+def _load_npy(file, name: Path, mmap: bool) -> np.ndarray:
+    """One array from an open .npy file, never pickled objects; a damaged file raises ValueError
+    naming it. A memory map is made from the open file, so it stays valid when the version is removed."""
     try:
-        array = np.load(file, mmap_mode="r" if mmap else None, allow_pickle=False)
+        if not mmap:
+            array = np.load(file, allow_pickle=False)
+            if not isinstance(array, np.ndarray):
+                array.close()
+                raise ValueError("it is an archive of several arrays, expected one .npy array")
+            return array
+        version = np.lib.format.read_magic(file)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, fortran_order, dtype = read_header(file)
+        if dtype.hasobject:
+            raise ValueError("it holds Python objects, expected numbers")
+        return np.memmap(file, dtype=dtype, mode="r", shape=shape, order="F" if fortran_order else "C",
+                         offset=file.tell())
     except (ValueError, OSError, EOFError) as exc:
-        raise ValueError(f"load_dataset: {file} is not a readable .npy array (empty, truncated or not "
+        raise ValueError(f"load_dataset: {name} is not a readable .npy array (empty, truncated or not "
                          f"written by NumPy): {exc}") from exc
-    if not isinstance(array, np.ndarray):
-        array.close()
-        raise ValueError(f"load_dataset: {file} holds an archive of several arrays, expected one .npy array")
-    return array
 
 
 def _check_arrays(images, labels, meta, where: str) -> None:

@@ -104,7 +104,8 @@ def make_nuclei_folder(folder, size: int = 64, planes=range(0, 60), min_area: in
                        overwrite: bool = False) -> Path:
     """Write ``folder/`` with one 16-bit TIFF per crop and ``folder/labels.csv``; returns the folder.
 
-    Written atomically (a temporary folder, then a rename), like ``save_dataset``.
+    Written atomically: a temporary folder, then the old folder moved aside, the new one into place
+    and the old one removed.
     """
     import tifffile
 
@@ -115,6 +116,7 @@ def make_nuclei_folder(folder, size: int = 64, planes=range(0, 60), min_area: in
     labels = nuclei_labels(measurements)
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    old = folder.with_name(f"{tmp.name}.old")
     try:
         with open(tmp / "labels.csv", "w", newline="") as f:
             writer = csv.writer(f)
@@ -123,10 +125,13 @@ def make_nuclei_folder(folder, size: int = 64, planes=range(0, 60), min_area: in
                 name = f"z{plane:02d}_nucleus{nucleus:02d}.tif"
                 tifffile.imwrite(tmp / name, crop[:, :, 0])
                 writer.writerow([name, *row.tolist()])
-        if folder.exists():
-            shutil.rmtree(folder)
+        if folder.exists():  # moved aside, not removed, until the new folder is in place
+            folder.rename(old)
         tmp.rename(folder)
+        shutil.rmtree(old, ignore_errors=True)
     except BaseException:
+        if old.exists() and not folder.exists():
+            old.rename(folder)
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return folder
