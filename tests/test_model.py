@@ -122,3 +122,51 @@ def test_int_images_are_cast_to_the_model_dtype(rng):
     model = seed_cnn((8, 8, 1))
     images = rng.integers(0, 255, (2, 8, 8, 1)).astype(np.uint8)
     np.testing.assert_allclose(model.forward(images), model.forward(images.astype(np.float32)))
+
+
+@pytest.mark.errors
+@pytest.mark.parametrize("make, error, message", [
+    (lambda: Dense(2, name="block/dense"), ValueError, r"Dense: name cannot contain '/'"),
+    (lambda: Conv2D(2, 3, name="/"), ValueError, r"Conv2D: name cannot contain '/'"),
+    (lambda: Input((3,), name="images/raw"), ValueError, r"name cannot contain '/'"),
+    (lambda: Dense(2, name=""), ValueError, r"Dense: name must be a non-empty string"),
+    (lambda: Dense(2, name=7), TypeError, r"Dense: name must be a string"),
+    (lambda: Sequential([Dense(2)], name="a/b"), ValueError, r"Sequential: name cannot contain '/'"),
+    (lambda: Sequential([Dense(2, name="same"), Dense(2, name="same")]), ValueError,
+     r"two layers are named 'same'; layer names must be unique"),
+])
+def test_names_that_would_break_saving_are_refused_where_they_are_given(make, error, message):
+    with pytest.raises(error, match=message):
+        make()
+
+
+@pytest.mark.errors
+def test_a_functional_model_refuses_a_slash_in_its_name_and_two_layers_of_one_name():
+    inputs = Input((3,))
+    with pytest.raises(ValueError, match=r"Model: name cannot contain '/'"):
+        Model(inputs, Dense(2)(inputs), name="run/1")
+    inputs = Input((3,))
+    hidden = Dense(4, name="twin")(inputs)
+    with pytest.raises(ValueError, match=r"two layers are named 'twin'"):
+        Model(inputs, Dense(2, name="twin")(hidden))
+
+
+@pytest.mark.training
+@pytest.mark.parametrize("name", ["features 1", "conv.block-2", "Zellkern_µ", "a\\b", "x:y"])
+def test_every_accepted_name_saves_weights_and_checkpoints_that_load(tmp_path, name):
+    """Any name a layer accepts must survive a weights file and a checkpoint (fails for a name the
+    file format cannot hold)."""
+    from tinyconv import checkpoint
+    inputs = Input((4, 4, 1))
+    outputs = Dense(2, name=f"{name} out")(Flatten()(Conv2D(2, 3, name=name)(inputs)))
+    model = Model(inputs, outputs)
+    model.compile("adam", "binary_crossentropy")
+    model.save_weights(tmp_path / "w.npz")
+    checkpoint.save_checkpoint(tmp_path / "c.npz", model, epoch=1)
+    expected = [w.copy() for w in model.get_weights()]
+    for w in model.layers[1].params.values():
+        w[...] = 0
+    model.load_weights(tmp_path / "w.npz")
+    for w0, w1 in zip(expected, model.get_weights()):
+        np.testing.assert_array_equal(w0, w1)
+    assert checkpoint.load_checkpoint(tmp_path / "c.npz", model) == 1

@@ -267,3 +267,75 @@ def test_one_read_back_per_training_step_and_labels_checked_and_copied_once(devi
     transfers.clear()
     model.evaluate(x, y, batch_size=8)
     assert len(transfers) == 1 + 5  # the weights' finite flags, then one per batch
+
+
+def batchnorm_dropout_model():
+    from tinyconv import Model
+    from tinyconv.layers import BatchNormalization, Conv2D, Dense, Dropout, Flatten, Input, LeakyReLU
+    tinyconv.set_seed(3)
+    inputs = Input((8, 8, 2))
+    x = LeakyReLU()(BatchNormalization()(Conv2D(4, (3, 3))(inputs)))
+    outputs = Dense(3, activation="sigmoid")(Dropout(0.5)(Flatten()(x)))
+    model = Model(inputs, outputs)
+    model.compile("adam", "binary_crossentropy")
+    return model
+
+
+def model_state(model):
+    """Everything a step may change: weights (moving statistics included), the optimizer's moments
+    and counter, and where every random generator stands."""
+    import copy
+    return ([w.copy() for w in model.get_weights()], copy.deepcopy(model.optimizer.get_state()),
+            copy.deepcopy(tinyconv.random.get_state()))
+
+
+def assert_same_state(a, b):
+    for w0, w1 in zip(a[0], b[0]):
+        np.testing.assert_array_equal(w0, w1)
+    assert repr(a[1]) == repr(b[1]) and a[2] == b[2]
+
+
+@pytest.mark.norm
+@pytest.mark.dropout
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_a_refused_step_leaves_moving_statistics_optimizer_and_generators_as_before():
+    """Fails if the step refused for a non-finite loss keeps BatchNorm's moving statistics (which
+    move in the forward pass) or the dropout generator's draws."""
+    x, y = tiny_data(n=12)
+    model = batchnorm_dropout_model()
+    model.fit(x[:8], y[:8], batch_size=4, epochs=1, verbose=0)  # some history in every state
+    huge = x.copy()
+    huge[8:] = 3e38  # batch 3: the convolution overflows, and BatchNorm's batch statistics with it
+
+    class Record(Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            self.after_good_batch = model_state(self.model)
+
+    recorder = Record()
+    history = model.fit(huge, y, batch_size=4, epochs=2, initial_epoch=1, shuffle=False, verbose=0,
+                        callbacks=[recorder])
+    assert history.diverged
+    assert_same_state(recorder.after_good_batch, model_state(model))
+    # The same for a step alone.
+    before = model_state(model)
+    loss, _ = model.train_step(huge[8:], y[8:])
+    assert not np.isfinite(loss)
+    assert_same_state(before, model_state(model))
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_stopping_at_a_refused_batch_puts_the_shuffled_data_back_before_it(tmp_path):
+    """A checkpoint saved after fit stopped at a refused batch retries that batch: the data's
+    position and the shuffling draw of its epoch are as before it (fails if either moves on)."""
+    from tinyconv.batches import ArrayIterator
+    x, y = tiny_data(n=12)
+    model = batchnorm_dropout_model()
+    data = ArrayIterator(x, y, batch_size=4, shuffle=True)
+    next(data)  # the epoch's permutation is drawn, one batch served
+    before = (data.get_state(), tinyconv.random.get_state())
+    model.layers[1].params["kernel"][...] = np.inf
+    history = model.fit(data, epochs=1, verbose=0)
+    assert history.diverged
+    after = data.get_state()
+    np.testing.assert_array_equal(after["order"], before[0]["order"])
+    assert after["position"] == before[0]["position"] and tinyconv.random.get_state() == before[1]

@@ -107,6 +107,16 @@ def text(value, name: str, owner: str) -> str:
     return value
 
 
+def object_name(value, name: str, owner: str) -> str:
+    """A layer's or a model's name: a non-empty string without ``/``, which separates the parts of
+    the keys of weights files and checkpoints (Keras refuses it too)."""
+    value = text(value, name, owner)
+    if "/" in value:
+        raise ValueError(f"{owner}: {name} cannot contain '/' (it separates layer and parameter names in "
+                         f"weights files and checkpoints), got {value!r}")
+    return value
+
+
 def path(value, name: str, owner: str) -> str:
     """A file path: a non-empty ``str`` or ``os.PathLike`` of one."""
     if not isinstance(value, (str, os.PathLike)):

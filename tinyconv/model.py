@@ -10,7 +10,7 @@ import os
 
 import numpy as np
 
-from . import backend, checkpoint, config
+from . import arguments, backend, checkpoint, config
 from .layers.base import Input, InputLayer, Layer, SymbolicTensor, unique_name
 from .layers.linear import LinearLayer
 from .layers.merge import Merge
@@ -29,8 +29,9 @@ class Model(Trainable):
         tensors = topological_order(inputs, outputs)
         position = {id(tensor): i for i, tensor in enumerate(tensors)}
         self.layers: list[Layer] = [tensor.layer for tensor in tensors]
+        self.name = arguments.object_name(name, "name", "Model") if name is not None else unique_name("model")
+        check_unique_names(self.layers, f"model {self.name!r}")
         self.set_plan([[position[id(source)] for source in tensor.inputs] for tensor in tensors])
-        self.name = name if name is not None else unique_name("model")
         super().__init__()
 
     def set_plan(self, inbound: list[list[int]]) -> None:
@@ -273,7 +274,7 @@ class Sequential(Model):
     """
 
     def __init__(self, layers: list | None = None, name: str | None = None):
-        self.name = name if name is not None else unique_name("sequential")
+        self.name = arguments.object_name(name, "name", "Sequential") if name is not None else unique_name("sequential")
         self.pending: list[Layer] = []
         self.layers = []
         self.set_plan([])
@@ -292,6 +293,7 @@ class Sequential(Model):
             return
         if not isinstance(layer, Layer):
             raise TypeError(f"model {self.name!r}: expected a Layer, got {type(layer).__name__}")
+        check_unique_names([*self.layers, *self.pending, layer], f"model {self.name!r}")
         if self.input_tensor is None and layer.declared_input_shape is not None and not self.pending:
             self.add(Input(layer.declared_input_shape))
         if self.input_tensor is None:
@@ -311,6 +313,16 @@ class Sequential(Model):
         if self.input_tensor is None:
             self.build(x.shape[1:])
         return super().forward(x, training)
+
+
+def check_unique_names(layers: list[Layer], owner: str) -> None:
+    """Keras's rule: a model's layers have distinct names (checkpoints find seeded layers by name)."""
+    seen = set()
+    for layer in layers:
+        if layer.name in seen:
+            raise ValueError(f"{owner}: two layers are named {layer.name!r}; layer names must be unique "
+                             "within a model (rename one with name=...)")
+        seen.add(layer.name)
 
 
 def topological_order(inputs: SymbolicTensor, outputs: SymbolicTensor) -> list[SymbolicTensor]:

@@ -34,7 +34,7 @@ import warnings
 import numpy as np
 from tqdm.auto import tqdm
 
-from . import arguments, backend, kernels, losses, optimizers
+from . import arguments, backend, losses, optimizers, random
 from .batches import ArrayIterator, check_images, check_labels
 from .callbacks import Callback, ProgressBar, TrainingCheckpoint, is_terminal
 
@@ -105,6 +105,10 @@ class Trainable:
         Returns the batch's host ``{"loss", metrics...}`` (with ``"finite"``) and the predictions.
         Loss, accuracy and the finite flag come back in one device-to-host transfer.
         """
+        # A refused step leaves the model as it was: BatchNorm's moving statistics move in the forward
+        # pass, and dropout draws from its generators, so both are put back (the optimizer never steps).
+        kept_state = [value.copy() for layer in self.layers for value in layer.non_trainable_params.values()]
+        kept_draws = _generator_states(self.layers)
         # Overflow is caught below, and said once.
         with np.errstate(over="ignore", invalid="ignore"):
             loss, predictions, extra = self._loss_on_device(x_batch, y, training=True)
@@ -120,6 +124,11 @@ class Trainable:
         results["finite"] = bool(np.isfinite(results["loss"]) and np.isfinite(results.pop("gradients")))
         if results["finite"]:
             self.optimizer.step(self.trainable_params(), gradients)
+        else:
+            for value, kept in zip((v for layer in self.layers for v in layer.non_trainable_params.values()),
+                                   kept_state):
+                value[...] = kept
+            _set_generator_states(self.layers, kept_draws)
         return results, predictions
 
     def _loss_on_device(self, x_batch, y, training: bool):
@@ -279,9 +288,16 @@ class Trainable:
         for step in range(steps):
             if self.stop_training or ctrl_c.requested:
                 break
+            # Stopping at a refused batch puts the data back before it too (its position, and the
+            # shuffling and augmentation draws that made it): a checkpoint saved now retries it.
+            before = (_generator_states(self.layers), data.get_state()) if stop_on_nan and hasattr(data, "get_state") \
+                else None
             x_batch, y_batch = self._next_batch(data, "fit")
             results, _ = self._train_batch(x_batch, self.to_model_device(y_batch))
             if not results.pop("finite") and stop_on_nan:
+                if before is not None:
+                    _set_generator_states(self.layers, before[0])
+                    data.set_state(before[1])
                 return {"loss": results["loss"]}, step
             n = len(x_batch)
             seen += n
@@ -478,6 +494,19 @@ class _StopOnCtrlC:
         if self.installed:
             signal.signal(signal.SIGINT, self.previous)
         return False
+
+
+def _generator_states(layers) -> tuple:
+    """Where every random generator stands: tinyconv's own and those of layers seeded on their own."""
+    return random.get_state(), {name: g.bit_generator.state for name, g in random.layer_generators(layers).items()}
+
+
+def _set_generator_states(layers, states: tuple) -> None:
+    shared, own = states
+    for purpose, state in shared["generators"].items():  # in place: the seed has not changed
+        random.generator(purpose).bit_generator.state = state
+    for name, generator in random.layer_generators(layers).items():
+        generator.bit_generator.state = own[name]
 
 
 def _progress(iterable, verbose: int, what: str):

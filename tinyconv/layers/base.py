@@ -54,7 +54,7 @@ def _snake_case(class_name: str) -> str:
 def constructor_owner(layer, name) -> str:
     """How a constructor's errors name the layer before it has its name: ``Conv2D 'features'`` or ``Conv2D``."""
     cls = type(layer).__name__
-    return cls if name is None else f"{cls} {arguments.text(name, 'name', cls)!r}"
+    return cls if name is None else f"{cls} {arguments.object_name(name, 'name', cls)!r}"
 
 
 def feature_axis_argument(axis, owner: str) -> int:
