@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import signal
 import sys
 import time
 from pathlib import Path
@@ -32,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 import tinyconv
-from tinyconv import Model, checkpoint, plots, random
+from tinyconv import Model, checkpoint, plots, random, runs
 from tinyconv.data import cells, split
 from tinyconv.frechet import frechet_distance
 from tinyconv.gan import FORMAT as GAN_FORMAT, GAN
@@ -41,7 +42,7 @@ from tinyconv.layers import (BatchNormalization, Conv2D, Conv2DTranspose, Dense,
 from tinyconv.zoo import seed_cnn
 
 DEFAULTS = {"epochs": 20, "n_samples": 8000, "batch_size": 64, "latent_dim": 64, "classifier_epochs": 3,
-            "n_eval": 1000}
+            "n_eval": 1000, "device": "cpu", "seed": 0}
 QUICK = {"epochs": 2, "n_samples": 400, "classifier_epochs": 1, "n_eval": 100}
 IMAGE_SIZE, CHANNELS = 32, 3
 HISTORY_KEYS = ("d_loss", "g_loss", "d_real", "d_fake", "frechet", "prevalence_gap")
@@ -57,9 +58,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help=f"epochs of the feature CNN (default {DEFAULTS['classifier_epochs']})")
     parser.add_argument("--n-eval", type=int, help="real and generated cells compared by the Fréchet "
                                                    f"distance (default {DEFAULTS['n_eval']})")
-    parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
+    parser.add_argument("--device", choices=("cpu", "gpu"), help="default cpu")
     parser.add_argument("--out", default="runs", help="the folder that receives runs/<timestamp>/ (default runs)")
-    parser.add_argument("--seed", type=int, default=0, help="seeds the simulation, the weights, the noise "
+    parser.add_argument("--seed", type=int, help="seeds the simulation, the weights, the noise "
                                                              "and the shuffling (default 0)")
     parser.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
     parser.add_argument("--quick", action="store_true", help="tiny data and 2 epochs, for smoke tests")
@@ -164,29 +165,34 @@ def train_epoch(gan: GAN, x_train: np.ndarray, batch_size: int) -> dict[str, flo
 # --- the run ----------------------------------------------------------------------------------------
 
 def run_folder(args) -> Path:
-    """A new ``<out>/<timestamp>/`` holding config.json, or the ``--resume`` folder with its settings."""
-    if args.resume:
+    """A new ``<out>/<timestamp>/`` holding config.json, or the ``--resume`` folder with its settings
+    (a different value for any of them but ``--epochs`` and ``--device`` is refused)."""
+    try:
+        if not args.resume:
+            for key, value in {**DEFAULTS, **(QUICK if args.quick else {})}.items():
+                if getattr(args, key) is None:
+                    setattr(args, key, value)
+            return runs.create(args.out, {k: v for k, v in vars(args).items() if k not in ("resume", "out")})
         folder = Path(args.resume)
         if not (folder / "checkpoint.npz").is_file():
             sys.exit(f"--resume {folder}: no checkpoint.npz there; nothing to resume")
-        saved = json.loads((folder / "config.json").read_text())
-        saved.update(epochs=args.epochs or saved["epochs"], device=args.device)
+        given = {k: v for k, v in vars(args).items() if k not in ("resume", "out") and v not in (None, False)}
+        saved = runs.resumed_settings(folder, given, changeable=("epochs", "device"))
         finished = checkpoint.read(folder / "checkpoint.npz", expected_format=GAN_FORMAT)["epoch"]
-        if saved["epochs"] <= finished:
-            sys.exit(f"--resume {folder}: the checkpoint has finished {finished} epochs; pass --epochs "
-                     f"above {finished} to train longer")
-        vars(args).update(saved, resume=str(folder))
-        return folder
-    for key, value in {**DEFAULTS, **(QUICK if args.quick else {})}.items():
-        if getattr(args, key) is None:
-            setattr(args, key, value)
-    folder = Path(args.out) / time.strftime("%Y%m%d-%H%M%S")
-    while folder.exists():
-        folder = folder.with_name(folder.name + "-1")
-    folder.mkdir(parents=True)
-    config = {k: v for k, v in vars(args).items() if k not in ("resume", "out")}
-    (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    except runs.RunFolderError as exc:
+        sys.exit(str(exc))
+    except ValueError as exc:  # a damaged checkpoint
+        sys.exit(f"--resume {folder}: {exc}")
+    if saved["epochs"] <= finished:
+        sys.exit(f"--resume {folder}: the checkpoint has finished {finished} epochs; pass --epochs "
+                 f"above {finished} to train longer")
+    vars(args).update(saved, resume=str(folder))
     return folder
+
+
+def stop_as_ctrl_c(signum, frame):
+    """SIGTERM (kill, a batch system's time limit) stops the run as Ctrl-C does."""
+    raise KeyboardInterrupt
 
 
 def write_history(path: Path, history: dict[str, list[float]]) -> None:
@@ -208,6 +214,9 @@ def main(argv=None) -> int:
 
     images, labels, names = load_cells(args)
     (x_train, y_train), (x_valid, y_valid), (x_eval, y_eval) = split(images, labels, random_state=42)
+    if len(x_train) < args.batch_size:  # every epoch would run no step at all
+        sys.exit(f"--batch-size {args.batch_size} is larger than the {len(x_train)} training cells "
+                 f"(80% of --n-samples {args.n_samples}); lower it or simulate more cells")
     classifier = feature_cnn(args, x_train, y_train, x_valid, y_valid)
     eval_real = np.resize(x_eval, (args.n_eval, *x_eval.shape[1:]))  # repeats when the split is smaller
     real_features = hidden_features(classifier, eval_real)
@@ -227,13 +236,22 @@ def main(argv=None) -> int:
         print(f"Resuming after epoch {initial_epoch} of {args.epochs}")
     else:
         plots.plot_image_rows({"real": (x_train[:8] + 1) / 2}, folder / "grids" / "real.png")
+
+    def save(finished: int) -> None:
+        gan.save_checkpoint(folder / "checkpoint.npz", finished, arrays={
+            "fixed_noise": fixed_noise, "eval_noise": eval_noise,
+            "history": np.array([history[key] for key in HISTORY_KEYS])})
+
+    if not args.resume:
+        save(0)  # an interrupted first epoch resumes too
+    signal.signal(signal.SIGTERM, stop_as_ctrl_c)
     print(f"{len(x_train)} training cells, batch {args.batch_size}; Fréchet distance on {args.n_eval} cells")
 
     for epoch in range(initial_epoch, args.epochs):
         epoch_start = time.perf_counter()
         try:
             scores = train_epoch(gan, x_train, args.batch_size)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM
             print(f"\nInterrupted in epoch {epoch + 1}; resume after epoch {epoch} with: "
                   f"python examples/gan_cells.py --resume {folder}")
             return 130
@@ -244,9 +262,7 @@ def main(argv=None) -> int:
         grid = (gan.generate(fixed_noise) + 1) / 2
         plots.plot_image_rows({f"epoch {epoch + 1}": grid[:8], "": grid[8:16], " ": grid[16:24]},
                               folder / "grids" / f"epoch-{epoch + 1:03d}.png")
-        gan.save_checkpoint(folder / "checkpoint.npz", epoch + 1,
-                            arrays={"fixed_noise": fixed_noise, "eval_noise": eval_noise,
-                                    "history": np.array([history[key] for key in HISTORY_KEYS])})
+        save(epoch + 1)
         write_history(folder / "history.csv", history)
         print(f"epoch {epoch + 1}/{args.epochs}: D loss {scores['d_loss']:.3f}, G loss {scores['g_loss']:.3f}, "
               f"D(real) {scores['d_real']:.2f}, D(fake) {scores['d_fake']:.2f}, Fréchet {scores['frechet']:.2f}, "

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import sys
 import time
 from pathlib import Path
@@ -37,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 import tinyconv
-from tinyconv import Model, checkpoint, metrics, plots
+from tinyconv import Model, checkpoint, metrics, plots, runs
 from tinyconv.callbacks import CSVLogger, EarlyStopping, ModelCheckpoint, TerminateOnNaN, TrainingCheckpoint
 from tinyconv.data import ImageDataGenerator, cells, load_images, split
 from tinyconv.data.baseline import logistic_regression_baseline
@@ -48,7 +47,8 @@ from tinyconv.saliency import saliency_map
 
 # 8000 images give 6400 training images, 200 batches per epoch; 9 epochs (1800 steps) reach the
 # quality target (see docs/training.md) in about 3 minutes on a 2-core CPU, simulation included.
-DEFAULTS = {"epochs": 9, "n_samples": 8000, "image_size": 32, "batch_size": 32}
+DEFAULTS = {"epochs": 9, "n_samples": 8000, "image_size": 32, "batch_size": 32, "device": "cpu", "fit": "resize",
+            "seed": 0}
 QUICK = {"epochs": 2, "n_samples": 300, "image_size": 32}
 SALIENCY_LABELS = ("binucleated", "mitotic", "nuclear_translocation", "membrane_marker")
 
@@ -77,7 +77,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--image-size", type=positive_int, help=f"pixels per side (default {DEFAULTS['image_size']})")
     parser.add_argument("--n-samples", type=positive_int,
                         help=f"images to simulate (default {DEFAULTS['n_samples']}, {QUICK['n_samples']} with --quick)")
-    parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu", help="default %(default)s")
+    parser.add_argument("--device", choices=("cpu", "gpu"), help=f"default {DEFAULTS['device']}")
     parser.add_argument("--data-dir", help="an existing data set folder to load, or where to cache the simulation")
     own = parser.add_argument_group("your own images (instead of the simulation)")
     own.add_argument("--images", metavar="DIR", help="a folder of PNG/JPEG/TIFF images (needs --labels)")
@@ -85,12 +85,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     own.add_argument("--channels", type=int, nargs="+", metavar="I", help="channel indices to keep (default all)")
     own.add_argument("--intensity-range", type=float, nargs=2, metavar=("LOW", "HIGH"),
                      help="fixed intensity range for every image (default: per-image percentiles 1 and 99.8)")
-    own.add_argument("--fit", choices=("resize", "crop"), default="resize",
+    own.add_argument("--fit", choices=("resize", "crop"),
                      help="bring images to --image-size by resizing a centred square, or by cutting the centre "
-                          "(default %(default)s)")
+                          f"(default {DEFAULTS['fit']})")
     parser.add_argument("--out", default="runs", help="the folder that receives <out>/<timestamp>/ (default %(default)s)")
-    parser.add_argument("--seed", type=int, default=0, help="seeds the simulation, initialisation, shuffling, "
-                                                             "augmentation and dropout (default %(default)s)")
+    parser.add_argument("--seed", type=int, help="seeds the simulation, initialisation, shuffling, "
+                                                "augmentation and dropout (default 0)")
     parser.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its checkpoint")
     parser.add_argument("--quick", action="store_true", help="tiny data and 2 epochs, for smoke tests")
     args = parser.parse_args(argv)
@@ -243,34 +243,30 @@ def make_plots(model, x_test, x_test_std, y_test, p_test, names, channel_names, 
 
 def run_folder(args) -> Path:
     """A new ``<out>/<timestamp>/`` with the run's settings in config.json; or, with ``--resume``, the
-    old folder, whose settings come back (the data and model must be the same), except ``--epochs``
-    (to train longer) and ``--device`` when given."""
-    if args.resume:
+    old folder, whose settings come back (the data and model must be the same: a different value is
+    refused), except ``--epochs`` (to train longer) and ``--device`` when given."""
+    try:
+        if not args.resume:
+            fill_defaults(args)
+            return runs.create(args.out, {k: v for k, v in vars(args).items() if k not in ("resume", "out")})
         folder = Path(args.resume)
-        if not (folder / "checkpoint.npz").is_file() or not (folder / "config.json").is_file():
-            sys.exit(f"--resume {folder}: no checkpoint.npz and config.json there; nothing to resume")
+        if not (folder / "checkpoint.npz").is_file():
+            sys.exit(f"--resume {folder}: no checkpoint.npz there; nothing to resume")
         try:
             done = checkpoint.read(folder / "checkpoint.npz")["epoch"]
         except ValueError as exc:
             sys.exit(f"--resume {folder}: {exc}")
-        saved = json.loads((folder / "config.json").read_text())
-        if args.epochs is not None and args.epochs <= done:
-            sys.exit(f"--resume {folder}: the checkpoint holds {done} finished epochs; --epochs is the last "
-                     f"epoch, not a count, so it must be above {done}, got {args.epochs}")
-        if args.epochs is None and saved["epochs"] <= done:
-            sys.exit(f"--resume {folder}: the run finished its {done} epochs; pass --epochs N (above {done}) "
-                     "to train longer")
-        saved["epochs"] = args.epochs if args.epochs is not None else saved["epochs"]
-        saved["device"] = args.device
-        vars(args).update(saved)
-        return folder
-    fill_defaults(args)
-    folder = Path(args.out) / time.strftime("%Y%m%d-%H%M%S")
-    while folder.exists():  # two runs in the same second
-        folder = folder.with_name(folder.name + "-1")
-    folder.mkdir(parents=True)
-    config = {k: v for k, v in vars(args).items() if k not in ("resume", "out")}
-    (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+        given = {k: v for k, v in vars(args).items() if k not in ("resume", "out") and v not in (None, False)}
+        saved = runs.resumed_settings(folder, given, changeable=("epochs", "device"))
+    except runs.RunFolderError as exc:
+        sys.exit(str(exc))
+    if args.epochs is not None and args.epochs <= done:
+        sys.exit(f"--resume {folder}: the checkpoint holds {done} finished epochs; --epochs is the last "
+                 f"epoch, not a count, so it must be above {done}, got {args.epochs}")
+    if saved["epochs"] <= done:
+        sys.exit(f"--resume {folder}: the run finished its {done} epochs; pass --epochs N (above {done}) "
+                 "to train longer")
+    vars(args).update(saved)
     return folder
 
 

@@ -157,3 +157,70 @@ def test_read_history_skips_lines_added_by_hand(tmp_path):
     path = tmp_path / "history.csv"
     path.write_text("# second try\nepoch,loss,val_loss\n0,0.7,0.8\n\n# note\n1,0.6,0.7\n")
     assert load_script().read_history(path) == {"loss": [0.7, 0.6], "val_loss": [0.8, 0.7]}
+
+
+def test_a_resume_with_other_settings_or_a_damaged_config_is_refused_in_one_line(tmp_path):
+    """Fails if --resume silently keeps the saved value of a setting given again differently, or if
+    a damaged config.json ends in a traceback."""
+    folder = resumable_run(tmp_path / "run", finished=1, planned=5)
+    (folder / "config.json").write_text('{"epochs": 5, "image_size": 32, "seed": 0, "batch_size": 32}')
+    for flags, message in [(["--image-size", "48"], "--image-size 48 (the run has 32)"),
+                           (["--seed", "2", "--batch-size", "8"], "--batch-size 8 (the run has 32); --seed 2 (the run has 0)")]:
+        with pytest.raises(SystemExit) as exit_:
+            load_script().main(["--resume", str(folder), *flags])
+        assert message in exit_.value.code and "only --epochs and --device may change" in exit_.value.code
+    (folder / "config.json").write_text('{"epochs": 5, "image_')
+    with pytest.raises(SystemExit) as exit_:
+        load_script().main(["--resume", str(folder)])
+    assert exit_.value.code.startswith(f"--resume {folder}: {folder}/config.json is damaged")
+    assert "\n" not in exit_.value.code
+
+
+@pytest.mark.parametrize("out", ["a_file", "a_file/runs"])
+def test_an_out_that_is_a_file_is_refused_in_one_line(tmp_path, monkeypatch, out):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a_file").write_text("x")
+    with pytest.raises(SystemExit) as exit_:
+        load_script().main(["--quick", "--out", out])
+    assert exit_.value.code.startswith(f"--out {out}: ") and "\n" not in exit_.value.code
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file"]
+
+
+def start_example(cwd: Path, *args: str) -> subprocess.Popen:
+    env = {**os.environ, "MPLBACKEND": "Agg", "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, str(SCRIPT), "--quick", *args], cwd=cwd, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.mark.slow
+@pytest.mark.training
+def test_sigterm_in_the_first_epoch_saves_and_prints_the_resume_command(tmp_path):
+    """As Ctrl-C does; fails if SIGTERM (kill, a batch system's time limit) ends the run with nothing saved."""
+    import signal
+    import time
+    run = start_example(tmp_path, "--out", "runs", "--epochs", "2")
+    seen = []
+    for line in run.stdout:  # the first epoch begins once the warm-up says it is ready
+        seen.append(line)
+        if "ready in" in line:
+            break
+    time.sleep(0.5)
+    run.send_signal(signal.SIGTERM)
+    out, err = run.communicate(timeout=240)
+    out = "".join(seen) + out
+    (folder,) = (tmp_path / "runs").iterdir()
+    assert run.returncode == 130, err[-2000:]
+    assert "SIGTERM: stopping at the end of this batch" in err
+    assert (folder / "checkpoint.npz").is_file() and f"--resume {folder.relative_to(tmp_path)}" in out
+
+
+@pytest.mark.slow
+def test_two_runs_started_together_on_one_data_dir_share_it(tmp_path):
+    """The second used to stop with 'pass overwrite=True'; both must train, on the same images."""
+    runs = [start_example(tmp_path, "--out", f"runs{i}", "--epochs", "1", "--data-dir", "cache") for i in range(2)]
+    results = [run.communicate(timeout=300) for run in runs]
+    for run, (out, err) in zip(runs, results):
+        assert run.returncode == 0, err[-3000:]
+    from tinyconv.data import cells, load_dataset
+    x, _ = cells.generate(300, image_size=32, seed=0)
+    np.testing.assert_array_equal(load_dataset(tmp_path / "cache").images, x)

@@ -125,6 +125,31 @@ def test_a_bad_discriminator_shape_is_refused():
         GAN(Model(z, fake), Model(image, Flatten()(image)))
 
 
+@pytest.mark.errors
+@pytest.mark.parametrize("ending", ["dense", "layer"])
+def test_a_discriminator_that_ends_in_a_sigmoid_is_refused(ending):
+    """Its output is already a probability: the GAN's loss on logits would train it on a wrong loss."""
+    from tinyconv.layers import Activation
+    z = Input((3,))
+    fake = Reshape((3, 1, 1))(Dense(3)(z))
+    image = Input((3, 1, 1))
+    flat = Flatten()(image)
+    score = Dense(1, activation="sigmoid")(flat) if ending == "dense" else Activation("sigmoid")(Dense(1)(flat))
+    with pytest.raises(ValueError, match=r"the discriminator ends in a sigmoid .*Dense\(1\) without an activation"):
+        GAN(Model(z, fake), Model(image, score))
+
+
+@pytest.mark.errors
+def test_one_optimizer_for_both_models_is_refused():
+    from tinyconv.optimizers import Adam
+    z = Input((3,))
+    fake = Reshape((3, 1, 1))(Dense(3)(z))
+    image = Input((3, 1, 1))
+    shared = Adam(2e-4, beta_1=0.5)
+    with pytest.raises(ValueError, match="the same optimizer object; each needs its own"):
+        GAN(Model(z, fake), Model(image, Dense(1)(Flatten()(image))), shared, shared)
+
+
 def test_checkpoint_round_trip_resumes_bit_identically(rng, tmp_path):
     real = rng.uniform(-1, 1, (8, 4, 4, 2)).astype(np.float32)
 

@@ -80,3 +80,42 @@ def test_invalid_sizes_are_refused_before_a_folder_is_made(tmp_path):
     result = run_example(tmp_path, "--epochs", "0", expect=2)
     assert "--epochs must be at least 1" in result.stderr
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--latent-dim", "8"], r"--latent-dim 8 \(the run has 16\)"),
+    (["--batch-size", "16"], r"--batch-size 16 \(the run has 32\)"),
+    (["--seed", "3"], r"--seed 3 \(the run has 0\)"),
+])
+def test_a_resume_with_other_settings_is_refused_in_one_line(runs, tmp_path, flags, message):
+    """Fails if --resume silently keeps the saved value (the run would not be the one asked for)."""
+    import re
+    straight, *_ = runs
+    config = json.loads((straight / "config.json").read_text())
+    expected = re.sub(r"the run has \d+", f"the run has {config[flags[0][2:].replace('-', '_')]}", message)
+    result = run_example(tmp_path, "--resume", str(straight), "--epochs", "3", *flags, expect=1)
+    assert re.search(expected, result.stderr) and "only --epochs and --device may change" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_damaged_config_on_resume_is_refused_in_one_line(runs, tmp_path):
+    import shutil
+    straight, *_ = runs
+    copy = tmp_path / "copy"
+    shutil.copytree(straight, copy)
+    (copy / "config.json").write_text('{"epochs": 2, "batch')
+    result = run_example(tmp_path, "--resume", str(copy), "--epochs", "3", expect=1)
+    assert "config.json is damaged" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_fewer_training_cells_than_one_batch_are_refused(tmp_path):
+    result = run_example(tmp_path, "--n-samples", "40", "--batch-size", "64", "--epochs", "1", expect=1)
+    assert "--batch-size 64 is larger than the 32 training cells" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("out", ["a_file", "a_file/runs"])
+def test_an_out_that_is_a_file_is_refused_in_one_line(tmp_path, out):
+    (tmp_path / "a_file").write_text("x")
+    result = run_example(tmp_path, "--out", out, "--epochs", "1", expect=1)
+    assert f"--out {out}:" in result.stderr and "Traceback" not in result.stderr

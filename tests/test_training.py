@@ -86,7 +86,12 @@ def test_steps_per_epoch_limits_the_batches(device):
     assert model.optimizer.iterations == 6
 
 
-def test_ctrl_c_stops_at_the_end_of_the_batch_and_restores_the_handler():
+@pytest.mark.parametrize("sent", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_or_sigterm_stops_at_the_end_of_the_batch_and_restores_the_handlers(sent, tmp_path, capsys):
+    """SIGTERM (kill, a batch system's time limit) is treated as Ctrl-C: fails if it kills the run
+    without the checkpoint that resumes the interrupted epoch."""
+    from tinyconv import checkpoint
+    from tinyconv.callbacks import TrainingCheckpoint
     x, y = tiny_data()
     model = tiny_model()
     steps = []
@@ -95,14 +100,19 @@ def test_ctrl_c_stops_at_the_end_of_the_batch_and_restores_the_handler():
         def on_train_batch_end(self, batch, logs=None):
             steps.append(batch)
             if len(steps) == 2:
-                os.kill(os.getpid(), signal.SIGINT)
+                os.kill(os.getpid(), sent)
 
-    before = signal.getsignal(signal.SIGINT)
-    history = model.fit(x, y, batch_size=4, epochs=3, verbose=0, callbacks=[PressCtrlC()])
+    before = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
+    saver = TrainingCheckpoint(tmp_path / "c.npz", resume_command="python again.py")
+    history = model.fit(x, y, batch_size=4, epochs=3, verbose=0, callbacks=[PressCtrlC(), saver])
     assert history.interrupted
     assert steps == [0, 1] and model.optimizer.iterations == 2
     assert history.epoch == []  # the interrupted epoch is not logged
-    assert signal.getsignal(signal.SIGINT) is before
+    assert {number: signal.getsignal(number) for number in before} == before
+    assert checkpoint.read(tmp_path / "c.npz")["epoch"] == 0
+    out, err = capsys.readouterr()
+    assert ("Ctrl-C" if sent == signal.SIGINT else "SIGTERM") + ": stopping at the end of this batch" in err
+    assert "python again.py" in out
 
 
 def test_verbose_modes(capsys):

@@ -65,6 +65,15 @@ class GAN:
         if tuple(discriminator.output_shape[1:]) != (1,):
             raise ValueError(f"GAN: the discriminator must output one logit per image, shape (1,), "
                              f"got {discriminator.output_shape[1:]}")
+        last = discriminator.layers[-1]
+        if last.ends_in_sigmoid or last.ends_in_softmax:
+            raise ValueError(f"GAN: the discriminator ends in a {'sigmoid' if last.ends_in_sigmoid else 'softmax'} "
+                             f"(layer {last.name!r}); the GAN's loss takes its raw score (a logit) and applies "
+                             "the sigmoid itself, so end it in Dense(1) without an activation")
+        if generator_optimizer is not None and generator_optimizer is discriminator_optimizer:
+            raise ValueError("GAN: the generator and the discriminator got the same optimizer object; each needs "
+                             "its own (its moments belong to one model's parameters): pass two, e.g. "
+                             "Adam(2e-4, beta_1=0.5) twice")
         self.generator, self.discriminator = generator, discriminator
         self.latent_dim = noise[0]
         self.loss = BinaryCrossentropy(from_logits=True)

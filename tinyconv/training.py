@@ -193,7 +193,7 @@ class Trainable:
             training goes on (``TerminateOnNaN`` can then stop it as in Keras); a non-finite step is
             never applied either way.
 
-        Every argument is checked before anything changes. Ctrl-C stops at the end of the running
+        Every argument is checked before anything changes. Ctrl-C or SIGTERM stops at the end of the running
         batch (or after the running validation); a ``TrainingCheckpoint`` callback then saves the run
         and prints how to resume it. ``history.interrupted`` tells whether that happened.
         """
@@ -471,28 +471,32 @@ class History(Callback):
 
 
 class _StopOnCtrlC:
-    """While ``fit`` runs, the first Ctrl-C only sets ``requested`` (the loop stops at the end of the
-    batch, so no half-updated weights); a second one interrupts at once. The previous handler is
-    restored on exit. Signal handlers can only be set from the main thread; elsewhere Ctrl-C keeps
-    its usual meaning."""
+    """While ``fit`` runs, the first Ctrl-C (SIGINT) or SIGTERM (what ``kill``, a batch system at the
+    end of a job's time, or a closing container sends) only sets ``requested``: the loop stops at the
+    end of the batch, so no half-updated weights, and a ``TrainingCheckpoint`` saves. A second one
+    interrupts at once. The previous handlers are restored on exit. Signal handlers can only be set
+    from the main thread; elsewhere the signals keep their usual meaning."""
+
+    SIGNALS = {signal.SIGINT: "Ctrl-C", signal.SIGTERM: "SIGTERM"}
 
     def __enter__(self):
         self.requested = False
         self.installed = threading.current_thread() is threading.main_thread()
         if self.installed:
-            self.previous = signal.signal(signal.SIGINT, self._handle)
+            self.previous = {number: signal.signal(number, self._handle) for number in self.SIGNALS}
         return self
 
     def _handle(self, signum, frame):
         if self.requested:
             raise KeyboardInterrupt
         self.requested = True
-        print("\nCtrl-C: stopping at the end of this batch (press Ctrl-C again to stop at once)",
+        print(f"\n{self.SIGNALS[signum]}: stopping at the end of this batch (press Ctrl-C again to stop at once)",
               file=sys.stderr, flush=True)
 
     def __exit__(self, *exc_info):
         if self.installed:
-            signal.signal(signal.SIGINT, self.previous)
+            for number, previous in self.previous.items():
+                signal.signal(number, previous)
         return False
 
 
