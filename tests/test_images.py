@@ -408,3 +408,84 @@ def test_centre_crop_leaves_the_odd_pixel_at_the_bottom_and_right(height, width,
     top, left = (height - size[0]) // 2, (width - size[1]) // 2  # floor: the extra row and column stay behind
     np.testing.assert_array_equal(centre_crop(image, size), image[top:top + size[0], left:left + size[1]])
     assert top == (height - size[0]) - (height - size[0] + 1) // 2
+
+
+# --- which files, which CSV encodings, which sizes ---------------------------------------------------
+
+@pytest.mark.errors
+@pytest.mark.parametrize("listed, message", [
+    ("../outside.png", r"row 3: \.\./outside\.png steps out with '\.\.'"),
+    ("sub/../../outside.png", r"steps out with '\.\.'"),
+    ("sub\\..\\..\\outside.png", r"steps out with '\.\.'"),
+    ("{outside}", r"is an absolute path; file names are relative to the images folder"),
+    ("C:\\data\\outside.png", r"is an absolute path"),
+])
+def test_csv_rows_cannot_name_files_outside_the_folder(tmp_path, listed, message):
+    """Fails if load_images reads a file outside its folder (the CSV is data, not a list of paths to trust)."""
+    Image.fromarray(GREY8).save(tmp_path / "outside.png")
+    folder, labels = make_folder(tmp_path, {"a.png": GREY8})
+    (folder / "sub").mkdir()
+    listed = listed.format(outside=tmp_path / "outside.png")
+    write_csv(labels, ("file", "a", "b"), [("a.png", 0, 1), (listed, 1, 0)])
+    with pytest.raises(ValueError, match=message):
+        load_images(folder, labels, image_size=None)
+
+
+@pytest.mark.errors
+@pytest.mark.parametrize("second", ["./a.png", ".//a.png", "link.png"])
+def test_one_file_listed_under_two_names_is_refused(tmp_path, second):
+    folder, labels = make_folder(tmp_path, {"a.png": GREY8})
+    (folder / "link.png").symlink_to(folder / "a.png")
+    write_csv(labels, ("file", "a", "b"), [("a.png", 0, 1), (second, 1, 0)])
+    with pytest.raises(ValueError, match=r"row 3: .*(listed twice \(also row 2\)|same file as row 2 \(a\.png\))"):
+        load_images(folder, labels, image_size=None, ignore_unlisted=True)
+
+
+@pytest.mark.errors
+@pytest.mark.parametrize("encoding", ["cp1252", "utf-16", "latin-1"])
+def test_a_csv_that_is_not_utf8_is_named_with_the_fix(tmp_path, encoding):
+    folder, labels = make_folder(tmp_path, {"a.png": GREY8}, header=("file", "Zellgröße", "b"))
+    labels.write_bytes(labels.read_text(encoding="utf-8").encode(encoding))
+    with pytest.raises(ValueError, match=r"labels\.csv: the CSV is not UTF-8 text .*save it as UTF-8"):
+        load_images(folder, labels, image_size=None)
+
+
+@pytest.mark.errors
+def test_a_csv_the_csv_module_cannot_parse_is_named(tmp_path):
+    folder, labels = make_folder(tmp_path, {"a.png": GREY8})
+    labels.write_text('file,a,b\n"' + "x" * 200_000 + '",0,1\n')  # a field over the csv module's limit
+    with pytest.raises(ValueError, match=r"labels\.csv: not a readable CSV"):
+        load_images(folder, labels, image_size=None)
+
+
+def png_declaring(width, height):
+    """A small PNG whose header claims another size (its checksum recomputed, so only the size lies)."""
+    import io
+    import struct
+    import zlib
+    buffer = io.BytesIO()
+    Image.fromarray(GREY8).save(buffer, format="PNG")
+    data = bytearray(buffer.getvalue())
+    header = b"IHDR" + struct.pack(">II", width, height) + bytes(data[24:29])
+    data[12:29] = header
+    data[29:33] = struct.pack(">I", zlib.crc32(header))
+    return bytes(data)
+
+
+@pytest.mark.errors
+@pytest.mark.parametrize("width, height", [(9000, 9000), (70000, 70000), (2 ** 26 + 1, 1)])
+def test_an_oversized_png_header_is_refused_before_decoding(tmp_path, width, height):
+    folder, labels = make_folder(tmp_path, {"a.png": GREY8})
+    (folder / "a.png").write_bytes(png_declaring(width, height))
+    with pytest.raises(ValueError, match=r"a\.png: (its header declares .* pixels per plane, more than "
+                                         r"load_images reads|cannot read the image: Image size)"):
+        load_images(folder, labels, image_size=None)
+
+
+@pytest.mark.errors
+def test_an_oversized_tiff_is_refused_before_decoding(tmp_path):
+    """A sparse file: its header declares 9000 x 9000 pixels, which are never read."""
+    folder, labels = make_folder(tmp_path, {"a.tif": GREY16})
+    tifffile.imwrite(folder / "a.tif", shape=(9000, 9000), dtype="uint16")
+    with pytest.raises(ValueError, match=r"a\.tif: its header declares 9000 x 9000 pixels per plane, more than"):
+        load_images(folder, labels, image_size=None)

@@ -33,6 +33,12 @@ Reading, for every image in the CSV's order:
    ``image_size`` pixels without resampling (the pixel size stays the microscope's; an image
    smaller than ``image_size`` is an error).
 
+Which files it reads: only files inside ``folder``. A CSV row names a file relative to it, with
+``/`` between sub-folders; an absolute path or a ``..`` step is refused, and so are two rows that
+name one file (``a.png`` and ``./a.png``, or two links to it). The CSV must be UTF-8 text (with or
+without the BOM spreadsheets write). An image whose header declares more than ``MAX_PIXELS`` pixels
+(64 Mi, e.g. 8192 x 8192) per plane is refused before it is decoded: cut large scans into tiles first.
+
 Errors are ``ValueError`` (``FileNotFoundError`` for a missing folder or CSV) naming the CSV row or
 the file: rows without an image, images in the folder without a row, unreadable or unsupported
 files, labels other than 0/1, duplicate names, header problems, an empty CSV, mixed channel counts.
@@ -40,7 +46,8 @@ files, labels other than 0/1, duplicate names, header problems, an empty CSV, mi
 from __future__ import annotations
 
 import csv
-from pathlib import Path
+import os
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import NamedTuple, Sequence
 
 import numpy as np
@@ -49,6 +56,7 @@ from .. import arguments
 from .io import Dataset, save_dataset
 
 MAX_CHANNELS = 16  # the longest axis read as channels when a TIFF does not name its axes
+MAX_PIXELS = 2 ** 26  # per plane: larger declared sizes are refused before decoding (a damaged header or a whole scan)
 PIL_SUFFIXES = (".png", ".jpg", ".jpeg")
 TIFF_SUFFIXES = (".tif", ".tiff")
 SUFFIXES = PIL_SUFFIXES + TIFF_SUFFIXES
@@ -138,9 +146,15 @@ class LabelTable(NamedTuple):
 def read_labels_csv(path) -> LabelTable:
     """Read and check a labels CSV; errors name the row."""
     path = Path(path)
-    with open(path, newline="", encoding="utf-8-sig") as f:  # -sig: spreadsheets write a BOM
-        rows = [(number, [cell.strip() for cell in row]) for number, row in enumerate(csv.reader(f), start=1)
-                if any(cell.strip() for cell in row)]
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:  # -sig: spreadsheets write a BOM
+            rows = [(number, [cell.strip() for cell in row]) for number, row in enumerate(csv.reader(f), start=1)
+                    if any(cell.strip() for cell in row)]
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: the CSV is not UTF-8 text (byte {exc.object[exc.start]:#04x} at position "
+                         f"{exc.start}); save it as UTF-8 (in a spreadsheet: 'CSV UTF-8')") from exc
+    except csv.Error as exc:
+        raise ValueError(f"{path}: not a readable CSV ({exc})") from exc
     if not rows:
         raise ValueError(f"{path}: the CSV is empty; expected a header (file,<label>,...) and one row per image")
     _, header = rows[0]
@@ -165,7 +179,13 @@ def read_labels_csv(path) -> LabelTable:
         file, values = row[0], row[1:]
         if not file:
             raise ValueError(f"{path} row {number}: the file name is empty")
-        key = Path(file).as_posix()
+        if PurePosixPath(file).is_absolute() or PureWindowsPath(file).anchor:
+            raise ValueError(f"{path} row {number}: {file} is an absolute path; file names are relative to "
+                             "the images folder")
+        if ".." in PurePosixPath(file.replace("\\", "/")).parts:
+            raise ValueError(f"{path} row {number}: {file} steps out with '..'; file names are relative to the "
+                             "images folder and stay inside it")
+        key = os.path.normpath(file).replace("\\", "/")  # a.png, ./a.png and .//a.png are one file
         if key in first_row:
             raise ValueError(f"{path} row {number}: {file} is listed twice (also row {first_row[key]})")
         first_row[key] = number
@@ -193,9 +213,16 @@ def _check_files_match(folder: Path, csv_path: Path, files: list[str], row_numbe
     if missing:
         raise ValueError(f"{csv_path}: {len(missing)} rows name no file in {folder}: {', '.join(missing[:10])}"
                          + (" ..." if len(missing) > 10 else ""))
+    first_row = {}
+    for number, file in zip(row_numbers, files):  # two spellings or two links of one file
+        target = (folder / file).resolve()
+        if target in first_row:
+            raise ValueError(f"{csv_path} row {number}: {file} is the same file as row {first_row[target][0]} "
+                             f"({first_row[target][1]}); list each image once")
+        first_row[target] = number, file
     if ignore_unlisted:
         return
-    listed = {(folder / file).resolve() for file in files}
+    listed = set(first_row)
     unlisted = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*")
                       if p.suffix.lower() in SUFFIXES and p.is_file() and not p.name.startswith(".")
                       and p.resolve() not in listed)
@@ -223,9 +250,12 @@ def _read_pillow(path: Path) -> np.ndarray:
 
     try:
         with Image.open(path) as image:
+            _check_declared_size(image.size[0] * image.size[1], f"{image.size[0]} x {image.size[1]}", path)
             image.load()
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+    except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError) as exc:
         raise ValueError(f"{path}: cannot read the image: {exc}") from exc
+    except MemoryError:
+        raise ValueError(f"{path}: not enough memory to decode it ({image.size[0]} x {image.size[1]} pixels)") from None
     if image.mode in ("P", "PA"):  # palette indices -> the colours they stand for
         image = image.convert("RGB")
     if image.mode in ("LA", "La"):
@@ -244,7 +274,15 @@ def _read_tiff(path: Path, channel_axis: int | None) -> np.ndarray:
     try:
         with tifffile.TiffFile(path) as tiff:
             series = tiff.series[0]
+            plane = [n for n, axis in zip(series.shape, series.axes) if axis in "YX"] or series.shape
+            _check_declared_size(int(np.prod(plane)), " x ".join(map(str, plane)), path)
             array, axes = series.asarray(), series.axes
+    except MemoryError:
+        raise ValueError(f"{path}: not enough memory to decode it (shape {series.shape}, {series.dtype})") from None
+    except ValueError as exc:
+        if str(exc).startswith(str(path)):  # ours
+            raise
+        raise ValueError(f"{path}: cannot read the TIFF: {exc}") from exc
     except Exception as exc:  # tifffile raises several types for damaged files
         raise ValueError(f"{path}: cannot read the TIFF: {exc}") from exc
     keep = [i for i, n in enumerate(array.shape) if n != 1 or axes[i] in "YX"]
@@ -261,6 +299,14 @@ def _read_tiff(path: Path, channel_axis: int | None) -> np.ndarray:
     if channel_axis is None:
         channel_axis = _tiff_channel_axis(array.shape, axes, path)
     return np.ascontiguousarray(np.moveaxis(array, channel_axis, -1))
+
+
+def _check_declared_size(pixels: int, size: str, path: Path) -> None:
+    """Refuse a plane larger than ``MAX_PIXELS`` from its header alone, before memory is spent on it."""
+    if pixels > MAX_PIXELS:
+        raise ValueError(f"{path}: its header declares {size} pixels per plane, more than "
+                         f"load_images reads ({MAX_PIXELS} pixels, e.g. 8192 x 8192): a damaged file, or a whole "
+                         "scan; cut it into tiles first")
 
 
 def _tiff_channel_axis(shape: tuple, axes: str, path: Path) -> int:
