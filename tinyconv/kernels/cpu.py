@@ -1,19 +1,22 @@
 """numba kernels for the CPU: the same functions as ``reference.py``, parallel over the batch.
 
 Each public function has the reference signature; the ``_jit`` helpers do the work on
-preallocated outputs. The first call compiles (seconds); ``cache=True`` keeps the machine code
-on disk for later runs. ``NUMBA_DISABLE_JIT=1`` turns these into plain Python for a debugger.
+preallocated outputs. The first call compiles (seconds); the machine code is kept on disk for
+later runs (where: see ``compile_cache.py``). ``NUMBA_DISABLE_JIT=1`` turns these into plain Python for a debugger.
 """
 from __future__ import annotations
 
 import numpy as np
 from numba import njit, prange
 
+from .compile_cache import cache_enabled
 from .products import matmul  # noqa: F401  (the products' split lives in its own file)
 from .reference import output_size
 
+CACHE = cache_enabled()  # before the first decorator: with nowhere to write, cache=CACHE fails inside numba
 
-@njit(parallel=True, cache=True)
+
+@njit(parallel=True, cache=CACHE)
 def _im2col(x, cols, kh, kw, sh, sw, top, left):
     n, h, w, c = x.shape
     _, oh, ow, _, _, _ = cols.shape
@@ -32,7 +35,7 @@ def _im2col(x, cols, kh, kw, sh, sw, top, left):
                             cols[nn, r, q, i, j, ch] = 0.0
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=CACHE)
 def _col2im(cols, dx, sh, sw, top, left):
     # A gather: each input pixel sums the window entries that saw it, so tasks never collide.
     n, h, w, c = dx.shape
@@ -60,7 +63,7 @@ def _col2im(cols, dx, sh, sw, top, left):
                         dx[nn, row, col, ch] += cols[nn, r, q, i, j, ch]
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=CACHE)
 def _maxpool_forward(x, y, argmax, ph, pw, sh, sw, top, left):
     n, h, w, c = x.shape
     _, oh, ow, _ = y.shape
@@ -89,7 +92,7 @@ def _maxpool_forward(x, y, argmax, ph, pw, sh, sw, top, left):
                             argmax[nn, r, q, ch] = i * pw + j
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=CACHE)
 def _maxpool_backward(dy, argmax, dx, ph, pw, sh, sw, top, left):
     # Gather form of the scatter "dx[winner] += dy": each input pixel looks at the windows covering it.
     n, h, w, c = dx.shape
@@ -204,7 +207,7 @@ def _right_multiply(tile, q, out):
                         out[i, j, ch] += coef * tile[i, s, ch]
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=CACHE)
 def _winograd_input(x, v, bt, top, left):
     n, h, w, c = x.shape
     a, th, tw = bt.shape[0], v.shape[3], v.shape[4]
@@ -230,7 +233,7 @@ def _winograd_input(x, v, bt, top, left):
                         v[i, j, nn, ty, tx, ch] = u[i, j, ch]
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=CACHE)
 def _winograd_input_adjoint(dv, dx, b_, top, left):
     # b_ is B = (B^T)^T. One image per task: tiles overlap only within an image.
     n, h, w, c = dx.shape
@@ -263,7 +266,7 @@ def _winograd_input_adjoint(dv, dx, b_, top, left):
                                 dx[nn, row, col, ch] += dd[r, s, ch]
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=CACHE)
 def _winograd_output(products, bias, y, at):
     n, oh, ow, f = y.shape
     m, a = at.shape
@@ -286,7 +289,7 @@ def _winograd_output(products, bias, y, at):
                         y[nn, m * ty + r, m * tx + s, ch] = out[r, s, ch] + bias[ch]
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=CACHE)
 def _winograd_output_adjoint(dy, dm, a_):
     # a_ is A = (A^T)^T, of shape (a, m).
     n, oh, ow, f = dy.shape
@@ -355,14 +358,14 @@ def _matrix(values, dtype):
     return np.ascontiguousarray(values, dtype=dtype)
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=CACHE)
 def _leaky_relu_forward(x, y, alpha):
     for i in prange(x.size):
         v = x[i]
         y[i] = v if v > 0 else v * alpha
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=CACHE)
 def _leaky_relu_backward(dy, y, dx, alpha):
     for i in prange(dy.size):
         dx[i] = dy[i] if y[i] > 0 else dy[i] * alpha
@@ -381,7 +384,7 @@ def leaky_relu_backward(dy, y, alpha):
     return dx
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=CACHE)
 def _adam_update(w, g, m, v, step_size, beta_1, one_minus_beta_1, beta_2, one_minus_beta_2, epsilon):
     # One pass over memory instead of the eight temporaries the array expression makes.
     for i in prange(w.size):
@@ -406,7 +409,7 @@ def adam_update(w, g, m, v, step_size, beta_1, beta_2, epsilon):
 BATCHNORM_CHUNKS = 64
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=CACHE)
 def _chunk_sums(a, b, chunks, partial_a, partial_ab):
     """partial_a[k] = sum of a over the rows of chunk k, partial_ab[k] = sum of a * b (for the
     backward pass: sum dy and sum dy * x_hat)."""
@@ -422,7 +425,7 @@ def _chunk_sums(a, b, chunks, partial_a, partial_ab):
                 partial_ab[k, ch] += a[i, ch] * b[i, ch]
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=CACHE)
 def _centered_square_sums(x, mean, chunks, partial):
     m, c = x.shape
     size = (m + chunks - 1) // chunks
@@ -435,7 +438,7 @@ def _centered_square_sums(x, mean, chunks, partial):
                 partial[k, ch] += d * d
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=CACHE)
 def _batchnorm_apply(x, mean, inv_std, gamma, beta, y, x_hat):
     m, c = x.shape
     for i in prange(m):
@@ -445,7 +448,7 @@ def _batchnorm_apply(x, mean, inv_std, gamma, beta, y, x_hat):
             y[i, ch] = gamma[ch] * h + beta[ch]
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=CACHE)
 def _batchnorm_input_gradient(dy, x_hat, scale, mean_dy, mean_dy_x_hat, dx):
     m, c = dy.shape
     for i in prange(m):
@@ -500,7 +503,7 @@ from .reference import check_fill_mode  # noqa: E402  (kept beside the section t
 _NEAREST, _CONSTANT, _REFLECT, _WRAP = 0, 1, 2, 3
 
 
-@njit(cache=True)
+@njit(cache=CACHE)
 def _wrap_coordinate(coord, n):
     if n == 1:
         return 0.0
@@ -512,7 +515,7 @@ def _wrap_coordinate(coord, n):
     return coord
 
 
-@njit(cache=True)
+@njit(cache=CACHE)
 def _fold_index(i, n, mode):
     if mode == _REFLECT:
         i = i % (2 * n)  # numba follows Python: the result is non-negative
@@ -520,7 +523,7 @@ def _fold_index(i, n, mode):
     return min(max(i, 0), n - 1)
 
 
-@njit(cache=True)
+@njit(cache=CACHE)
 def _warp_image(images, t, out, b, mode, cval):
     """Output image b: each pixel samples the input at t @ (row, col, 1), bilinearly."""
     _, h, w, c = images.shape
@@ -549,13 +552,13 @@ def _warp_image(images, t, out, b, mode, cval):
                 out[b, row, col, ch] = v
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=CACHE)
 def _affine_warp(images, transforms, out, mode, cval):
     for b in prange(images.shape[0]):  # one image per task: tasks never write the same place
         _warp_image(images, transforms[b], out, b, mode, cval)
 
 
-@njit(cache=True)
+@njit(cache=CACHE)
 def _affine_warp_serial(images, transforms, out, mode, cval):
     for b in range(images.shape[0]):
         _warp_image(images, transforms[b], out, b, mode, cval)
