@@ -81,6 +81,13 @@ class Loss:
         """Keras call order: ``loss(y_true, y_pred)``."""
         return self.forward(y_pred, y_true)
 
+    def kept(self) -> tuple:
+        """What the last forward kept for ``backward``; before any forward, an error that says so."""
+        if self.cache is None:
+            raise RuntimeError(f"{type(self).__name__}(from_logits={self.from_logits}): backward was called "
+                               "before forward; call forward(y_pred, y_true) first")
+        return self.cache
+
 
 class BinaryCrossentropy(Loss):
     link = "sigmoid"
@@ -115,13 +122,10 @@ class BinaryCrossentropy(Loss):
 
     def backward(self):
         """dL/d(y_pred), shape (N, L)."""
-        if self.cache is None:
-            raise RuntimeError(f"BinaryCrossentropy(from_logits={self.from_logits}): backward was called "
-                               "before forward; call forward(y_pred, y_true) first")
         if self.from_logits:
-            p, y = self.cache
+            p, y = self.kept()
             return (p - y) / p.size
-        p, y, inside = self.cache
+        p, y, inside = self.kept()
         return (-y / p + (1 - y) / (1 - p)) * inside / p.size
 
 
@@ -163,9 +167,9 @@ class CategoricalCrossentropy(Loss):
     def backward(self):
         """dL/d(y_pred), shape (N, K)."""
         if self.from_logits:
-            p, y = self.cache
+            p, y = self.kept()
             return (p * y.sum(axis=1, keepdims=True) - y) / len(p)
-        q, clipped, y, inside, row_sum = self.cache
+        q, clipped, y, inside, row_sum = self.kept()
         dq = -y / clipped * inside / len(q)
         return (dq - (dq * q).sum(axis=1, keepdims=True)) / row_sum
 

@@ -145,6 +145,14 @@ class Model(Trainable):
                 gradients[j] = dx if gradients[j] is None else gradients[j] + dx
         return gradients[0] if input_gradient else None
 
+    def output_layer(self) -> Layer | None:
+        """The layer that makes the model's output (None for a model with no layers yet)."""
+        return self.layers[-1] if self.layers else None
+
+    def require_built(self, what: str) -> None:
+        """A Sequential without an Input learns its shapes from its first batch; until then its
+        weights do not exist."""
+
     # --- parameters -----------------------------------------------------------------------------
     def trainable_params(self) -> list:
         return [p for layer in self.layers for p in layer.params.values()]
@@ -154,6 +162,7 @@ class Model(Trainable):
 
     def count_params(self) -> int:
         """Every weight, trainable or not (as Keras's total)."""
+        self.require_built("count_params")
         return sum(layer.count_params() for layer in self.layers)
 
     def count_trainable_params(self) -> int:
@@ -180,10 +189,12 @@ class Model(Trainable):
 
     def save_weights(self, path: str | os.PathLike) -> None:
         """Write the weights to ``path`` (.npz) atomically: a kill mid-write leaves the old file intact."""
+        self.require_built("save_weights")
         write_npz_atomically(path, self.weight_arrays())
 
     def load_weights(self, path: str | os.PathLike) -> None:
         """Read weights written by ``save_weights``; everything is checked before any layer changes."""
+        self.require_built("load_weights")
         self.set_weight_arrays(read_npz(path), source=str(path))
 
     def set_weight_arrays(self, arrays: dict[str, np.ndarray], source: str) -> None:
@@ -231,6 +242,7 @@ class Model(Trainable):
         A graph also gets Keras's "Connected to" column (``name[0][0]``: the layers whose outputs
         a layer takes). A merge sees as far as the farthest-seeing of its branches.
         """
+        self.require_built("summary")
         fields = []
         rows = []
         for layer, sources in zip(self.layers, self.inbound):
@@ -303,16 +315,26 @@ class Sequential(Model):
         self.layers.append(layer)
         self.set_plan(self.inbound + [[len(self.layers) - 2]])
 
+    def output_layer(self) -> Layer | None:
+        return self.pending[-1] if self.pending else super().output_layer()
+
+    def require_built(self, what: str) -> None:
+        if self.pending:
+            raise ValueError(f"model {self.name!r}: {what} needs the model built, and it has no Input yet, so its "
+                             "shapes come from its first batch: call fit, predict or forward once first, or start "
+                             "it with Input(shape) (or input_shape= on its first layer)")
+
     def build(self, input_shape: tuple) -> None:
         pending, self.pending = self.pending, []
         self.add(Input(input_shape))
         for layer in pending:
             self.add(layer)
 
-    def forward(self, x, training: bool = False):
-        if self.input_tensor is None:
-            self.build(x.shape[1:])
-        return super().forward(x, training)
+    def prepare_input(self, x):
+        """The first batch of a model without an Input builds it (as Keras does)."""
+        if self.input_tensor is None and hasattr(x, "shape"):
+            self.build(tuple(x.shape[1:]))
+        return super().prepare_input(x)
 
 
 def check_unique_names(layers: list[Layer], owner: str) -> None:

@@ -54,13 +54,17 @@ class Trainable:
         """Choose the optimizer and the loss. ``metrics=["accuracy"]`` means binary accuracy with
         binary cross-entropy and categorical accuracy (argmax match) with categorical cross-entropy;
         ``"binary_accuracy"`` and ``"categorical_accuracy"`` ask for one of them by name."""
-        self.optimizer = optimizers.get(optimizer)
-        self.loss = losses.get(loss)
-        self.metrics = list(metrics or [])
-        unknown = [m for m in self.metrics if m not in ("accuracy", "binary_accuracy", "categorical_accuracy")]
+        last = self.output_layer()
+        if last is None:
+            raise ValueError(f"model {self.name!r} has no layers: add them before compile")
+        optimizer, loss, metrics = optimizers.get(optimizer), losses.get(loss), list(metrics or [])
+        unknown = [m for m in metrics if m not in ("accuracy", "binary_accuracy", "categorical_accuracy")]
         if unknown:
             raise ValueError(f"model {self.name!r}: unknown metrics {unknown}; expected 'accuracy', "
                              "'binary_accuracy' or 'categorical_accuracy'")
+        _check_loss_pitfalls(last, loss, f"model {self.name!r}: compile")
+        # Checked: from here on, state changes.
+        self.optimizer, self.loss, self.metrics = optimizer, loss, metrics
         # A final activation that is the loss's own link (sigmoid for binary, softmax over the
         # classes for categorical cross-entropy), however it is written, is fused with the loss.
         self.fuse_output = not self.loss.from_logits and self._ends_in(self.loss.link)
@@ -71,7 +75,7 @@ class Trainable:
         """Whether the last layer ends in ``link`` ("sigmoid" or "softmax"), however it is written
         (a bare ``Sigmoid()``, ``Activation("softmax")``, ``activation=`` on a Dense): each layer says so
         through ``Layer.ends_in_sigmoid`` and ``Layer.ends_in_softmax``."""
-        last = self.layers[-1]
+        last = self.output_layer()
         return {"sigmoid": last.ends_in_sigmoid, "softmax": last.ends_in_softmax}.get(link, False)
 
     def _require_compiled(self, what: str) -> None:
@@ -411,6 +415,8 @@ class Trainable:
             self._check_images(x, owner)
             check_labels(y, len(x), f"model {self.name!r}: {owner}")
             self._check_label_width(y, owner)
+            if isinstance(self.loss, losses.CategoricalCrossentropy):
+                check_one_hot(y, f"model {self.name!r}: {owner}")
             return ArrayIterator(x, y, batch_size, shuffle)
         if y is not None:
             raise ValueError(f"model {self.name!r}: {owner} got an iterator of (x, y) batches and also y; "
@@ -450,6 +456,8 @@ class Trainable:
         self._check_images(x_batch, owner)
         check_labels(y_batch, len(x_batch), f"model {self.name!r}: {owner}")
         self._check_label_width(y_batch, owner)
+        if isinstance(self.loss, losses.CategoricalCrossentropy):
+            check_one_hot(y_batch, f"model {self.name!r}: {owner}")
 
 
 class History(Callback):
@@ -498,6 +506,34 @@ class _StopOnCtrlC:
             for number, previous in self.previous.items():
                 signal.signal(number, previous)
         return False
+
+
+def _check_loss_pitfalls(last, loss, owner: str) -> None:
+    """The mistakes Keras warns about, caught at compile: a softmax over one unit (its output is 1
+    whatever the input, so nothing can train) is refused; a loss told ``from_logits=True`` after a
+    layer that already applies its sigmoid or softmax is warned about."""
+    width = last.output_shape[-1] if last.output_shape else None  # unknown until a Sequential is built
+    if last.ends_in_softmax and width == 1:
+        raise ValueError(f"{owner}: layer {last.name!r} ends in a softmax over 1 unit, which outputs 1 whatever "
+                         f"its input, so {type(loss).__name__} cannot train it; for one yes/no label use "
+                         "Dense(1, activation='sigmoid') with binary_crossentropy")
+    applied = "sigmoid" if last.ends_in_sigmoid else "softmax" if last.ends_in_softmax else None
+    if loss.from_logits and applied:
+        warnings.warn(f"{owner}: {type(loss).__name__}(from_logits=True) expects raw scores, but layer "
+                      f"{last.name!r} already applies a {applied}, so the loss would apply a second one; drop "
+                      f"the {applied} from the layer, or use from_logits=False", UserWarning, stacklevel=3)
+
+
+def check_one_hot(y, owner: str) -> None:
+    """Warn (once per call site) when labels for categorical cross-entropy are not one row, one class:
+    an all-zero row adds nothing to the loss, a row with several 1s asks for several classes at once
+    (a multi-label task: sigmoid outputs and binary cross-entropy)."""
+    sums = np.asarray(y, dtype=np.float64).sum(axis=1)
+    if (np.abs(sums - 1) > 1e-3).any():  # one text, so that Python shows it once, however many batches
+        warnings.warn(f"{owner}: categorical cross-entropy expects each label row to be one class (one 1, or "
+                      "probabilities summing to 1), but some rows are all zero or have several 1s: all-zero "
+                      "rows add nothing to the loss; for several labels per image use sigmoid outputs with "
+                      "binary_crossentropy", UserWarning, stacklevel=4)
 
 
 def _generator_states(layers) -> tuple:

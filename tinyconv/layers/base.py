@@ -209,6 +209,9 @@ class Layer:
         return [backend.to_numpy(p).copy() for p in self.weights.values()]
 
     def set_weights(self, weights: list) -> None:
+        if not self.built:
+            raise RuntimeError(f"layer {self.name!r} ({type(self).__name__}): set_weights before the layer is built; "
+                               "its weights are made when it is called on an input (or its model is built)")
         mine = self.weights
         if len(weights) != len(mine):
             raise ValueError(
