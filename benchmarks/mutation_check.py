@@ -113,9 +113,23 @@ MUTANTS = [
     ("tinyconv/atomic.py", "            f.flush()\n            os.fsync(f.fileno())\n        os.replace(tmp, path)",
      "            f.flush()\n        os.replace(tmp, path)\n        os.fsync(os.open(path, os.O_RDONLY))", "training"),
     ("tinyconv/atomic.py", "return (pid != os.getpid() and not process_exists(pid)) or age > STALE_AFTER_S",
-     "return not process_exists(pid) or age > STALE_AFTER_S", "training"),
-    ("tinyconv/data/io.py", "            path.rename(old)\n            staged.rename(path)  # a kill before this line: the next load or save finishes the swap\n            shutil.rmtree(old)",
-     "            shutil.rmtree(path)\n            staged.rename(path)", "data"),
+     "return pid != os.getpid() and not process_exists(pid)", "training"),
+    ("tinyconv/data/io.py", "    for stale in _versions(path):  # left by killed saves (no other writer runs now)\n        if stale != current:",
+     "    for stale in _versions(path):  # left by killed saves (no other writer runs now)\n        if True:", "data"),
+    ("tinyconv/data/io.py", "            if not overwrite and _holds_a_dataset(path):\n                raise FileExistsError(f\"save_dataset: {path} holds a data set, saved",
+     "            if False:\n                raise FileExistsError(f\"save_dataset: {path} holds a data set, saved", "data"),
+    ("tinyconv/data/io.py", "            if version is not None and _pointed_at(path) != version:\n                continue",
+     "            if False:\n                continue", "data"),
+    ("tinyconv/data/io.py", "    for name in FILES:  # a folder made by hand, now replaced by versions\n        (path / name).unlink(missing_ok=True)",
+     "    pass", "data"),
+    ("tinyconv/atomic.py", "            fcntl.flock(fd, fcntl.LOCK_EX)", "            pass", "data"),
+    ("tinyconv/data/cells.py", "    except FileExistsError:  # another process saved it meanwhile: share its copy",
+     "    except FileNotFoundError:  # another process saved it meanwhile: share its copy", "data"),
+    ("tinyconv/data/images.py", "if \"..\" in PurePosixPath(file.replace(\"\\\\\", \"/\")).parts:", "if \"..\" in PurePosixPath(file).parts:", "data"),
+    ("tinyconv/data/images.py", "        if target in first_row:", "        if target in first_row and False:", "data"),
+    ("tinyconv/data/images.py", "    if pixels > MAX_PIXELS:", "    if pixels > 4 * MAX_PIXELS:", "data"),
+    ("tinyconv/data/images.py", "    except UnicodeDecodeError as exc:\n        raise ValueError(f\"{path}: the CSV is not UTF-8",
+     "    except LookupError as exc:\n        raise ValueError(f\"{path}: the CSV is not UTF-8", "data"),
     # --- data: images, crops, augmentation, cells --------------------------------------------------
     ("tinyconv/data/images.py", "span = np.where(high > low, high - low, np.inf)", "span = high - low", "data"),
     ("tinyconv/data/images.py", "top, left = (image.shape[0] - size[0]) // 2, (image.shape[1] - size[1]) // 2",
@@ -132,6 +146,25 @@ MUTANTS = [
      'g_loss, grad, _ = self._bce(d.forward(fake, training=True), 0.0)', "generative"),
     ("tinyconv/gan.py", "checkpoint.restore(state[\"generator\"], self.generator, source=f\"{source} (generator)\")",
      "pass", "generative"),
+    ("tinyconv/training.py", "                value[...] = kept", "                pass", "norm"),
+    ("tinyconv/training.py", "            _set_generator_states(self.layers, kept_draws)", "            pass", "dropout"),
+    ("tinyconv/training.py", "                    data.set_state(before[1])", "                    pass", "training"),
+    ("tinyconv/training.py", "    SIGNALS = {signal.SIGINT: \"Ctrl-C\", signal.SIGTERM: \"SIGTERM\"}",
+     "    SIGNALS = {signal.SIGINT: \"Ctrl-C\"}", "training"),
+    ("tinyconv/training.py", "    if last.ends_in_softmax and width == 1:", "    if last.ends_in_softmax and width == 0:", "loss"),
+    ("tinyconv/training.py", "    if (np.abs(sums - 1) > 1e-3).any():", "    if (sums > 1 + 1e-3).any():", "loss"),
+    ("tinyconv/losses.py", "        if self.cache is None:\n            raise RuntimeError(f\"{type(self).__name__}",
+     "        if self.cache is None and False:\n            raise RuntimeError(f\"{type(self).__name__}", "loss"),
+    ("tinyconv/model.py", "        return self.pending[-1] if self.pending else super().output_layer()",
+     "        return super().output_layer()", "model"),
+    ("tinyconv/model.py", "        seen.add(layer.name)", "        seen.add(layer)", "model"),
+    ("tinyconv/arguments.py", "    if \"/\" in value:", "    if value.startswith(\"/\"):", "model"),
+    ("tinyconv/runs.py", "given[key] is not None and given[key] != saved[key]]", "given[key] is not None and key == \"seed\" and given[key] != saved[key]]", "example"),
+    ("tinyconv/runs.py", "f.write(json.dumps(settings, indent=2)", "f.write(json.dumps({}, indent=2)", "example"),
+    ("tinyconv/gan.py", "        if last.ends_in_sigmoid or last.ends_in_softmax:", "        if last.ends_in_softmax:", "generative"),
+    ("tinyconv/gan.py", "        if generator_optimizer is not None and generator_optimizer is discriminator_optimizer:",
+     "        if generator_optimizer is not None and generator_optimizer is None:", "generative"),
+    ("tinyconv/kernels/compile_cache.py", "        os.environ[\"NUMBA_CACHE_DIR\"] = str(fallback)", "        pass", "kernels"),
     # --- gradcheck ---------------------------------------------------------------------------
     ("tinyconv/gradcheck.py", "flat_indices = rng.choice(tensor.size, size=max_checks, replace=False)",
      "flat_indices = np.arange(max_checks)", "gradcheck"),
@@ -140,7 +173,8 @@ MUTANTS = [
 ]
 
 NEW_MODULES = ("products.py", "merge.py", "normalization.py", "upsampling.py", "conv_transpose.py", "reshape.py",
-               "gan.py", "frechet.py", "images.py", "atomic.py", "io.py", "pooling.py", "gradcheck.py", "cpu.py")
+               "gan.py", "frechet.py", "images.py", "atomic.py", "io.py", "pooling.py", "gradcheck.py", "cpu.py",
+               "runs.py", "compile_cache.py", "cells.py")
 
 
 def copy_project(destination: Path) -> None:
