@@ -41,7 +41,7 @@ def tinyconv_step(size: int, batch: int):
     device = cupy.cuda.Device()
 
     def step():
-        model.train_step(x, y)
+        model.train_step((x, y))
         device.synchronize()
 
     return step

@@ -41,7 +41,7 @@ def per_layer(model, x, y, repeats):
     """Median forward and backward seconds of every layer, measured inside whole training steps."""
     forward = {layer.name: [] for layer in model.layers}
     backward = {layer.name: [] for layer in model.layers}
-    model.train_step(x, y)
+    model.train_step((x, y))
     for _ in range(repeats):
         activation = model.prepare_input(x)
         for layer in model.layers:
@@ -150,7 +150,7 @@ def main() -> None:
     model.compile("adam", "binary_crossentropy")
     x, y = random_batch(args.batch, args.size)
     forward, backward = per_layer(model, x, y, args.repeats)
-    step = median_time(lambda: model.train_step(x, y), args.repeats)
+    step = median_time(lambda: model.train_step((x, y)), args.repeats)
 
     rows = [[name, f"{forward[name] * 1e3:.1f}", f"{backward[name] * 1e3:.1f}",
              f"{(forward[name] + backward[name]) / step:.1%}"] for name in forward]

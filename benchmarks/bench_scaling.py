@@ -38,7 +38,7 @@ model = seed_cnn((size, size, 3)); model.compile("adam", "binary_crossentropy")
 x, y = random_batch(batch, size)
 before = high_water_mb()
 for _ in range(3):
-    model.train_step(x, y)
+    model.train_step((x, y))
 print(before, high_water_mb())
 """
 
@@ -56,7 +56,7 @@ def step_candidates(size: int, batch: int, with_torch: bool) -> dict:
     tinyconv.set_seed(0)
     model = seed_cnn((size, size, 3))
     model.compile("adam", "binary_crossentropy")
-    candidates = {"tinyconv": lambda: model.train_step(x, y)}
+    candidates = {"tinyconv": lambda: model.train_step((x, y))}
     if with_torch:
         candidates["PyTorch"] = torch_seed_cnn_calls(size, x, y)[0]
     return candidates

@@ -56,7 +56,7 @@ else:
     tinyconv.set_seed(0)
     model = seed_cnn((size, size, 3))
     model.compile("adam", "binary_crossentropy")
-    step = lambda: model.train_step(x, y)
+    step = lambda: model.train_step((x, y))
 for _ in range(3):
     step()
 times, start = [], time.perf_counter()
@@ -82,7 +82,7 @@ model = seed_cnn(({size}, {size}, 3))
 model.compile("adam", "binary_crossentropy")
 x, y = random_batch(32, {size})
 while True:
-    model.train_step(x, y)
+    model.train_step((x, y))
 """,
     "NumPy products": """
 import numpy as np

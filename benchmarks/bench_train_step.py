@@ -43,7 +43,7 @@ def tinyconv_candidates(size, x, y):
 
         def step():
             with kernels.reference_kernels(reference):
-                model.train_step(x, y)
+                model.train_step((x, y))
 
         def forward():
             with kernels.reference_kernels(reference):

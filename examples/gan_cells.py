@@ -6,9 +6,10 @@ The whole flow, in order:
    them to [-1, 1], the range of the generator's tanh;
 2. train a small CNN on the labels (cached under ``data/`` too): its last hidden layer is the
    feature space of the Fréchet distance, and its predictions say which labels generated cells show;
-3. train the DCGAN (see docs/gan.md): each batch one discriminator step and one generator step,
-   ``Adam(2e-4, beta_1=0.5)`` for both; after every epoch a grid of cells generated from the same
-   fixed noise, the Fréchet distance between held-out real cells and generated ones, a checkpoint;
+3. train the DCGAN (see docs/gan.md) with ``fit``: each batch one discriminator step and one
+   generator step (``GAN.train_step``), ``Adam(2e-4, beta_1=0.5)`` for both; after every epoch a
+   grid of cells generated from the same fixed noise, the Fréchet distance between held-out real
+   cells and generated ones (a callback that adds it to the epoch's logs), the CSV log, a checkpoint;
 4. at the end: the curves, real cells beside generated ones, and the label prevalence of the
    generated cells against the real prevalence, under ``runs/<timestamp>/``.
 
@@ -18,14 +19,13 @@ Usage::
     python examples/gan_cells.py --quick             # a smoke test: tiny data, 2 short epochs
     python examples/gan_cells.py --resume runs/20240101-120000 --epochs 30   # continue, or go longer
 
-Ctrl-C stops after the running batch; the checkpoint of the last finished epoch resumes the run.
+Ctrl-C (or SIGTERM) stops after the running batch and saves the state at the start of that epoch,
+which ``--resume`` continues bit for bit.
 """
 from __future__ import annotations
 
 import argparse
-import csv
 import json
-import signal
 import sys
 import time
 from pathlib import Path
@@ -33,10 +33,11 @@ from pathlib import Path
 import numpy as np
 
 import tinyconv
-from tinyconv import Model, checkpoint, plots, random, runs
+from tinyconv import Model, checkpoint, plots, runs
+from tinyconv.callbacks import Callback, CSVLogger, TrainingCheckpoint, read_csv_log
 from tinyconv.data import cells, split
 from tinyconv.frechet import frechet_distance
-from tinyconv.gan import FORMAT as GAN_FORMAT, GAN
+from tinyconv.gan import GAN
 from tinyconv.layers import (BatchNormalization, Conv2D, Conv2DTranspose, Dense, Dropout, Flatten, Input,
                              LeakyReLU, Reshape)
 from tinyconv.zoo import seed_cnn
@@ -45,7 +46,6 @@ DEFAULTS = {"epochs": 20, "n_samples": 8000, "batch_size": 64, "latent_dim": 64,
             "n_eval": 1000, "device": "cpu", "seed": 0}
 QUICK = {"epochs": 2, "n_samples": 400, "classifier_epochs": 1, "n_eval": 100}
 IMAGE_SIZE, CHANNELS = 32, 3
-HISTORY_KEYS = ("d_loss", "g_loss", "d_real", "d_fake", "frechet", "prevalence_gap")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -151,15 +151,23 @@ def evaluate(gan: GAN, classifier: Model, real_features, real_prevalence, noise)
             "prevalence_gap": float(np.abs(prevalence - real_prevalence).mean()), "prevalence": prevalence}
 
 
-def train_epoch(gan: GAN, x_train: np.ndarray, batch_size: int) -> dict[str, float]:
-    """One pass over the shuffled training images (the last partial batch is dropped); mean metrics."""
-    order = random.generator("shuffle").permutation(len(x_train))
-    totals = dict.fromkeys(("d_loss", "g_loss", "d_real", "d_fake"), 0.0)
-    steps = len(x_train) // batch_size
-    for step in range(steps):
-        for key, value in gan.train_step(x_train[order[step * batch_size:(step + 1) * batch_size]]).items():
-            totals[key] += value / steps
-    return totals
+class Scores(Callback):
+    """After every epoch: the Fréchet distance and the label-prevalence gap of cells generated from
+    ``eval_noise`` (added to the epoch's logs, so History, the CSV log and the progress line have
+    them), and a grid of cells from ``fixed_noise``. Both noises come from the seed, so a resumed
+    run draws the same ones."""
+
+    def __init__(self, classifier, real_features, real_prevalence, eval_noise, fixed_noise, folder: Path):
+        super().__init__()
+        self.classifier, self.real_features, self.real_prevalence = classifier, real_features, real_prevalence
+        self.eval_noise, self.fixed_noise, self.folder = eval_noise, fixed_noise, folder
+
+    def on_epoch_end(self, epoch, logs=None):
+        quality = evaluate(self.model, self.classifier, self.real_features, self.real_prevalence, self.eval_noise)
+        logs.update(frechet=quality["frechet"], prevalence_gap=quality["prevalence_gap"])
+        grid = (self.model.generate(self.fixed_noise) + 1) / 2
+        plots.plot_image_rows({f"epoch {epoch + 1}": grid[:8], "": grid[8:16], " ": grid[16:24]},
+                              self.folder / "grids" / f"epoch-{epoch + 1:03d}.png")
 
 
 # --- the run ----------------------------------------------------------------------------------------
@@ -178,7 +186,7 @@ def run_folder(args) -> Path:
             sys.exit(f"--resume {folder}: no checkpoint.npz there; nothing to resume")
         given = {k: v for k, v in vars(args).items() if k not in ("resume", "out") and v not in (None, False)}
         saved = runs.resumed_settings(folder, given, changeable=("epochs", "device"))
-        finished = checkpoint.read(folder / "checkpoint.npz", expected_format=GAN_FORMAT)["epoch"]
+        finished = checkpoint.read(folder / "checkpoint.npz")["epoch"]
     except runs.RunFolderError as exc:
         sys.exit(str(exc))
     except ValueError as exc:  # a damaged checkpoint
@@ -188,20 +196,6 @@ def run_folder(args) -> Path:
                  f"above {finished} to train longer")
     vars(args).update(saved, resume=str(folder))
     return folder
-
-
-def stop_as_ctrl_c(signum, frame):
-    """SIGTERM (kill, a batch system's time limit) stops the run as Ctrl-C does."""
-    raise KeyboardInterrupt
-
-
-def write_history(path: Path, history: dict[str, list[float]]) -> None:
-    """history.csv, a copy for reading: the checkpoint holds the history that a resumed run continues."""
-    with open(path, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(("epoch", *HISTORY_KEYS))
-        writer.writerows([epoch, *(history[k][epoch] for k in HISTORY_KEYS)]
-                         for epoch in range(len(history["d_loss"])))
 
 
 def main(argv=None) -> int:
@@ -228,45 +222,20 @@ def main(argv=None) -> int:
     gan.discriminator.summary()
     fixed_noise = gan.sample_noise(32)
     eval_noise = gan.sample_noise(args.n_eval)
-    initial_epoch, history = 0, {key: [] for key in HISTORY_KEYS}
-    if args.resume:
-        initial_epoch, arrays = gan.load_checkpoint(folder / "checkpoint.npz")
-        fixed_noise, eval_noise = arrays["fixed_noise"], arrays["eval_noise"]
-        history = {key: list(values) for key, values in zip(HISTORY_KEYS, arrays["history"])}
-        print(f"Resuming after epoch {initial_epoch} of {args.epochs}")
-    else:
-        plots.plot_image_rows({"real": (x_train[:8] + 1) / 2}, folder / "grids" / "real.png")
-
-    def save(finished: int) -> None:
-        gan.save_checkpoint(folder / "checkpoint.npz", finished, arrays={
-            "fixed_noise": fixed_noise, "eval_noise": eval_noise,
-            "history": np.array([history[key] for key in HISTORY_KEYS])})
-
     if not args.resume:
-        save(0)  # an interrupted first epoch resumes too
-    signal.signal(signal.SIGTERM, stop_as_ctrl_c)
+        plots.plot_image_rows({"real": (x_train[:8] + 1) / 2}, folder / "grids" / "real.png")
     print(f"{len(x_train)} training cells, batch {args.batch_size}; Fréchet distance on {args.n_eval} cells")
-
-    for epoch in range(initial_epoch, args.epochs):
-        epoch_start = time.perf_counter()
-        try:
-            scores = train_epoch(gan, x_train, args.batch_size)
-        except KeyboardInterrupt:  # Ctrl-C or SIGTERM
-            print(f"\nInterrupted in epoch {epoch + 1}; resume after epoch {epoch} with: "
-                  f"python examples/gan_cells.py --resume {folder}")
-            return 130
-        quality = evaluate(gan, classifier, real_features, real_prevalence, eval_noise)
-        scores.update(frechet=quality["frechet"], prevalence_gap=quality["prevalence_gap"])
-        for key in HISTORY_KEYS:
-            history[key].append(scores[key])
-        grid = (gan.generate(fixed_noise) + 1) / 2
-        plots.plot_image_rows({f"epoch {epoch + 1}": grid[:8], "": grid[8:16], " ": grid[16:24]},
-                              folder / "grids" / f"epoch-{epoch + 1:03d}.png")
-        save(epoch + 1)
-        write_history(folder / "history.csv", history)
-        print(f"epoch {epoch + 1}/{args.epochs}: D loss {scores['d_loss']:.3f}, G loss {scores['g_loss']:.3f}, "
-              f"D(real) {scores['d_real']:.2f}, D(fake) {scores['d_fake']:.2f}, Fréchet {scores['frechet']:.2f}, "
-              f"prevalence gap {scores['prevalence_gap']:.3f} ({time.perf_counter() - epoch_start:.0f} s)")
+    callbacks = [Scores(classifier, real_features, real_prevalence, eval_noise, fixed_noise, folder),
+                 CSVLogger(folder / "history.csv"),
+                 TrainingCheckpoint(folder / "checkpoint.npz", restore=bool(args.resume),
+                                    resume_command=f"python examples/gan_cells.py --resume {folder}")]
+    history = gan.fit(x_train, batch_size=args.batch_size, epochs=args.epochs, callbacks=callbacks, verbose=2)
+    if history.interrupted:
+        return 130
+    if history.diverged:
+        print(f"Training diverged; the last good state is in {folder}", file=sys.stderr)
+        return 1
+    history = read_csv_log(folder / "history.csv")  # every epoch, the resumed ones included
 
     quality = evaluate(gan, classifier, real_features, real_prevalence, eval_noise)
     report = {"epochs": args.epochs, "frechet_per_epoch": history["frechet"],

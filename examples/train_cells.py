@@ -37,7 +37,8 @@ import numpy as np
 
 import tinyconv
 from tinyconv import Model, checkpoint, metrics, plots, runs
-from tinyconv.callbacks import CSVLogger, EarlyStopping, ModelCheckpoint, TerminateOnNaN, TrainingCheckpoint
+from tinyconv.callbacks import (CSVLogger, EarlyStopping, ModelCheckpoint, TerminateOnNaN, TrainingCheckpoint,
+                                read_csv_log)
 from tinyconv.data import ImageDataGenerator, cells, load_images, split
 from tinyconv.data.baseline import logistic_regression_baseline
 from tinyconv.feature_maps import feature_maps
@@ -211,18 +212,11 @@ def write_report(rows: list[dict], baseline_auc: np.ndarray, folder: Path) -> No
               f"{row['f1']:.3f}  {row['baseline_auc']:.3f}")
 
 
-def read_history(path: Path) -> dict[str, list[float]]:
-    """history.csv (every epoch of the run, resumed parts included) as per-column lists."""
-    with open(path, newline="") as f:  # lines added by hand (comments, blank lines) are skipped
-        rows = list(csv.DictReader(line for line in f if line.strip() and not line.lstrip().startswith("#")))
-    return {key: [float(r[key]) for r in rows] for key in (rows[0] if rows else {}) if key != "epoch"}
-
-
 def make_plots(model, x_test, x_test_std, y_test, p_test, names, channel_names, rows, baseline_auc,
                folder: Path) -> list[Path]:
     plot_dir = folder / "plots"
     paths = [
-        plots.plot_learning_curves(read_history(folder / "history.csv"), plot_dir / "learning_curves.png"),
+        plots.plot_learning_curves(read_csv_log(folder / "history.csv"), plot_dir / "learning_curves.png"),
         plots.plot_label_auc([r["auc"] for r in rows[:-1]], names, plot_dir / "label_auc.png", baseline_auc),
         plots.plot_predictions(x_test[:12], y_test[:12], p_test[:12], names, plot_dir / "test_predictions.png"),
         plots.plot_filters(model.layers[1].get_weights()[0], plot_dir / "first_layer_filters.png", channel_names),
@@ -296,13 +290,9 @@ def main(argv=None) -> int:
                  CSVLogger(folder / "history.csv"),
                  ModelCheckpoint(folder / "best.weights.npz", monitor="val_loss", save_best_only=True),
                  TerminateOnNaN(),
-                 TrainingCheckpoint(folder / "checkpoint.npz", resume_command=resume_command)]
-    initial_epoch = 0
-    if args.resume:
-        initial_epoch = checkpoint.load_checkpoint(folder / "checkpoint.npz", model, callbacks, data=train_flow)
-        print(f"Resuming after epoch {initial_epoch} of {args.epochs}")
+                 TrainingCheckpoint(folder / "checkpoint.npz", resume_command=resume_command, restore=bool(args.resume))]
     history = model.fit(train_flow, epochs=args.epochs, validation_data=(x_valid_std, y_valid),
-                        callbacks=callbacks, initial_epoch=initial_epoch, verbose=1)
+                        callbacks=callbacks, verbose=1)
     if history.interrupted:
         return 130
     if history.diverged:  # fit said where and why; the checkpoint holds the last finished epoch

@@ -210,9 +210,8 @@ def test_gradient_norm_logger_appends_on_resume(tmp_path):
     model.fit(x, y, epochs=2, batch_size=8, verbose=0, callbacks=callbacks)
     resumed = tiny_model()
     resumed.compile("adam", "binary_crossentropy")
-    callbacks = [GradientNormLogger(tmp_path / "g.csv"), TrainingCheckpoint(tmp_path / "state.npz")]
-    epoch = checkpoint.load_checkpoint(tmp_path / "state.npz", resumed, callbacks)
-    resumed.fit(x, y, epochs=3, batch_size=8, verbose=0, callbacks=callbacks, initial_epoch=epoch)
+    callbacks = [GradientNormLogger(tmp_path / "g.csv"), TrainingCheckpoint(tmp_path / "state.npz", restore=True)]
+    resumed.fit(x, y, epochs=3, batch_size=8, verbose=0, callbacks=callbacks)
     with open(tmp_path / "g.csv", newline="") as f:
         epochs = [int(r["epoch"]) for r in csv.DictReader(f)]
     layers = len(callbacks[0].layers)
@@ -230,10 +229,16 @@ def test_a_hand_edited_csv_log_does_not_break_a_resume(tmp_path):
                               "2," + row1.split(",", 1)[1], ""]) + "\n")
 
     model = tiny_model(seed=8)
-    callbacks = [CSVLogger(log), TrainingCheckpoint(state)]
-    epoch = checkpoint.load_checkpoint(state, model, callbacks)
-    model.fit(x, y, batch_size=12, epochs=3, initial_epoch=epoch, verbose=0, callbacks=callbacks)
+    callbacks = [CSVLogger(log), TrainingCheckpoint(state, restore=True)]
+    model.fit(x, y, batch_size=12, epochs=3, verbose=0, callbacks=callbacks)
     lines = log.read_text().splitlines()
     assert lines[:6] == ["# lr 0.01, second try", header, row0, "", "# looked fine", row1]
     assert lines[6] == "" and len(lines) == 8  # the hand-made lines stay; the stale epoch-2 row is gone
     assert lines[7].startswith("2,") and lines[7] != "2," + row1.split(",", 1)[1]
+
+
+def test_read_csv_log_skips_lines_added_by_hand(tmp_path):
+    from tinyconv.callbacks import read_csv_log
+    path = tmp_path / "history.csv"
+    path.write_text("# second try\nepoch,loss,val_loss\n0,0.7,0.8\n\n# note\n1,0.6,0.7\n")
+    assert read_csv_log(path) == {"loss": [0.7, 0.6], "val_loss": [0.8, 0.7]}

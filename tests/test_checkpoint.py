@@ -7,6 +7,7 @@ import pytest
 
 import tinyconv
 from tinyconv import checkpoint, npzfile
+from tinyconv.batches import ArrayIterator
 from tinyconv.callbacks import Callback, CSVLogger, EarlyStopping, TrainingCheckpoint
 from tinyconv.layers import Conv2D, Dense, Flatten, Input, reset_names
 from tinyconv.optimizers import SGD, Adam
@@ -24,9 +25,9 @@ def assert_same_weights(a, b, device="cpu"):
             np.testing.assert_allclose(wa, wb, rtol=1e-5, atol=1e-6)
 
 
-def callbacks_for(folder):
+def callbacks_for(folder, restore=False):
     return [EarlyStopping(monitor="val_loss", patience=5), CSVLogger(folder / "log.csv"),
-            TrainingCheckpoint(folder / "state.npz")]
+            TrainingCheckpoint(folder / "state.npz", restore=restore)]
 
 
 @pytest.mark.parametrize("dropout_seed", [None, 7])
@@ -45,10 +46,9 @@ def test_resume_after_epoch_k_equals_an_uninterrupted_run(tmp_path, device, drop
 
     # A new process, in effect: another seed, a freshly initialised model, new callbacks.
     resumed = tiny_model(dropout_seed=dropout_seed, seed=99)
-    cb_b = callbacks_for(tmp_path / "b")
-    epoch = checkpoint.load_checkpoint(tmp_path / "b" / "state.npz", resumed, cb_b)
-    assert epoch == 2
-    resumed.fit(x, y, epochs=5, initial_epoch=epoch, callbacks=cb_b, **fit_args)
+    cb_b = callbacks_for(tmp_path / "b", restore=True)
+    history = resumed.fit(x, y, epochs=5, callbacks=cb_b, **fit_args)
+    assert history.epoch == [2, 3, 4]
 
     assert_same_weights(straight, resumed, device)
     assert resumed.optimizer.iterations == straight.optimizer.iterations == 25
@@ -69,9 +69,8 @@ def test_early_stopping_state_survives_a_resume(tmp_path):
 
     model = tiny_model()
     stopper = EarlyStopping(monitor="loss", patience=3, min_delta=100)
-    callbacks = [stopper, TrainingCheckpoint(tmp_path / "s.npz")]
-    epoch = checkpoint.load_checkpoint(tmp_path / "s.npz", model, callbacks)
-    history = model.fit(x, y, batch_size=12, epochs=20, initial_epoch=epoch, verbose=0, callbacks=callbacks)
+    callbacks = [stopper, TrainingCheckpoint(tmp_path / "s.npz", restore=True)]
+    history = model.fit(x, y, batch_size=12, epochs=20, verbose=0, callbacks=callbacks)
     assert history.epoch == [2, 3]  # Keras would forget wait = 1 and run to epoch 4
 
 
@@ -85,9 +84,8 @@ def test_resume_mid_pass_with_steps_per_epoch(tmp_path):
     first.fit(x, y, batch_size=8, epochs=3, steps_per_epoch=2, verbose=0,
               callbacks=[TrainingCheckpoint(tmp_path / "s.npz")])
     resumed = tiny_model(seed=5)
-    callbacks = [TrainingCheckpoint(tmp_path / "s.npz")]
-    epoch = checkpoint.load_checkpoint(tmp_path / "s.npz", resumed, callbacks)
-    resumed.fit(x, y, batch_size=8, epochs=4, steps_per_epoch=2, initial_epoch=epoch, verbose=0, callbacks=callbacks)
+    callbacks = [TrainingCheckpoint(tmp_path / "s.npz", restore=True)]
+    resumed.fit(x, y, batch_size=8, epochs=4, steps_per_epoch=2, verbose=0, callbacks=callbacks)
     assert_same_weights(straight, resumed)
 
 
@@ -97,11 +95,15 @@ def test_ctrl_c_writes_a_checkpoint_that_resumes_exactly(tmp_path, capsys):
     straight.fit(x, y, batch_size=8, epochs=3, verbose=0)
 
     class PressCtrlC(Callback):
+        def __init__(self, armed=True):
+            super().__init__()
+            self.armed = armed
+
         def on_epoch_begin(self, epoch, logs=None):
             self.epoch = epoch
 
         def on_train_batch_end(self, batch, logs=None):
-            if self.epoch == 1 and batch == 2:
+            if self.armed and self.epoch == 1 and batch == 2:
                 os.kill(os.getpid(), signal.SIGINT)
 
     interrupted = tiny_model()
@@ -112,10 +114,9 @@ def test_ctrl_c_writes_a_checkpoint_that_resumes_exactly(tmp_path, capsys):
     assert "Interrupted during epoch 2" in out and "python train.py --resume runs/x" in out
 
     resumed = tiny_model(seed=3)
-    saver = TrainingCheckpoint(tmp_path / "s.npz")
-    epoch = checkpoint.load_checkpoint(tmp_path / "s.npz", resumed, [PressCtrlC(), saver])
-    assert epoch == 1  # the interrupted epoch is run again from its start
-    resumed.fit(x, y, batch_size=8, epochs=3, initial_epoch=epoch, verbose=0, callbacks=[saver])
+    saver = TrainingCheckpoint(tmp_path / "s.npz", restore=True)
+    history = resumed.fit(x, y, batch_size=8, epochs=3, verbose=0, callbacks=[PressCtrlC(armed=False), saver])
+    assert history.epoch == [1, 2]  # the interrupted epoch is run again from its start
     assert_same_weights(straight, resumed)
 
 
@@ -256,10 +257,10 @@ def test_ctrl_c_in_the_first_epoch_resumes_exactly(tmp_path, capsys, batch, opti
     assert "Interrupted during epoch 1. Saved the state after epoch 0" in capsys.readouterr().out
 
     resumed = tiny_model(optimizer(learning_rate=0.01), seed=3)
-    cb_b = [PressCtrlC(-1, -1)] + callbacks_for(tmp_path / "b")  # the same callbacks; this one never fires
-    epoch = checkpoint.load_checkpoint(tmp_path / "b" / "state.npz", resumed, cb_b)
-    assert epoch == 0 and resumed.optimizer.iterations == 0
-    resumed.fit(x, y, initial_epoch=epoch, callbacks=cb_b, **fit_args)
+    cb_b = [PressCtrlC(-1, -1)] + callbacks_for(tmp_path / "b", restore=True)  # the same callbacks; never fires
+    state = cb_b[-1].saved_state(epochs=2)
+    assert state["epoch"] == 0 and state["optimizer"]["iterations"] == 0
+    resumed.fit(x, y, callbacks=cb_b, **fit_args)
     assert_same_weights(straight, resumed)
     assert (tmp_path / "b" / "log.csv").read_text() == log_a
 
@@ -286,10 +287,9 @@ def test_ctrl_c_during_validation_ends_that_epoch_and_resumes_exactly(tmp_path, 
     assert "Interrupted after epoch 2. Saved the state after epoch 2" in capsys.readouterr().out
 
     resumed = tiny_model(seed=3)
-    cb_b = callbacks_for(tmp_path / "b")
-    epoch = checkpoint.load_checkpoint(tmp_path / "b" / "state.npz", resumed, cb_b)
-    assert epoch == 2
-    resumed.fit(x, y, initial_epoch=epoch, callbacks=cb_b, **fit_args)
+    cb_b = callbacks_for(tmp_path / "b", restore=True)
+    history = resumed.fit(x, y, callbacks=cb_b, **fit_args)
+    assert history.epoch == [2]
     assert_same_weights(straight, resumed)
     assert (tmp_path / "b" / "log.csv").read_text() == log_a
 
@@ -343,15 +343,18 @@ def test_a_load_that_fails_changes_nothing(tmp_path):
     target.fit(x, y, batch_size=12, epochs=1, verbose=0)  # its own optimizer state, different from the file's
     callbacks = callbacks_for(tmp_path)
     callbacks[0].wait, callbacks[0].best = 3, 0.25
-    before = checkpoint.capture(target, 7, callbacks)
+    data = ArrayIterator(x, y, batch_size=8)  # the batches fit drew, as fit resumes them
+    next(data)
+    before = checkpoint.capture(target, 7, callbacks, data)
     for what, state in damaged_copies(tmp_path / "state.npz"):
         path = tmp_path / f"{what}.npz"
         checkpoint.write(path, state)
         with pytest.raises(ValueError, match=f"{what}.npz"):
-            checkpoint.load_checkpoint(path, target, callbacks)
-        after = checkpoint.capture(target, 7, callbacks)
+            checkpoint.load_checkpoint(path, target, callbacks, data)
+        after = checkpoint.capture(target, 7, callbacks, data)
         assert after["random"] == before["random"] and after["callbacks"] == before["callbacks"], what
-        assert target.pending_data_state is None and not callbacks[1]._resumed, what
+        assert after["data"]["position"] == before["data"]["position"] and not callbacks[1]._resumed, what
+        np.testing.assert_array_equal(after["data"]["order"], before["data"]["order"], err_msg=what)
         for part in ("weights", "optimizer"):
             a, b = {}, {}
             checkpoint._split_arrays(before[part], "", a)

@@ -153,10 +153,6 @@ def test_help_states_each_default_once(capsys):
     assert all(entry.count("default") <= 1 for entry in options), options
 
 
-def test_read_history_skips_lines_added_by_hand(tmp_path):
-    path = tmp_path / "history.csv"
-    path.write_text("# second try\nepoch,loss,val_loss\n0,0.7,0.8\n\n# note\n1,0.6,0.7\n")
-    assert load_script().read_history(path) == {"loss": [0.7, 0.6], "val_loss": [0.8, 0.7]}
 
 
 def test_a_resume_with_other_settings_or_a_damaged_config_is_refused_in_one_line(tmp_path):

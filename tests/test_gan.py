@@ -151,17 +151,18 @@ def test_one_optimizer_for_both_models_is_refused():
 
 
 def test_checkpoint_round_trip_resumes_bit_identically(rng, tmp_path):
+    from tinyconv import checkpoint
     real = rng.uniform(-1, 1, (8, 4, 4, 2)).astype(np.float32)
 
     def run(steps, resume_from=None, save_to=None):
         tinyconv.set_seed(0)
         gan = tiny_gan()
         if resume_from is not None:
-            gan.load_checkpoint(resume_from)
+            assert checkpoint.load_checkpoint(resume_from, gan) == 1
         for _ in range(steps):
             gan.train_step(real)
         if save_to is not None:
-            gan.save_checkpoint(save_to, epoch=1, arrays={"noise": np.arange(3.0)})
+            checkpoint.save_checkpoint(save_to, gan, epoch=1)
         return gan
 
     straight = run(4)
@@ -170,19 +171,67 @@ def test_checkpoint_round_trip_resumes_bit_identically(rng, tmp_path):
     for a, b in zip(straight.generator.get_weights() + straight.discriminator.get_weights(),
                     resumed.generator.get_weights() + resumed.discriminator.get_weights()):
         np.testing.assert_array_equal(a, b)
-    epoch, arrays = resumed.load_checkpoint(tmp_path / "gan.npz")
-    assert epoch == 1 and np.array_equal(arrays["noise"], np.arange(3.0))
 
 
 def test_a_checkpoint_of_another_gan_changes_neither_model(rng, tmp_path):
+    from tinyconv import checkpoint
     gan = tiny_gan()
-    gan.save_checkpoint(tmp_path / "gan.npz", epoch=0)
+    checkpoint.save_checkpoint(tmp_path / "gan.npz", gan, epoch=0)
     other = tiny_gan(latent=5)
     before = other.generator.get_weights() + other.discriminator.get_weights()
     with pytest.raises(ValueError, match="generator"):
-        other.load_checkpoint(tmp_path / "gan.npz")
+        checkpoint.load_checkpoint(tmp_path / "gan.npz", other)
     for a, b in zip(before, other.generator.get_weights() + other.discriminator.get_weights()):
         np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="a GAN's checkpoint .* not one model's"):
+        checkpoint.load_checkpoint(tmp_path / "gan.npz", gan.generator)
+
+
+@pytest.mark.training
+def test_a_gan_trains_through_fit_with_callbacks_and_resumes_bit_for_bit(rng, tmp_path):
+    """fit drives the GAN's own train_step: History, CSVLogger and TrainingCheckpoint see its logs,
+    and a run stopped after epoch 1 and resumed ends where a straight one does."""
+    from tinyconv.callbacks import CSVLogger, TrainingCheckpoint
+    real = rng.uniform(-1, 1, (20, 4, 4, 2)).astype(np.float32)
+
+    def run(epochs, folder, restore=False):
+        tinyconv.set_seed(0)
+        gan = tiny_gan()
+        callbacks = [CSVLogger(folder / "log.csv"), TrainingCheckpoint(folder / "state.npz", restore=restore)]
+        history = gan.fit(real, batch_size=8, epochs=epochs, verbose=0, callbacks=callbacks)
+        return gan, history
+
+    straight, history = run(3, tmp_path)
+    assert sorted(history.history) == ["d_fake", "d_loss", "d_real", "g_loss"] and history.epoch == [0, 1, 2]
+    assert straight.generator.optimizer.iterations == straight.discriminator.optimizer.iterations == 9
+    (tmp_path / "b").mkdir()
+    run(1, tmp_path / "b")
+    resumed, history = run(3, tmp_path / "b", restore=True)
+    assert history.epoch == [1, 2]
+    for a, b in zip(straight.get_weights(), resumed.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert (tmp_path / "log.csv").read_text() == (tmp_path / "b" / "log.csv").read_text()
+
+
+@pytest.mark.training
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_a_refused_gan_step_leaves_both_models_and_optimizers_as_before(rng):
+    """The generator's loss overflows after the discriminator stepped: that step is undone too
+    (fails if the discriminator keeps its update)."""
+    import copy
+    real = rng.uniform(-1, 1, (6, 4, 4, 2)).astype(np.float32)
+    gan = tiny_gan()
+    gan.train_step(real)
+    before = ([w.copy() for w in gan.get_weights()], copy.deepcopy(gan.discriminator.optimizer.get_state()),
+              copy.deepcopy(gan.generator.optimizer.get_state()), copy.deepcopy(tinyconv.random.get_state()))
+    gan.discriminator.optimizer.learning_rate = 1e38  # its step overflows its weights: G's loss is NaN
+    logs = gan.train_step(real)
+    assert np.isfinite(logs["d_loss"]) and not np.isfinite(logs["g_loss"])
+    for a, b in zip(before[0], gan.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert repr(gan.discriminator.optimizer.get_state()) == repr(before[1])
+    assert repr(gan.generator.optimizer.get_state()) == repr(before[2])
+    assert tinyconv.random.get_state() == before[3]
 
 
 def test_a_step_on_each_device_gives_the_cpus_losses(rng, device):

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 from tinyconv import checkpoint
-from tinyconv.gan import FORMAT
 
 pytestmark = [pytest.mark.example, pytest.mark.generative, pytest.mark.slow]
 
@@ -26,7 +25,7 @@ def run_example(cwd: Path, *args: str, expect: int = 0) -> subprocess.CompletedP
 
 
 def weights(folder: Path) -> dict:
-    state = checkpoint.read(folder / "checkpoint.npz", expected_format=FORMAT)
+    state = checkpoint.read(folder / "checkpoint.npz")
     return {f"{model}/{key}": value for model in ("generator", "discriminator")
             for key, value in state[model]["weights"].items()}
 

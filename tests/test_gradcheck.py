@@ -151,7 +151,7 @@ def test_every_final_sigmoid_is_fused_and_a_saturated_output_still_learns(ending
     p = 1 / (1 + np.exp(-x @ kernel))
     dz = (p - y) / (2 * 2)                                            # (p - y) / (N * L)
     assert np.abs(dz).min() > 0.2
-    model.train_step(x, y)
+    model.train_step((x, y))
     np.testing.assert_allclose(dense.get_weights()[0], kernel - 0.5 * x.T @ dz, rtol=1e-6)
     np.testing.assert_allclose(dense.get_weights()[1], -0.5 * dz.sum(axis=0), rtol=1e-6)
 

@@ -103,7 +103,7 @@ def test_fused_softmax_keeps_learning_where_the_probability_form_is_clipped(floa
     x, y = np.array([[1.0, 0.0]]), np.array([[0.0, 1.0]])
     model.compile("sgd", "categorical_crossentropy")
     before = model.get_weights()[0].copy()
-    model.train_step(x, y)
+    model.train_step((x, y))
     assert np.abs(model.get_weights()[0] - before).max() > 0.005
     plain = Sequential([Input((2,)), Dense(2), Softmax(axis=1)])
     plain.set_weights([before, np.zeros(2)])
@@ -153,7 +153,7 @@ def test_new_layers_on_every_device(device, rng):
         model = classifier("Softmax")
         y = one_hot([0, 2], 3).astype(np.float32)
         model.compile("adam", "categorical_crossentropy", metrics=["accuracy"])
-        loss = model.train_step(tinyconv.to_device(x), y)[0]
+        loss = model.train_step((tinyconv.to_device(x), y))["loss"]
         results.append((loss, model.predict(x)))
     assert results[0][0] == pytest.approx(results[1][0], rel=1e-5)
     np.testing.assert_allclose(results[0][1], results[1][1], rtol=1e-4, atol=1e-6)

@@ -51,7 +51,8 @@ def check_label_range(y, owner: str) -> None:
 
 
 class ArrayIterator:
-    """Endless ``(x_batch, y_batch)`` batches of arrays; ``len()`` is ``ceil(N / batch_size)``."""
+    """Endless ``(x_batch, y_batch)`` batches of arrays (``x_batch`` alone when ``y`` is None);
+    ``len()`` is ``ceil(N / batch_size)``."""
 
     def __init__(self, x: np.ndarray, y: np.ndarray, batch_size: int = 32, shuffle: bool = True):
         self.x, self.y = x, y
@@ -72,7 +73,7 @@ class ArrayIterator:
             self.order = random.generator("shuffle").permutation(self.n)
         index = self.order[self.position * self.batch_size:(self.position + 1) * self.batch_size]
         self.position = (self.position + 1) % len(self)
-        return self.x[index], self.y[index]
+        return self.x[index] if self.y is None else (self.x[index], self.y[index])
 
     def get_state(self) -> dict:
         return {"order": self.order.copy(), "position": self.position}

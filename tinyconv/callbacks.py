@@ -294,6 +294,15 @@ class GradientNormLogger(CSVLogger):
         self.file.flush()
 
 
+def read_csv_log(path: str | os.PathLike, separator: str = ",") -> dict[str, list[float]]:
+    """A ``CSVLogger`` file as per-column lists of its epochs (a resumed run's included); lines added
+    by hand (comments, blank lines) are skipped."""
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader((line for line in f if line.strip() and not line.lstrip().startswith("#")),
+                                   delimiter=separator))
+    return {key: [float(row[key]) for row in rows] for key in (rows[0] if rows else {}) if key != "epoch"}
+
+
 def _norm(arrays) -> float:
     """The Euclidean norm of several arrays taken together as one vector."""
     return math.sqrt(sum(float((a.astype(np.float64, copy=False) ** 2).sum()) for a in arrays))
@@ -388,19 +397,46 @@ class TrainingCheckpoint(Callback):
     epoch from its start and ends bit for bit where an uninterrupted run would. Nothing is written
     once the weights hold NaN or inf.
 
+    With ``restore=True`` it is also Keras's ``BackupAndRestore``: when ``filepath`` exists, ``fit``
+    resumes from it before its first epoch (the model, its optimizer, the other callbacks, the
+    generators and the data, whether an iterator or the batches ``fit`` draws from arrays), starting
+    at the epoch after the last one saved, whatever ``initial_epoch`` says.
+
     Parameters
     ----------
     filepath : the checkpoint file (``.npz``), overwritten atomically each time.
     resume_command : printed after Ctrl-C, e.g. ``"python examples/train_cells.py --resume runs/x"``.
+    restore : resume from ``filepath`` when it exists (a missing file starts the run afresh).
     """
 
-    def __init__(self, filepath: str | os.PathLike, resume_command: str | None = None):
+    def __init__(self, filepath: str | os.PathLike, resume_command: str | None = None, restore: bool = False):
         super().__init__()
         self.filepath = arguments.path(filepath, "filepath", "TrainingCheckpoint")
         if resume_command is not None:
             arguments.text(resume_command, "resume_command", "TrainingCheckpoint")
         self.resume_command = resume_command
+        self.restore_from_file = arguments.boolean(restore, "restore", "TrainingCheckpoint")
         self.resume_state = None  # what Ctrl-C writes: the state at the start of the running epoch
+
+    def saved_state(self, epochs: int) -> dict | None:
+        """The state ``fit`` resumes from (``restore=True`` and the file exists), read and checked
+        against ``epochs`` before ``fit`` changes anything; None to start afresh."""
+        if not self.restore_from_file or not os.path.exists(self.filepath):
+            return None
+        state = checkpoint.read(self.filepath)
+        if state.get("epoch", 0) >= epochs:
+            raise ValueError(f"TrainingCheckpoint: {self.filepath} holds {state['epoch']} finished epochs and "
+                             f"fit was asked for epochs={epochs} (the last epoch, not a count): pass epochs "
+                             f"above {state['epoch']} to train longer")
+        return state
+
+    def restore(self, state: dict) -> int:
+        """Put ``state`` back into the model, the run's callbacks and its data; returns the finished
+        epochs. Everything is checked first (``checkpoint.restore``)."""
+        done = checkpoint.restore(state, self.model, self.params.get("callbacks", ()), self.params.get("data"),
+                                  source=self.filepath)
+        print(f"Resuming after epoch {done} of {self.params['epochs']} from {self.filepath}")
+        return done
 
     def _capture(self, epoch: int) -> dict:
         return checkpoint.capture(self.model, epoch, self.params.get("callbacks", ()), self.params.get("data"))
@@ -428,8 +464,8 @@ class TrainingCheckpoint(Callback):
         if self.resume_command:
             print(f"Resume with:\n    {self.resume_command}")
         else:
-            print(f"Resume with tinyconv.checkpoint.load_checkpoint({self.filepath!r}, model, callbacks, data) "
-                  f"and model.fit(..., initial_epoch={done}).")
+            print(f"Resume with model.fit(..., callbacks=[..., TrainingCheckpoint({self.filepath!r}, "
+                  "restore=True)]).")
 
 
 class ProgressBar(Callback):

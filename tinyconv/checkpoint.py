@@ -23,7 +23,6 @@ import os
 import numpy as np
 
 from . import random
-from .batches import ArrayIterator
 from .npzfile import read_npz, write_npz_atomically
 
 FORMAT = "tinyconv-training-checkpoint-1"
@@ -32,20 +31,47 @@ STATE_KEY = "__state__"  # model.load_weights recognises a checkpoint by this en
 
 def capture(model, epoch: int, callbacks=(), data=None) -> dict:
     """A host-side copy of the training state after ``epoch`` finished epochs."""
-    if model.optimizer is None:
+    if not model.compiled:
         raise RuntimeError(f"model {model.name!r}: compile it before saving a training checkpoint")
-    optimizer = model.optimizer
     return {
         "format": FORMAT,
         "epoch": int(epoch),
-        "weights": {key: np.array(value) for key, value in model.weight_arrays().items()},
-        "optimizer": {"class": type(optimizer).__name__, **optimizer.get_state()},
+        **model.training_state(),  # weights and optimizer (a GAN: those of both its models)
         "random": random.get_state(),
         "layer_generators": {name: generator.bit_generator.state
                              for name, generator in random.layer_generators(model.layers).items()},
         "callbacks": [{"class": type(cb).__name__, "state": cb.get_state()} for cb in callbacks],
         "data": data.get_state() if hasattr(data, "get_state") else None,
     }
+
+
+def model_state(model) -> dict:
+    """One model's weights and its optimizer's state."""
+    optimizer = model.optimizer
+    return {"weights": {key: np.array(value) for key, value in model.weight_arrays().items()},
+            "optimizer": {"class": type(optimizer).__name__, **optimizer.get_state()}}
+
+
+def check_model_state(state: dict, model, source: str) -> dict:
+    """Every check of ``set_model_state``, changing nothing; returns the weights by layer."""
+    if "weights" not in state:
+        raise ValueError(f"{source}: a GAN's checkpoint (a generator's and a discriminator's weights), not one "
+                         f"model's; load it into the GAN")
+    saved_optimizer = state["optimizer"]["class"]
+    if saved_optimizer != type(model.optimizer).__name__:
+        raise ValueError(f"{source}: the checkpoint was trained with {saved_optimizer}, "
+                         f"this model is compiled with {type(model.optimizer).__name__}")
+    weights = model.check_weight_arrays(state["weights"], source)
+    model.optimizer.check_state(state["optimizer"], model.trainable_params(), source)
+    return weights
+
+
+def set_model_state(state: dict, model, weights: dict) -> None:
+    """Put a checked ``model_state`` back."""
+    for i, layer in enumerate(model.layers):
+        if layer.weights:
+            layer.set_weights([weights[i][k] for k in layer.weights])
+    model.optimizer.set_state(state["optimizer"], model.trainable_params())
 
 
 def _split_arrays(obj, prefix: str, arrays: dict):
@@ -83,7 +109,7 @@ def write(path: str | os.PathLike, state: dict) -> None:
 
 
 def read(path: str | os.PathLike, expected_format: str = FORMAT) -> dict:
-    """Read a checkpoint (of ``expected_format``: a GAN's holds two models); a truncated, damaged
+    """Read a checkpoint (of ``expected_format``; a GAN's holds both its models); a truncated, damaged
     or foreign file raises ``ValueError``."""
     source = os.fspath(path)
     arrays = read_npz(source)
@@ -112,43 +138,33 @@ def restore(state: dict, model, callbacks=(), data=None, source: str = "checkpoi
     Everything is checked against the model, the callbacks and ``data`` first; a state that does
     not fit raises ``ValueError`` and changes nothing.
     """
-    if model.optimizer is None:
+    if not model.compiled:
         raise RuntimeError(f"model {model.name!r}: compile it before loading a training checkpoint")
     try:
-        weights = check(state, model, callbacks, data, source)
+        checked = check(state, model, callbacks, data, source)
     except (KeyError, TypeError, IndexError, AttributeError) as exc:  # a damaged or hand-made state
         raise ValueError(f"{source}: damaged checkpoint state ({type(exc).__name__}: {exc})") from exc
 
     # Checked: apply.
-    for i, layer in enumerate(model.layers):
-        if layer.weights:
-            layer.set_weights([weights[i][k] for k in layer.weights])
-    model.optimizer.set_state(state["optimizer"], model.trainable_params())
+    model.set_training_state(state, checked)
     random.set_state(state["random"])
     generators = random.layer_generators(model.layers)
     for name, bit_state in state["layer_generators"].items():
         generators[name].bit_generator.state = bit_state
     for callback, entry in zip(callbacks, state["callbacks"]):
         callback.set_state(entry["state"])
-    if data is not None and state["data"] is not None:
+    if state["data"] is not None:
         data.set_state(state["data"])
-    else:
-        # Arrays passed to fit are batched by an iterator that fit creates; it takes this over.
-        model.pending_data_state = state["data"]
     return int(state["epoch"])
 
 
-def check(state: dict, model, callbacks=(), data=None, source: str = "checkpoint") -> dict:
-    """Every check of ``restore``, changing nothing; returns the weights by layer. (A GAN checks both
-    of its models' states before restoring either.) Callbacks, data iterators and
-    generators are tried on throwaway copies, so that their own checks run without changing them."""
+def check(state: dict, model, callbacks=(), data=None, source: str = "checkpoint"):
+    """Every check of ``restore``, changing nothing; returns what ``model.set_training_state`` takes.
+    Callbacks, data iterators and generators are tried on throwaway copies, so that their own
+    checks run without changing them."""
     epoch = state["epoch"]
     if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
         raise ValueError(f"{source}: damaged checkpoint state: epoch {epoch!r}")
-    saved_optimizer = state["optimizer"]["class"]
-    if saved_optimizer != type(model.optimizer).__name__:
-        raise ValueError(f"{source}: the checkpoint was trained with {saved_optimizer}, "
-                         f"this model is compiled with {type(model.optimizer).__name__}")
     saved_callbacks = [entry["class"] for entry in state["callbacks"]]
     given_callbacks = [type(cb).__name__ for cb in callbacks]
     if saved_callbacks != given_callbacks:
@@ -158,8 +174,7 @@ def check(state: dict, model, callbacks=(), data=None, source: str = "checkpoint
     if set(generators) != set(state["layer_generators"]):
         raise ValueError(f"{source}: the checkpoint has generators for layers {sorted(state['layer_generators'])}, "
                          f"this model has them for {sorted(generators)}")
-    weights = model.check_weight_arrays(state["weights"], source)
-    model.optimizer.check_state(state["optimizer"], model.trainable_params(), source)
+    checked = model.check_training_state(state, source)
     random_state = state["random"]
     if set(random_state["generators"]) - set(random.PURPOSES) or not isinstance(random_state["seed"], int):
         raise ValueError(f"{source}: damaged checkpoint state: random generators {random_state!r:.200}")
@@ -171,11 +186,13 @@ def check(state: dict, model, callbacks=(), data=None, source: str = "checkpoint
             raise ValueError(f"{source}: damaged checkpoint state: a generator state is refused ({exc})") from exc
     for callback, entry in zip(callbacks, state["callbacks"]):
         _try_on_a_copy(callback, entry["state"], source)
-    if data is not None and state["data"] is not None:
+    if state["data"] is not None and data is None:
+        raise ValueError(f"{source}: the checkpoint holds the position of the batches fit drew from arrays, "
+                         "which only fit can restore: resume with fit(x, y, ..., callbacks=[..., "
+                         f"TrainingCheckpoint({source!r}, restore=True)])")
+    if state["data"] is not None:
         _try_on_a_copy(data, state["data"], source)
-    elif state["data"] is not None:  # for the iterator that fit makes from arrays; it checks the length
-        ArrayIterator.check_state(state["data"], source)
-    return weights
+    return checked
 
 
 def _try_on_a_copy(target, saved: dict, source: str) -> None:
@@ -195,8 +212,8 @@ def load_checkpoint(path: str | os.PathLike, model, callbacks=(), data=None) -> 
     model : a compiled model of the same architecture and optimizer type.
     callbacks : the callbacks of the run, in the same order as when it was saved.
     data : the training iterator (e.g. ``ImageDataGenerator.flow(...)``) whose position and
-        generator the checkpoint holds; leave it out when fitting on arrays (the next ``fit``
-        restores the position of the batches it draws from them).
+        generator the checkpoint holds. A run that fit on arrays is resumed by ``fit`` itself,
+        which batches them: ``fit(x, y, callbacks=[..., TrainingCheckpoint(path, restore=True)])``.
 
     Returns
     -------

@@ -29,6 +29,12 @@ classic DCGAN recipe does; D's second forward pass (after its update) is what th
 differentiates.
 
 The latent noise comes from tinyconv's seeded ``"latent"`` generator, so one seed fixes the run.
+
+``GAN`` is a ``Model`` whose ``train_step`` does both steps, so ``fit`` trains it like any model,
+with every callback, the progress line, Ctrl-C and ``TrainingCheckpoint`` (both models, both
+optimizers and every generator in one file), and its logs are ``d_loss``, ``g_loss``, ``d_real``
+and ``d_fake``. A step is refused as a whole: when either loss or its gradients are NaN or inf,
+both models, both optimizers, BatchNorm's statistics and the generators are as before the batch.
 """
 from __future__ import annotations
 
@@ -38,14 +44,16 @@ import numpy as np
 
 from . import backend, checkpoint, config, random
 from .losses import BinaryCrossentropy
+from .model import Model
 from .optimizers import Adam
+from .training import keep_step_state
 
-FORMAT = "tinyconv-gan-checkpoint-1"
+LOGS = ("d_loss", "g_loss", "d_real", "d_fake")
 
 
-class GAN:
+class GAN(Model):
     """A generator and a discriminator with an optimizer each (DCGAN's ``Adam(2e-4, beta_1=0.5)``
-    unless given).
+    unless given), trained together by ``fit(images, batch_size=..., epochs=...)``.
 
     Parameters
     ----------
@@ -53,7 +61,8 @@ class GAN:
     discriminator : a Model from the same images to one logit (a final Dense(1), no activation).
     """
 
-    def __init__(self, generator, discriminator, generator_optimizer=None, discriminator_optimizer=None):
+    def __init__(self, generator, discriminator, generator_optimizer=None, discriminator_optimizer=None,
+                 name: str | None = None):
         # Shapes without the batch axis.
         noise, images = tuple(generator.input_shape[1:]), tuple(generator.output_shape[1:])
         if len(noise) != 1:
@@ -74,7 +83,9 @@ class GAN:
             raise ValueError("GAN: the generator and the discriminator got the same optimizer object; each needs "
                              "its own (its moments belong to one model's parameters): pass two, e.g. "
                              "Adam(2e-4, beta_1=0.5) twice")
+        super().__init__(name=name)
         self.generator, self.discriminator = generator, discriminator
+        self.layers = [*generator.layers, *discriminator.layers]  # what a checkpoint and a refused step see
         self.latent_dim = noise[0]
         self.loss = BinaryCrossentropy(from_logits=True)
         # compile() gives each model its optimizer (and checkpoints their state); the losses here
@@ -83,6 +94,31 @@ class GAN:
         discriminator.compile(optimizer=discriminator_optimizer or Adam(2e-4, beta_1=0.5), loss=self.loss)
         self.last_fake = self.last_image_gradient = None  # kept from the last step, to look at
 
+    # --- what fit needs to know ---------------------------------------------------------------------
+    @property
+    def compiled(self) -> bool:
+        return self.generator.compiled and self.discriminator.compiled
+
+    @property
+    def metrics_names(self) -> list[str]:
+        return list(LOGS)
+
+    @property
+    def needs_labels(self) -> bool:
+        return False
+
+    def image_shape(self) -> tuple:
+        return tuple(self.discriminator.input_shape[1:])
+
+    def forward(self, x, training: bool = False):
+        """The generator's images for noise ``x`` (N, latent_dim), on the device."""
+        return self.generator.forward(x, training)
+
+    def summary(self, print_fn=print) -> None:
+        self.generator.summary(print_fn)
+        self.discriminator.summary(print_fn)
+
+    # --- the step -----------------------------------------------------------------------------------
     def sample_noise(self, n: int) -> np.ndarray:
         """``n`` latent vectors from N(0, 1), drawn from the seeded ``"latent"`` generator."""
         z = random.generator("latent").standard_normal((n, self.latent_dim))
@@ -93,65 +129,80 @@ class GAN:
         which the loss computed already; the scalars stay on the device."""
         xp = backend.get_array_module(logits)
         loss = self.loss.value(logits, xp.full(logits.shape, target, dtype=logits.dtype))
-        belief = self.loss.cache[0].mean()
-        return loss, self.loss.backward(), belief
+        return loss, self.loss.backward(), self.loss.probabilities().mean()
 
-    def train_step(self, real) -> dict[str, float]:
-        """One discriminator step and one generator step on a batch of real images.
+    def train_step(self, data) -> dict[str, float]:
+        """One discriminator step and one generator step on a batch of real images (``data``, or
+        its first element when it is a tuple).
 
-        Returns the two losses and D's mean belief on the real and the fake batch (before its update).
-        Raises ``FloatingPointError`` on a non-finite loss, before any parameter changes.
+        Returns the two losses and D's mean belief on the real and the fake batch (before its
+        update). A non-finite loss or gradient refuses the whole step (see the module) and shows
+        as NaN or inf in the logs.
         """
         g, d = self.generator, self.discriminator
-        real = d.prepare_input(real)
-        fake = g.forward(self.sample_noise(real.shape[0]), training=True)
+        real = d.prepare_input(data[0] if isinstance(data, tuple) else data)
+        put_back = keep_step_state(self.layers)
         xp = backend.get_array_module(real)
-
-        # Discriminator: real images are labelled 1, generated ones 0; G is left alone.
-        d_loss_real, grad, d_real = self._bce(d.forward(real, training=True), 1.0)
-        d.backward(grad, input_gradient=False)
-        real_grads = [gradient.copy() for gradient in d.gradients()]
-        d_loss_fake, grad, d_fake = self._bce(d.forward(fake, training=True), 0.0)
-        d.backward(grad, input_gradient=False)
-        # One device-to-host transfer for the discriminator's scalars.
-        d_loss, d_real, d_fake = (float(v) for v in backend.to_numpy(
-            xp.stack([d_loss_real + d_loss_fake, d_real, d_fake])))
-        if not math.isfinite(d_loss):
-            raise FloatingPointError(f"GAN: the discriminator's loss is {d_loss}; lower the learning rates")
-        d.optimizer.step(d.trainable_params(), [a + b for a, b in zip(real_grads, d.gradients())])
+        with np.errstate(over="ignore", invalid="ignore"):
+            fake = g.forward(self.sample_noise(real.shape[0]), training=True)
+            # Discriminator: real images are labelled 1, generated ones 0; G is left alone.
+            d_loss_real, grad, d_real = self._bce(d.forward(real, training=True), 1.0)
+            d.backward(grad, input_gradient=False)
+            real_grads = [gradient.copy() for gradient in d.gradients()]
+            d_loss_fake, grad, d_fake = self._bce(d.forward(fake, training=True), 0.0)
+            d.backward(grad, input_gradient=False)
+            d_grads = [a + b for a, b in zip(real_grads, d.gradients())]
+        # One device-to-host transfer for the discriminator's scalars and its gradients' check.
+        d_loss, d_real, d_fake, d_check = (float(v) for v in backend.to_numpy(xp.stack(
+            [d_loss_real + d_loss_fake, d_real, d_fake, sum(gradient.sum() for gradient in d_grads)])))
+        logs = {"d_loss": d_loss, "g_loss": math.nan, "d_real": d_real, "d_fake": d_fake}
+        if not (math.isfinite(d_loss) and math.isfinite(d_check)):
+            put_back()
+            logs["d_loss"] = d_loss if not math.isfinite(d_loss) else math.nan
+            return logs
+        d_weights, d_moments = [w.copy() for w in d.trainable_params()], d.optimizer.snapshot()
+        d.optimizer.step(d.trainable_params(), d_grads)
 
         # Generator: it wants D to call its images real; the gradient reaches it through D's input.
-        g_loss, grad, _ = self._bce(d.forward(fake, training=True), 1.0)
-        g_loss = float(backend.to_numpy(g_loss))
-        if not math.isfinite(g_loss):
-            raise FloatingPointError(f"GAN: the generator's loss is {g_loss}; lower the learning rates")
-        self.last_fake, self.last_image_gradient = fake, d.backward(grad)
-        g.backward(self.last_image_gradient, input_gradient=False)
+        with np.errstate(over="ignore", invalid="ignore"):
+            g_loss, grad, _ = self._bce(d.forward(fake, training=True), 1.0)
+            image_gradient = d.backward(grad)
+            g.backward(image_gradient, input_gradient=False)
+        g_loss, g_check = (float(v) for v in backend.to_numpy(xp.stack(
+            [g_loss, sum(gradient.sum() for gradient in g.gradients())])))
+        if not (math.isfinite(g_loss) and math.isfinite(g_check)):  # undo the discriminator's step too
+            for weight, kept in zip(d.trainable_params(), d_weights):
+                weight[...] = kept
+            d.optimizer.restore_snapshot(d_moments)
+            put_back()
+            logs["g_loss"] = g_loss if not math.isfinite(g_loss) else math.nan
+            return logs
         g.optimizer.step(g.trainable_params(), g.gradients())
-        return {"d_loss": d_loss, "g_loss": g_loss, "d_real": d_real, "d_fake": d_fake}
+        self.last_fake, self.last_image_gradient = fake, image_gradient
+        logs["g_loss"] = g_loss
+        return logs
+
+    def test_step(self, data):
+        raise TypeError(f"GAN {self.name!r}: evaluate has no single loss to report for a GAN; score its "
+                        "images instead, e.g. with the Fréchet distance (tinyconv.frechet)")
 
     def generate(self, noise) -> np.ndarray:
         """Images for the given latent vectors, with the generator in inference mode (host array)."""
         return backend.to_numpy(self.generator.forward(noise, training=False))
 
-    # --- checkpoints ---------------------------------------------------------------------------------
-    def save_checkpoint(self, path, epoch: int, arrays: dict | None = None, data=None) -> None:
-        """Both models, both optimizers, the random generators and ``arrays`` (e.g. the fixed noise of
-        the progress grids), after ``epoch`` finished epochs, in one atomically written file."""
-        checkpoint.write(path, {"format": FORMAT, "epoch": int(epoch),
-                                "generator": checkpoint.capture(self.generator, epoch),
-                                "discriminator": checkpoint.capture(self.discriminator, epoch, data=data),
-                                "arrays": {key: np.asarray(value) for key, value in (arrays or {}).items()}})
+    # --- checkpoints: both models and both optimizers -------------------------------------------------
+    def training_state(self) -> dict:
+        return {"generator": checkpoint.model_state(self.generator),
+                "discriminator": checkpoint.model_state(self.discriminator)}
 
-    def load_checkpoint(self, path, data=None) -> tuple[int, dict]:
-        """Restore a ``save_checkpoint`` file; returns ``(finished epochs, arrays)``. Both models are
-        checked against the file before either changes."""
-        state = checkpoint.read(path, expected_format=FORMAT)
-        source = str(path)
-        checkpoint.check(state["generator"], self.generator, source=f"{source} (generator)")
-        checkpoint.check(state["discriminator"], self.discriminator, data=data, source=f"{source} (discriminator)")
-        checkpoint.restore(state["generator"], self.generator, source=f"{source} (generator)")
-        checkpoint.restore(state["discriminator"], self.discriminator, data=data,
-                           source=f"{source} (discriminator)")
-        return int(state["epoch"]), state["arrays"]
+    def check_training_state(self, state: dict, source: str):
+        if "generator" not in state or "discriminator" not in state:
+            raise ValueError(f"{source}: not a GAN's checkpoint (it holds one model's weights, not a generator's "
+                             "and a discriminator's)")
+        models = {"generator": self.generator, "discriminator": self.discriminator}
+        return {part: checkpoint.check_model_state(state[part], model, f"{source} ({part})")
+                for part, model in models.items()}
 
+    def set_training_state(self, state: dict, checked) -> None:
+        checkpoint.set_model_state(state["generator"], self.generator, checked["generator"])
+        checkpoint.set_model_state(state["discriminator"], self.discriminator, checked["discriminator"])

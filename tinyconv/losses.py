@@ -81,6 +81,13 @@ class Loss:
         """Keras call order: ``loss(y_true, y_pred)``."""
         return self.forward(y_pred, y_true)
 
+    def probabilities(self):
+        """The sigmoid or softmax of the last forward's logits (``from_logits=True``), which the loss
+        computes anyway: a training step reads its predictions from here instead of computing them twice."""
+        if not self.from_logits:
+            raise RuntimeError(f"{type(self).__name__}(from_logits=False): its inputs are the probabilities already")
+        return self.kept()[0]
+
     def kept(self) -> tuple:
         """What the last forward kept for ``backward``; before any forward, an error that says so."""
         if self.cache is None:

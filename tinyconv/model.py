@@ -11,7 +11,7 @@ import os
 import numpy as np
 
 from . import arguments, backend, checkpoint, config
-from .layers.base import Input, InputLayer, Layer, SymbolicTensor, unique_name
+from .layers.base import Input, InputLayer, Layer, SymbolicTensor, snake_case, unique_name
 from .layers.linear import LinearLayer
 from .layers.merge import Merge
 from .npzfile import read_npz, write_npz_atomically
@@ -19,7 +19,22 @@ from .training import Trainable
 
 
 class Model(Trainable):
-    def __init__(self, inputs: SymbolicTensor, outputs: SymbolicTensor, name: str | None = None):
+    """A network of layers from ``Input`` to outputs (Keras's functional model).
+
+    ``Model(inputs, outputs)`` follows the graph from the outputs back to the inputs. A subclass
+    that brings its own layers (``Sequential``, ``tinyconv.gan.GAN``) calls ``Model.__init__`` with
+    ``name`` alone and sets ``layers`` itself; it may override ``train_step`` (see docs/custom-training.md).
+    """
+
+    def __init__(self, inputs: SymbolicTensor | None = None, outputs: SymbolicTensor | None = None,
+                 name: str | None = None):
+        default = unique_name(snake_case(type(self).__name__))
+        if inputs is None and outputs is None and type(self) is not Model:
+            self.name = arguments.object_name(name, "name", type(self).__name__) if name is not None else default
+            self.layers: list[Layer] = []
+            self.set_plan([])
+            super().__init__()
+            return
         for what, tensor in (("inputs", inputs), ("outputs", outputs)):
             if not isinstance(tensor, SymbolicTensor):
                 raise TypeError(f"Model: {what} must be a symbolic tensor from Input(...) or a layer call, "
@@ -29,7 +44,7 @@ class Model(Trainable):
         tensors = topological_order(inputs, outputs)
         position = {id(tensor): i for i, tensor in enumerate(tensors)}
         self.layers: list[Layer] = [tensor.layer for tensor in tensors]
-        self.name = arguments.object_name(name, "name", "Model") if name is not None else unique_name("model")
+        self.name = arguments.object_name(name, "name", "Model") if name is not None else default
         check_unique_names(self.layers, f"model {self.name!r}")
         self.set_plan([[position[id(source)] for source in tensor.inputs] for tensor in tensors])
         super().__init__()
@@ -235,6 +250,18 @@ class Model(Trainable):
                              f"or more, this model has {len(self.layers)}")
         return saved
 
+    # --- training checkpoints (see checkpoint.py) -----------------------------------------------------
+    def training_state(self) -> dict:
+        """The weights and the optimizer's state, for a training checkpoint."""
+        return checkpoint.model_state(self)
+
+    def check_training_state(self, state: dict, source: str):
+        """Every check of ``set_training_state``, changing nothing."""
+        return checkpoint.check_model_state(state, self, source)
+
+    def set_training_state(self, state: dict, checked) -> None:
+        checkpoint.set_model_state(state, self, checked)
+
     # --- summary -----------------------------------------------------------------------------------
     def summary(self, print_fn=print) -> None:
         """A Keras-like table with a receptive-field column (the input region one output pixel sees).
@@ -286,12 +313,9 @@ class Sequential(Model):
     """
 
     def __init__(self, layers: list | None = None, name: str | None = None):
-        self.name = arguments.object_name(name, "name", "Sequential") if name is not None else unique_name("sequential")
+        super().__init__(name=name)
         self.pending: list[Layer] = []
-        self.layers = []
-        self.set_plan([])
         self.input_tensor = None
-        Trainable.__init__(self)
         for layer in layers or []:
             self.add(layer)
 

@@ -61,6 +61,15 @@ class Optimizer:
         self.iterations += 1
         self.apply(params, grads)
 
+    def snapshot(self) -> tuple:
+        """The state as it is now, copied where it lives (no transfer): ``restore_snapshot`` undoes
+        the steps taken since, as a refused training step needs."""
+        return self.iterations, {name: [a.copy() for a in arrays] for name, arrays in self.slots.items()}
+
+    def restore_snapshot(self, snapshot: tuple) -> None:
+        self.iterations, slots = snapshot
+        self.slots = {name: list(arrays) for name, arrays in slots.items()}
+
     def get_state(self) -> dict:
         """``{"iterations": t, "slots": {name: [host arrays]}}``."""
         return {"iterations": self.iterations,

@@ -48,7 +48,6 @@ class Trainable:
         self.metrics: list[str] = []
         self.fuse_output = False
         self.stop_training = False
-        self.pending_data_state = None  # set by checkpoint.load_checkpoint for fit's array iterator
 
     def compile(self, optimizer="adam", loss="binary_crossentropy", metrics=None) -> None:
         """Choose the optimizer and the loss. ``metrics=["accuracy"]`` means binary accuracy with
@@ -78,8 +77,23 @@ class Trainable:
         last = self.output_layer()
         return {"sigmoid": last.ends_in_sigmoid, "softmax": last.ends_in_softmax}.get(link, False)
 
+    @property
+    def compiled(self) -> bool:
+        return self.optimizer is not None
+
+    @property
+    def metrics_names(self) -> list[str]:
+        """The keys of the logs ``train_step`` returns (Keras's name): ``loss``, then the metrics. A
+        subclass whose ``train_step`` returns other keys says so here."""
+        return ["loss", *self.metrics]
+
+    @property
+    def needs_labels(self) -> bool:
+        """Whether ``fit`` needs labels ``y`` with the images (a GAN learns from images alone)."""
+        return True
+
     def _require_compiled(self, what: str) -> None:
-        if self.optimizer is None:
+        if not self.compiled:
             raise RuntimeError(f"model {self.name!r}: call compile(optimizer, loss) before {what}")
 
     # --- the step ------------------------------------------------------------------------------
@@ -94,28 +108,25 @@ class Trainable:
         *body, last = self.layers
         return self.backward_layers(body, last.backward_logits(dz), input_gradient)
 
-    def train_step(self, x, y):
-        """One optimisation step on a batch; returns ``(loss, predictions)`` (predictions on the device).
+    def train_step(self, data) -> dict[str, float]:
+        """One optimisation step on a batch ``data = (x, y)``; returns its logs, ``{"loss": ...}`` and
+        the metrics, as floats (Keras's contract).
 
-        A step whose loss or gradients are NaN or inf is not applied: the weights stay as they were.
+        ``fit`` calls it for every batch and does everything around it (callbacks, progress, Ctrl-C,
+        stopping at a non-finite loss, checkpoints). Override it to train differently, calling
+        ``super().train_step(data)`` or not; ``tinyconv.gan.GAN`` does. A step whose loss or gradients
+        are NaN or inf is refused: the weights, BatchNorm's moving statistics, the optimizer and the
+        random generators stay as they were, and the logs say so with a loss of NaN or inf (NaN when
+        only the gradients overflowed). Loss, metrics and the finite check come back from the device
+        in one transfer.
         """
-        self._require_compiled("training")
-        results, predictions = self._train_batch(x, self.to_model_device(y))
-        return results["loss"], predictions
-
-    def _train_batch(self, x_batch, y):
-        """The step on a batch whose labels ``y`` are checked and on the model's device already.
-
-        Returns the batch's host ``{"loss", metrics...}`` (with ``"finite"``) and the predictions.
-        Loss, accuracy and the finite flag come back in one device-to-host transfer.
-        """
-        # A refused step leaves the model as it was: BatchNorm's moving statistics move in the forward
-        # pass, and dropout draws from its generators, so both are put back (the optimizer never steps).
-        kept_state = [value.copy() for layer in self.layers for value in layer.non_trainable_params.values()]
-        kept_draws = _generator_states(self.layers)
+        self._require_compiled("train_step")
+        x, y = unpack_batch(data, f"model {self.name!r}: train_step")
+        y = self.to_model_device(y)
+        put_back = keep_step_state(self.layers)
         # Overflow is caught below, and said once.
         with np.errstate(over="ignore", invalid="ignore"):
-            loss, predictions, extra = self._loss_on_device(x_batch, y, training=True)
+            loss, predictions, extra = self._loss_on_device(x, y, training=True)
             if self.fuse_output:
                 self.backward_logits(self.logits_loss.backward(), input_gradient=False)
             else:
@@ -124,16 +135,23 @@ class Trainable:
         xp = self.array_module
         # One sum per gradient: NaN or inf anywhere makes it non-finite.
         extra["gradients"] = sum(g.sum() for g in gradients) if gradients else xp.zeros(())
-        results = self._read_back(loss, predictions, y, extra)
-        results["finite"] = bool(np.isfinite(results["loss"]) and np.isfinite(results.pop("gradients")))
-        if results["finite"]:
+        logs = self._read_back(loss, predictions, y, extra)
+        gradients_finite = math.isfinite(logs.pop("gradients"))
+        if math.isfinite(logs["loss"]) and gradients_finite:
             self.optimizer.step(self.trainable_params(), gradients)
         else:
-            for value, kept in zip((v for layer in self.layers for v in layer.non_trainable_params.values()),
-                                   kept_state):
-                value[...] = kept
-            _set_generator_states(self.layers, kept_draws)
-        return results, predictions
+            put_back()
+            logs["loss"] = logs["loss"] if not math.isfinite(logs["loss"]) else math.nan
+        return logs
+
+    def test_step(self, data) -> dict[str, float]:
+        """The logs of a batch ``data = (x, y)`` with dropout off and nothing updated; ``evaluate``
+        calls it for every batch."""
+        self._require_compiled("test_step")
+        x, y = unpack_batch(data, f"model {self.name!r}: test_step")
+        y = self.to_model_device(y)
+        loss, predictions, extra = self._loss_on_device(x, y, training=False)
+        return self._read_back(loss, predictions, y, extra)
 
     def _loss_on_device(self, x_batch, y, training: bool):
         """The loss (fused with a final sigmoid or softmax when possible) as a 0-d device array, the
@@ -141,7 +159,7 @@ class Trainable:
         if self.fuse_output:
             z = self.forward_logits(x_batch, training)
             loss = self.logits_loss.value(z, y)
-            return loss, self.logits_loss.cache[0], {}  # sigmoid(z) or softmax(z), computed by the loss
+            return loss, self.logits_loss.probabilities(), {}
         predictions = self.forward(x_batch, training)
         extra = {}
         if not self.loss.from_logits:
@@ -224,24 +242,26 @@ class Trainable:
             if not isinstance(callback, Callback):
                 raise TypeError(f"{owner}: callbacks must be tinyconv.callbacks.Callback "
                                 f"instances, got {type(callback).__name__}")
-        metrics = ["loss", *self.metrics]
+        metrics = self.metrics_names
         params = {"epochs": epochs, "steps": steps, "verbose": verbose, "initial_epoch": initial_epoch,
                   "data": data, "callbacks": user,
                   "metrics": metrics + ([f"val_{m}" for m in metrics] if validation_data is not None else [])}
         for callback in user:
             callback.check_params(params)  # e.g. a file name template naming a metric that never comes
+        savers = [cb for cb in user if isinstance(cb, TrainingCheckpoint)]
+        resumed = [saver.saved_state(epochs) for saver in savers]  # checked here, restored below
 
-        # Checked: from here on, state changes.
-        if isinstance(data, ArrayIterator) and self.pending_data_state is not None:
-            data.set_state(self.pending_data_state)
-        self.pending_data_state = None
-        # Checkpoints go last so that they save the other callbacks' state after their epoch update.
-        ordered = ([history] + ([ProgressBar(verbose)] if verbose else [])
-                   + [cb for cb in user if not isinstance(cb, TrainingCheckpoint)]
-                   + [cb for cb in user if isinstance(cb, TrainingCheckpoint)])
+        # Checked: from here on, state changes. The user's callbacks run first, so that what they add
+        # to an epoch's logs reaches the progress line and History; checkpoints go last, to save the
+        # other callbacks' state after their epoch update (as Keras runs History after the others).
+        ordered = ([cb for cb in user if not isinstance(cb, TrainingCheckpoint)]
+                   + ([ProgressBar(verbose)] if verbose else []) + [history] + savers)
         for callback in ordered:
             callback.set_model(self)
             callback.set_params(params)
+        for saver, state in zip(savers, resumed):
+            if state is not None:
+                initial_epoch = params["initial_epoch"] = saver.restore(state)
 
         self.stop_training = False
         with _StopOnCtrlC() as ctrl_c:
@@ -254,7 +274,7 @@ class Trainable:
                     logs, bad_batch = self._train_epoch(data, steps, ordered, ctrl_c, stop_on_nan)
                     if bad_batch is not None:
                         history.diverged = True
-                        message = _divergence_message(self.name, epoch, bad_batch, steps, logs["loss"])
+                        message = _divergence_message(self.name, epoch, bad_batch, steps, logs)
                         bad_weight = self._first_non_finite_weight()
                         if bad_weight is not None:  # the update before overflowed, not the loss
                             message += (f" The weights already hold NaN or inf ({bad_weight}): restore the "
@@ -269,8 +289,8 @@ class Trainable:
                     if validation_data is not None:
                         val = self.evaluate(*validation_data, batch_size=batch_size, return_dict=True)
                         logs.update({f"val_{key}": value for key, value in val.items()})
-                    for callback in ordered:
-                        callback.on_epoch_end(epoch, dict(logs))
+                    for callback in ordered:  # one dict: what a callback adds, the later ones see
+                        callback.on_epoch_end(epoch, logs)
                     if ctrl_c.requested:  # pressed during the validation: the epoch is complete and saved
                         history.interrupted = True
                         for callback in ordered:
@@ -285,7 +305,7 @@ class Trainable:
 
     def _train_epoch(self, data, steps: int, callbacks: list, ctrl_c, stop_on_nan: bool):
         """Run ``steps`` training steps; returns the epoch's batch-size-weighted mean logs, and the
-        index of the batch whose loss was not finite when ``stop_on_nan`` stopped there (else None)."""
+        index of the batch whose logs were not finite when ``stop_on_nan`` stopped there (else None)."""
         sums: dict[str, float] = {}
         seen = 0
         logs: dict[str, float] = {}
@@ -296,14 +316,14 @@ class Trainable:
             # shuffling and augmentation draws that made it): a checkpoint saved now retries it.
             before = (_generator_states(self.layers), data.get_state()) if stop_on_nan and hasattr(data, "get_state") \
                 else None
-            x_batch, y_batch = self._next_batch(data, "fit")
-            results, _ = self._train_batch(x_batch, self.to_model_device(y_batch))
-            if not results.pop("finite") and stop_on_nan:
+            batch = self._next_batch(data, "fit")
+            results = self.train_step(batch)
+            if stop_on_nan and not all(math.isfinite(value) for value in results.values()):
                 if before is not None:
                     _set_generator_states(self.layers, before[0])
                     data.set_state(before[1])
-                return {"loss": results["loss"]}, step
-            n = len(x_batch)
+                return results, step
+            n = len(batch[0] if isinstance(batch, tuple) else batch)
             seen += n
             for key, value in results.items():
                 sums[key] = sums.get(key, 0.0) + value * n
@@ -313,11 +333,15 @@ class Trainable:
         return logs, None
 
     def _next_batch(self, data, owner: str):
-        """The next ``(x_batch, y_batch)``; batches of an iterator other than fit's own are checked here
-        (arrays were checked once, up front)."""
+        """The next batch, ``(x_batch, y_batch)`` (images alone for a model that needs no labels);
+        batches of an iterator other than fit's own are checked here (arrays were checked once, up front)."""
         batch = next(data)
         if isinstance(data, ArrayIterator):
             return batch
+        if not self.needs_labels:
+            images = batch[0] if isinstance(batch, tuple) else batch
+            self._check_images(images, owner)
+            return images
         if not (isinstance(batch, tuple) and len(batch) == 2):
             raise TypeError(f"model {self.name!r}: {owner}: each batch of the iterator must be a pair "
                             f"(x_batch, y_batch), got {type(batch).__name__}"
@@ -344,9 +368,7 @@ class Trainable:
         bad_batch = None
         for batch in _progress(range(len(data)), verbose, "evaluate"):
             x_batch, y_batch = self._next_batch(data, "evaluate")
-            y_device = self.to_model_device(y_batch)
-            loss, predictions, extra = self._loss_on_device(x_batch, y_device, training=False)
-            for key, value in self._read_back(loss, predictions, y_device, extra).items():
+            for key, value in self.test_step((x_batch, y_batch)).items():
                 sums[key] = sums.get(key, 0.0) + value * len(x_batch)
             seen += len(x_batch)
             if bad_batch is None and not math.isfinite(sums["loss"]):
@@ -410,6 +432,9 @@ class Trainable:
                             f"labels y, or an iterator of (x_batch, y_batch) batches; got a {type(x).__name__} "
                             f"of {len(x)} items (images in a list: stack them with np.stack(images))")
         if hasattr(x, "ndim"):
+            if y is None and not self.needs_labels:
+                self._check_images(x, owner)
+                return ArrayIterator(x, None, batch_size, shuffle)
             if y is None:
                 raise ValueError(f"model {self.name!r}: {owner} got images but no labels y")
             self._check_images(x, owner)
@@ -425,7 +450,7 @@ class Trainable:
             raise TypeError(f"model {self.name!r}: {owner} expected arrays (x, y) or an iterator of "
                             f"(x_batch, y_batch) with len(), such as ImageDataGenerator.flow(...); "
                             f"got {type(x).__name__}")
-        if getattr(x, "y", False) is None:  # ImageDataGenerator.flow(x) without y yields images alone
+        if getattr(x, "y", False) is None and self.needs_labels:  # flow(x) without y yields images alone
             raise ValueError(f"model {self.name!r}: {owner} got an iterator without labels "
                              f"({type(x).__name__} with y=None); pass them: flow(x, y)")
         return x
@@ -441,10 +466,15 @@ class Trainable:
     def _check_images(self, x, owner: str) -> None:
         where = f"model {self.name!r}: {owner}"
         check_images(x, where)
-        expected = self.layers[0].input_shape if self.layers else None
+        expected = self.image_shape()
         if expected is not None and tuple(x.shape[1:]) != tuple(expected):
             raise ValueError(f"{where}: the model expects images of shape (N, {', '.join(map(str, expected))}), "
                              f"got {tuple(x.shape)}")
+
+    def image_shape(self) -> tuple | None:
+        """The shape of one image ``fit``, ``evaluate`` and ``predict`` take (None until a Sequential
+        without Input is built)."""
+        return self.layers[0].input_shape if self.layers else None
 
     def _check_label_width(self, y, owner: str) -> None:
         expected = self.layers[-1].output_shape if self.layers else None
@@ -536,6 +566,29 @@ def check_one_hot(y, owner: str) -> None:
                       "binary_crossentropy", UserWarning, stacklevel=4)
 
 
+def unpack_batch(data, owner: str) -> tuple:
+    """``(x, y)`` from a batch, or an error that says what a batch must be."""
+    if not (isinstance(data, (tuple, list)) and len(data) == 2):
+        raise TypeError(f"{owner}: expected a batch (x, y) of images and labels, got {type(data).__name__}"
+                        + (f" of length {len(data)}" if isinstance(data, (tuple, list)) else ""))
+    return data[0], data[1]
+
+
+def keep_step_state(layers):
+    """Remember what a step changes before its optimizer update (BatchNorm's moving statistics move
+    in the forward pass; dropout draws from the generators); returns the function that puts it back,
+    for a step that is refused."""
+    moving = [value.copy() for layer in layers for value in layer.non_trainable_params.values()]
+    draws = _generator_states(layers)
+
+    def put_back() -> None:
+        for value, kept in zip((v for layer in layers for v in layer.non_trainable_params.values()), moving):
+            value[...] = kept
+        _set_generator_states(layers, draws)
+
+    return put_back
+
+
 def _generator_states(layers) -> tuple:
     """Where every random generator stands: tinyconv's own and those of layers seeded on their own."""
     return random.get_state(), {name: g.bit_generator.state for name, g in random.layer_generators(layers).items()}
@@ -565,8 +618,9 @@ def _check_verbose(verbose, owner: str) -> int:
     return int(verbose)
 
 
-def _divergence_message(name: str, epoch: int, batch: int, steps: int, loss: float) -> str:
-    return (f"model {name!r}: the loss became {loss} at epoch {epoch + 1}, batch {batch + 1} of {steps}; "
+def _divergence_message(name: str, epoch: int, batch: int, steps: int, logs: dict) -> str:
+    key, value = next((k, v) for k, v in logs.items() if not math.isfinite(v))
+    return (f"model {name!r}: the {key.replace('_', ' ')} became {value} at epoch {epoch + 1}, batch {batch + 1} of {steps}; "
             "training stopped and the weights are those from before that batch. Likely causes: a learning "
             "rate too high (try one 10 times smaller), or inputs far from unit scale (standardise the "
             "images, e.g. ImageDataGenerator(featurewise_center=True, featurewise_std_normalization=True)). "

@@ -41,7 +41,7 @@ def reset_names() -> None:
     _name_counts.clear()
 
 
-def _snake_case(class_name: str) -> str:
+def snake_case(class_name: str) -> str:
     out = ""
     for i, ch in enumerate(class_name):
         if ch.isupper() and i > 0 and (not class_name[i - 1].isupper() or
@@ -110,7 +110,7 @@ class Layer:
         owner = constructor_owner(self, name)
         if input_shape is not None:
             input_shape = arguments.shape(input_shape, "input_shape", owner)
-        self.name = name if name is not None else unique_name(_snake_case(type(self).__name__))
+        self.name = name if name is not None else unique_name(snake_case(type(self).__name__))
         self.params: dict[str, object] = {}  # trainable: the optimizer updates them from grads
         self.grads: dict[str, object] = {}
         self.non_trainable_params: dict[str, object] = {}  # state such as BatchNorm's moving mean
