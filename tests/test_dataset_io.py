@@ -209,6 +209,7 @@ def dead_pid() -> int:
     return child.pid
 
 
+@pytest.mark.training
 def test_stale_temporaries_of_the_target_are_removed_and_nothing_else(tmp_path):
     import os
     import time

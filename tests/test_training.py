@@ -353,3 +353,63 @@ def test_stopping_at_a_refused_batch_puts_the_shuffled_data_back_before_it(tmp_p
     after = data.get_state()
     np.testing.assert_array_equal(after["order"], before[0]["order"])
     assert after["position"] == before[0]["position"] and tinyconv.random.get_state() == before[1]
+
+
+class GradientWatch(tinyconv.Model):
+    """A subclass that overrides train_step: the usual step, plus the gradient norm in the logs."""
+
+    @property
+    def metrics_names(self):
+        return [*super().metrics_names, "gradient_norm"]
+
+    def train_step(self, data):
+        logs = super().train_step(data)
+        logs["gradient_norm"] = float(np.sqrt(sum(float((g.astype(np.float64) ** 2).sum()) for g in self.gradients())))
+        return logs
+
+
+class AddsToTheEpochLogs(Callback):
+    """What one callback adds to an epoch's logs, the later ones (History, CSVLogger) must see."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs["twice_the_loss"] = 2 * logs["loss"]
+
+
+def watched_model(seed):
+    from tinyconv.layers import Conv2D, Dense, Dropout, Flatten, Input, LeakyReLU, MaxPooling2D, reset_names
+    tinyconv.set_seed(seed)
+    reset_names()
+    inputs = Input((8, 8, 2))
+    x = Dropout(0.25)(Flatten()(MaxPooling2D((2, 2))(LeakyReLU()(Conv2D(4, (3, 3), padding="same")(inputs)))))
+    model = GradientWatch(inputs, Dense(3, activation="sigmoid")(x))
+    model.compile("adam", "binary_crossentropy", metrics=["accuracy"])
+    return model
+
+
+def test_a_subclass_that_overrides_train_step_gets_every_callback_and_resumes_bit_for_bit(tmp_path):
+    from tinyconv.callbacks import (CSVLogger, EarlyStopping, ModelCheckpoint, TerminateOnNaN,
+                                    TrainingCheckpoint)
+    x, y = tiny_data()
+
+    def callbacks(folder, restore=False):
+        return [AddsToTheEpochLogs(), EarlyStopping(monitor="gradient_norm", patience=10),
+                CSVLogger(folder / "log.csv"), TerminateOnNaN(),
+                ModelCheckpoint(folder / "best.npz", monitor="gradient_norm", mode="min", save_best_only=True),
+                TrainingCheckpoint(folder / "state.npz", restore=restore)]
+
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+    straight = watched_model(0)
+    history = straight.fit(x, y, batch_size=8, epochs=4, verbose=0, callbacks=callbacks(tmp_path / "a"))
+    assert set(history.history) == {"loss", "accuracy", "gradient_norm", "twice_the_loss"}
+    assert history.history["twice_the_loss"] == [2 * v for v in history.history["loss"]]
+    assert all(v > 0 for v in history.history["gradient_norm"]) and (tmp_path / "a" / "best.npz").is_file()
+
+    watched_model(0).fit(x, y, batch_size=8, epochs=2, verbose=0, callbacks=callbacks(tmp_path / "b"))
+    resumed = watched_model(7)
+    history = resumed.fit(x, y, batch_size=8, epochs=4, verbose=0, callbacks=callbacks(tmp_path / "b", restore=True))
+    assert history.epoch == [2, 3]
+    for a, b in zip(straight.get_weights(), resumed.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert (tmp_path / "a" / "log.csv").read_text() == (tmp_path / "b" / "log.csv").read_text()
+    assert "gradient_norm" in (tmp_path / "b" / "log.csv").read_text().splitlines()[0]
