@@ -71,7 +71,6 @@ class Loss:
     logits form of the loss takes, which lets training fuse the two."""
 
     link = ""
-    name = "loss"
 
     def __init__(self, from_logits: bool = False):
         self.from_logits = arguments.boolean(from_logits, "from_logits", type(self).__name__)
@@ -98,7 +97,6 @@ class Loss:
 
 class BinaryCrossentropy(Loss):
     link = "sigmoid"
-    name = "binary_crossentropy"
 
     def forward(self, y_pred, y_true) -> float:
         """The mean loss of a batch of (N, L) rows; caches what ``backward`` needs."""
@@ -138,7 +136,6 @@ class BinaryCrossentropy(Loss):
 
 class CategoricalCrossentropy(Loss):
     link = "softmax"
-    name = "categorical_crossentropy"
 
     def forward(self, y_pred, y_true) -> float:
         """The mean loss of a batch of (N, K) rows; caches what ``backward`` needs."""

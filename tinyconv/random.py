@@ -23,10 +23,6 @@ def set_seed(seed: int) -> None:
     _generators.clear()
 
 
-def get_seed() -> int:
-    return _seed
-
-
 def generator(purpose: str) -> np.random.Generator:
     """The host generator for one purpose (created from the seed on first use)."""
     if purpose not in PURPOSES:

@@ -290,10 +290,6 @@ class NumpyArrayIterator:
         else:
             self.index_array = np.arange(self.n)
 
-    def on_epoch_end(self) -> None:
-        """Keras's hook: move on to the next epoch."""
-        self.set_epoch(self.epoch + 1)
-
     def get_state(self) -> dict:
         """The position and seeds, JSON-serialisable, for a checkpoint."""
         return {"epoch": self.epoch, "batch_index": self.batch_index,

@@ -41,16 +41,22 @@ class LinearLayer(Layer):
     def backward_logits(self, dz):
         return self.backward_linear(self.activation.backward_logits(dz))
 
-    def backward(self, dy, input_gradient: bool = True):
-        """``input_gradient=False`` fills ``grads`` and returns None (for a model's first layer).
+    skips_input_gradient = False  # whether backward_linear takes input_gradient (set per class, below)
 
-        ``backward_linear(dz, input_gradient)`` may then skip dL/dx; a subclass that defines
-        ``backward_linear(dz)`` alone still works, its dx is computed and dropped.
-        """
+    def __init_subclass__(cls, **kwargs):
+        """Decided once per class, not per call: a ``backward_linear(dz, input_gradient)`` may skip
+        dL/dx; a ``backward_linear(dz)`` alone (as the exercises write it) still works, its dx is
+        computed and dropped."""
+        super().__init_subclass__(**kwargs)
+        if "backward_linear" in cls.__dict__:
+            cls.skips_input_gradient = "input_gradient" in inspect.signature(cls.backward_linear).parameters
+
+    def backward(self, dy, input_gradient: bool = True):
+        """``input_gradient=False`` fills ``grads`` and returns None (for a model's first layer)."""
         dz = dy if self.activation is None else self.activation.backward(dy)
         if input_gradient:
             return self.backward_linear(dz)
-        if "input_gradient" in inspect.signature(self.backward_linear).parameters:
+        if self.skips_input_gradient:
             return self.backward_linear(dz, input_gradient=False)
         self.backward_linear(dz)
         return None
