@@ -23,7 +23,7 @@ import pytest
 import tinyconv
 from tinyconv import backend, gradcheck, kernels, zoo
 from tinyconv.checkpoint import load_checkpoint, save_checkpoint
-from tinyconv.kernels import gpu, reference
+from tinyconv.kernels import geometry, gpu, reference
 from tinyconv.layers import (Conv2D, Dense, Dropout, Flatten, Input, LeakyReLU, MaxPooling2D,
                              reset_names)
 from tinyconv.model import Model
@@ -135,7 +135,7 @@ def test_grid_stride_loops_cover_every_element(cp, monkeypatch):
     strided = 0
     for shape, window, strides, pads in WINDOW_CASES:
         x = np.random.default_rng(3).standard_normal(shape)
-        n, oh, ow, c = reference._windows_shape(shape, window, strides, pads)
+        n, oh, ow, c = (shape[0], *geometry.window_output(shape, window, strides, pads), shape[3])
         strided += min(n * oh * ow * c, x.size) > 2 * 8  # every kernel of the case strides
         check_im2col_and_col2im(cp, x, window, strides, pads)
         check_maxpool(cp, pool_input("nan", shape, np.float32), window, strides, pads)

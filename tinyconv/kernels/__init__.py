@@ -1,4 +1,7 @@
-"""Kernel dispatch: the one place that decides which implementation runs.
+"""Kernel dispatch: the one place that decides which implementation of a kernel runs.
+
+(Which *algorithm* a Conv2D uses, im2col, Winograd or the loops of its definition, is decided in one
+place too, ``layers/conv_algorithms.choose``, from the switches below and the layer's shape.)
 
 - CuPy arrays go to ``gpu.py`` (CUDA kernels),
 - NumPy arrays go to ``cpu.py`` (numba), or to ``reference.py`` (plain NumPy) when the reference
@@ -6,7 +9,7 @@
   ``TINYCONV_KERNELS=reference``. The reference path is slow but every line can be stepped through.
 - ``use_loop_kernels(True)`` or ``TINYCONV_KERNELS=loops`` goes one step further back, to the
   definitions: Conv2D and MaxPooling2D run ``loops.py`` (Python loops over the output pixels,
-  forward and backward; Conv2D then skips im2col and Winograd), everything else the reference path.
+  forward and backward), everything else the reference path.
 """
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ from numba import njit, prange
 
 from .compile_cache import cache_enabled
 from .products import matmul  # noqa: F401  (the products' split lives in its own file)
-from .reference import output_size
+from .geometry import window_output
 
 CACHE = cache_enabled()  # before the first decorator: with nowhere to write, cache=CACHE fails inside numba
 
@@ -122,15 +122,10 @@ def _maxpool_backward(dy, argmax, dx, ph, pw, sh, sw, top, left):
                             dx[nn, row, col, ch] += dy[nn, r, q, ch]
 
 
-def _out_hw(x_shape, kernel_size, strides, padding):
-    (kh, kw), (sh, sw), (top, bottom, left, right) = kernel_size, strides, padding
-    return output_size(x_shape[1], kh, sh, top, bottom), output_size(x_shape[2], kw, sw, left, right)
-
-
 def im2col(x, kernel_size, strides, padding, out=None):
     n, _, _, c = x.shape
     kh, kw = kernel_size
-    oh, ow = _out_hw(x.shape, kernel_size, strides, padding)
+    oh, ow = window_output(x.shape, kernel_size, strides, padding)
     if out is None:
         out = np.empty((n * oh * ow, kh * kw * c), dtype=x.dtype)
     _im2col(np.ascontiguousarray(x), out.reshape(n, oh, ow, kh, kw, c), kh, kw, strides[0], strides[1],
@@ -141,7 +136,7 @@ def im2col(x, kernel_size, strides, padding, out=None):
 def col2im(cols, x_shape, kernel_size, strides, padding):
     n, _, _, c = x_shape
     kh, kw = kernel_size
-    oh, ow = _out_hw(x_shape, kernel_size, strides, padding)
+    oh, ow = window_output(x_shape, kernel_size, strides, padding)
     dx = np.empty(x_shape, dtype=cols.dtype)
     cols6 = np.ascontiguousarray(cols).reshape(n, oh, ow, kh, kw, c)
     _col2im(cols6, dx, strides[0], strides[1], padding[0], padding[2])
@@ -150,7 +145,7 @@ def col2im(cols, x_shape, kernel_size, strides, padding):
 
 def maxpool_forward(x, pool_size, strides, padding):
     n, _, _, c = x.shape
-    oh, ow = _out_hw(x.shape, pool_size, strides, padding)
+    oh, ow = window_output(x.shape, pool_size, strides, padding)
     y = np.empty((n, oh, ow, c), dtype=x.dtype)
     argmax = np.empty((n, oh, ow, c), dtype=np.int32)
     _maxpool_forward(np.ascontiguousarray(x), y, argmax, pool_size[0], pool_size[1],

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .reference import output_size, pad_nhwc
+from .geometry import window_output
+from .reference import pad_nhwc
 
 
 def conv2d_forward(x, kernel, bias, strides, padding):
@@ -23,8 +24,7 @@ def conv2d_forward(x, kernel, bias, strides, padding):
     n, h, w, _ = x.shape
     kh, kw, _, f = kernel.shape
     sh, sw = strides
-    top, bottom, left, right = padding
-    oh, ow = output_size(h, kh, sh, top, bottom), output_size(w, kw, sw, left, right)
+    oh, ow = window_output(x.shape, (kh, kw), strides, padding)
     x_padded = pad_nhwc(x, padding)
     z = np.empty((n, oh, ow, f), dtype=x.dtype)
     for b in range(n):
@@ -70,8 +70,7 @@ def maxpool_forward(x, pool_size, strides, padding):
     """
     n, h, w, c = x.shape
     (ph, pw), (sh, sw) = pool_size, strides
-    top, bottom, left, right = padding
-    oh, ow = output_size(h, ph, sh, top, bottom), output_size(w, pw, sw, left, right)
+    oh, ow = window_output(x.shape, pool_size, strides, padding)
     x_padded = pad_nhwc(x, padding, value=-np.inf)
     y = np.empty((n, oh, ow, c), dtype=x.dtype)
     argmax = np.empty((n, oh, ow, c), dtype=np.int32)

@@ -9,11 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..backend import get_array_module
-
-
-def output_size(n: int, k: int, s: int, pad_before: int, pad_after: int) -> int:
-    """Number of window positions along one axis: floor((n + pads - k) / s) + 1."""
-    return (n + pad_before + pad_after - k) // s + 1
+from .geometry import window_output
 
 
 def pad_nhwc(x, padding, value=0.0):
@@ -23,9 +19,8 @@ def pad_nhwc(x, padding, value=0.0):
 
 
 def _windows_shape(x_shape, kernel_size, strides, padding):
-    n, h, w, c = x_shape
-    (kh, kw), (sh, sw), (top, bottom, left, right) = kernel_size, strides, padding
-    return n, output_size(h, kh, sh, top, bottom), output_size(w, kw, sw, left, right), c
+    """(N, OH, OW, C): the batch, the window positions (geometry.py) and the channels."""
+    return (x_shape[0], *window_output(x_shape, kernel_size, strides, padding), x_shape[3])
 
 
 def matmul(a, b):

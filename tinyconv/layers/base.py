@@ -25,6 +25,7 @@ import functools
 import numpy as np
 
 from .. import arguments, backend, config, initializers
+from ..kernels import geometry
 
 _name_counts: dict[str, int] = {}
 
@@ -267,9 +268,9 @@ class Layer:
 class WindowLayer(Layer):
     """A layer that slides a (KH, KW) window with strides over an NHWC image (Conv2D, MaxPooling2D).
 
-    Holds the shared size arithmetic: for ``"valid"`` no padding and ``OH = floor((H - KH) / SH) + 1``;
-    for ``"same"`` Keras/TensorFlow padding ``total = max((ceil(H / SH) - 1) * SH + KH - H, 0)`` split
-    as ``top = total // 2`` and the rest (one more when odd) at the bottom, so ``OH = ceil(H / SH)``.
+    Its padding and output size come from ``kernels/geometry.py`` (``"valid"``: no padding,
+    ``OH = floor((H - KH) / SH) + 1``; ``"same"``: Keras's padding, ``OH = ceil(H / SH)``), the one
+    place every layer and kernel family takes them from.
     """
 
     def __init__(self, window, strides, padding: str, window_name: str = "window size", **kwargs):
@@ -282,10 +283,9 @@ class WindowLayer(Layer):
 
     def compute_output_shape(self, input_shape):
         h, w, _ = self.image_shape(input_shape)
-        self.pads = self._padding_amounts(h, w)
-        top, bottom, left, right = self.pads
-        (kh, kw), (sh, sw) = self.window, self.strides
-        oh, ow = (h + top + bottom - kh) // sh + 1, (w + left + right - kw) // sw + 1
+        self.pads = geometry.pads_for(self.padding, h, w, self.window, self.strides)
+        (kh, kw) = self.window
+        oh, ow = geometry.window_output((None, h, w), self.window, self.strides, self.pads)
         if oh < 1 or ow < 1:
             raise ValueError(
                 f"layer {self.name!r}: a {kh}x{kw} window with padding {self.padding!r} does not fit an "
@@ -294,14 +294,6 @@ class WindowLayer(Layer):
 
     def output_channels(self, input_channels: int) -> int:
         return input_channels
-
-    def _padding_amounts(self, h: int, w: int) -> tuple[int, int, int, int]:
-        if self.padding == "valid":
-            return 0, 0, 0, 0
-        (kh, kw), (sh, sw) = self.window, self.strides
-        total_h = max((-(-h // sh) - 1) * sh + kh - h, 0)
-        total_w = max((-(-w // sw) - 1) * sw + kw - w, 0)
-        return total_h // 2, total_h - total_h // 2, total_w // 2, total_w - total_w // 2
 
     def receptive_field(self, field):
         if field is None:

@@ -20,7 +20,7 @@ from __future__ import annotations
 from .. import kernels
 from ..backend import get_array_module
 from ..kernels import loops
-from ..kernels.reference import output_size
+from ..kernels.geometry import window_output
 from . import winograd
 
 # The Winograd tile of each algorithm name; "auto" takes "winograd" where it applies, else im2col.
@@ -90,9 +90,8 @@ class Im2colBuffer:
         self.array = None
 
     def im2col(self, x, kernel_size, strides, padding):
-        (kh, kw), (sh, sw), (top, bottom, left, right) = kernel_size, strides, padding
-        n, h, w, c = x.shape
-        shape = (n * output_size(h, kh, sh, top, bottom) * output_size(w, kw, sw, left, right), kh * kw * c)
+        oh, ow = window_output(x.shape, kernel_size, strides, padding)
+        shape = (x.shape[0] * oh * ow, kernel_size[0] * kernel_size[1] * x.shape[3])
         xp = get_array_module(x)
         if self.array is None or self.array.shape != shape or self.array.dtype != x.dtype or \
                 get_array_module(self.array) is not xp:

@@ -34,6 +34,7 @@ from __future__ import annotations
 import math
 
 from .. import arguments, initializers, kernels
+from ..kernels import geometry
 from .base import WindowLayer, constructor_owner
 from .linear import LinearLayer
 
@@ -60,7 +61,7 @@ class Conv2DTranspose(WindowLayer, LinearLayer):
             oh, ow = h * sh, w * sw
         else:
             oh, ow = h * sh + max(kh - sh, 0), w * sw + max(kw - sw, 0)
-        self.pads = self._padding_amounts(oh, ow)  # the partner Conv2D's padding
+        self.pads = geometry.pads_for(self.padding, oh, ow, self.window, self.strides)  # the partner Conv2D's
         return oh, ow, self.filters
 
     def build(self, input_shape):
