@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tinyconv.data import ImageDataGenerator, cells
-from tinyconv.plots import plot_augmentations, plot_cell_grid
+from tinyconv.diagnostics.plots import plot_augmentations, plot_cell_grid
 
 FIGURES = Path(__file__).resolve().parent / "figures"
 

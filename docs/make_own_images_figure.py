@@ -21,7 +21,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from tinyconv.data import cells, load_images, samples  # noqa: E402
-from tinyconv.plots import to_rgb  # noqa: E402
+from tinyconv.diagnostics.plots import to_rgb  # noqa: E402
 
 FIGURES = Path(__file__).resolve().parent / "figures"
 PLANES = range(22, 46, 3)  # planes through the middle of the stack, where the nuclei are large

@@ -33,11 +33,13 @@ from pathlib import Path
 import numpy as np
 
 import tinyconv
-from tinyconv import Model, checkpoint, plots, runs
+from tinyconv import Model
+from tinyconv.training import checkpoint, runs
+from tinyconv.diagnostics import plots
 from tinyconv.callbacks import Callback, CSVLogger, TrainingCheckpoint, read_csv_log
 from tinyconv.data import cells, split
-from tinyconv.frechet import frechet_distance
-from tinyconv.gan import GAN
+from tinyconv.diagnostics.frechet import frechet_distance
+from tinyconv.training.gan import GAN
 from tinyconv.layers import (BatchNormalization, Conv2D, Conv2DTranspose, Dense, Dropout, Flatten, Input,
                              LeakyReLU, Reshape)
 from tinyconv.zoo import seed_cnn

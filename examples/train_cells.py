@@ -36,15 +36,17 @@ from pathlib import Path
 import numpy as np
 
 import tinyconv
-from tinyconv import Model, checkpoint, metrics, plots, runs
+from tinyconv import Model
+from tinyconv.training import checkpoint, runs
+from tinyconv.diagnostics import metrics, plots
 from tinyconv.callbacks import (CSVLogger, EarlyStopping, ModelCheckpoint, TerminateOnNaN, TrainingCheckpoint,
                                 read_csv_log)
 from tinyconv.data import ImageDataGenerator, cells, load_images, split
 from tinyconv.data.baseline import logistic_regression_baseline
-from tinyconv.feature_maps import feature_maps
+from tinyconv.diagnostics.feature_maps import feature_maps
 from tinyconv.layers import Conv2D, Dense, Dropout, Flatten, Input, LeakyReLU, MaxPooling2D
 from tinyconv.optimizers import Adam
-from tinyconv.saliency import saliency_map
+from tinyconv.diagnostics.saliency import saliency_map
 
 # 8000 images give 6400 training images, 200 batches per epoch; 9 epochs (1800 steps) reach the
 # quality target (see docs/training.md) in about 3 minutes on a 2-core CPU, simulation included.

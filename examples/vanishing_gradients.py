@@ -37,7 +37,8 @@ from pathlib import Path
 import numpy as np
 
 import tinyconv
-from tinyconv import Model, metrics, plots
+from tinyconv import Model
+from tinyconv.diagnostics import metrics, plots
 from tinyconv.callbacks import CSVLogger, GradientNormLogger
 from tinyconv.data import cells, split
 from tinyconv.layers import (Activation, Add, BatchNormalization, Conv2D, Dense, GlobalAveragePooling2D, Input,

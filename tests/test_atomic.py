@@ -14,7 +14,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from tinyconv import atomic
+from tinyconv.storage import atomic
 from tinyconv.data import load_dataset, save_dataset
 
 pytestmark = [pytest.mark.training, pytest.mark.data]
@@ -52,7 +52,7 @@ KILLER = textwrap.dedent("""
     import os, shutil, sys
     from pathlib import Path
     import numpy as np
-    from tinyconv import atomic
+    from tinyconv.storage import atomic
     from tinyconv.data import save_dataset
 
     what, target, function, call, when = sys.argv[1], Path(sys.argv[2]), sys.argv[3], int(sys.argv[4]), sys.argv[5]

@@ -260,7 +260,7 @@ def test_flow_rejects_bad_input():
 
 
 def test_plot_augmentations_writes_a_png(tmp_path):
-    from tinyconv.plots import plot_augmentations
+    from tinyconv.diagnostics.plots import plot_augmentations
 
     image = np.random.default_rng(8).random((24, 24, 3)).astype(np.float32)
     path = plot_augmentations(ImageDataGenerator(**SEED_PARAMS), image, tmp_path / "aug.png", n=8)

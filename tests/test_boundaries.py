@@ -11,7 +11,8 @@ import pytest
 from scipy.special import expit
 
 import tinyconv
-from tinyconv import Model, kernels, metrics
+from tinyconv import Model, kernels
+from tinyconv.diagnostics import metrics
 from tinyconv.callbacks import EarlyStopping, ModelCheckpoint
 from tinyconv.data import ImageDataGenerator
 from tinyconv.layers import Dense, Dropout, Flatten, Input, LeakyReLU, MaxPooling2D, ReLU, Sigmoid

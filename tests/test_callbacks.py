@@ -4,7 +4,8 @@ import csv
 import numpy as np
 import pytest
 
-from tinyconv import checkpoint, plots
+from tinyconv.training import checkpoint
+from tinyconv.diagnostics import plots
 from tinyconv.callbacks import (Callback, CSVLogger, EarlyStopping, GradientNormLogger, ModelCheckpoint,
                                 TerminateOnNaN, TrainingCheckpoint)
 from tinyconv.optimizers import SGD

@@ -129,7 +129,7 @@ def test_argument_errors_name_the_function():
 
 
 def test_plot_cell_grid_writes_a_png(tmp_path, sample):
-    from tinyconv.plots import plot_cell_grid
+    from tinyconv.diagnostics.plots import plot_cell_grid
 
     x, y = sample
     path = plot_cell_grid(x[:12], y[:12], cells.LABELS, tmp_path / "grid.png", ncols=4)

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 import tinyconv
-from tinyconv import checkpoint, npzfile
-from tinyconv.batches import ArrayIterator
+from tinyconv.training import checkpoint
+from tinyconv.storage import npzfile
+from tinyconv.training.batches import ArrayIterator
 from tinyconv.callbacks import Callback, CSVLogger, EarlyStopping, TrainingCheckpoint
 from tinyconv.layers import Conv2D, Dense, Flatten, Input, reset_names
 from tinyconv.optimizers import SGD, Adam

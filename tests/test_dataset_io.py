@@ -393,7 +393,7 @@ def test_saved_files_and_folders_follow_the_umask(tmp_path, umask):
     import os
     import stat
 
-    from tinyconv import checkpoint
+    from tinyconv.training import checkpoint
     from training_fixtures import tiny_model
 
     x, y = small()

@@ -170,7 +170,7 @@ def symbol_lines(source: Path) -> dict[str, list[tuple[int, int]]]:
 
 def symbol_places(text: str, source: Path) -> tuple[str, list[tuple[int, int]]]:
     """The symbol a link's text names (first backticked name, call parentheses dropped) and its places:
-    ``Class.method`` is looked up as such; leading module names (``tinyconv.gradcheck.check``) are dropped."""
+    ``Class.method`` is looked up as such; leading module names (``tinyconv.diagnostics.gradcheck.check``) are dropped."""
     named = re.findall(r"`([^`]+)`", text)
     if not named:
         return "", []

@@ -528,7 +528,7 @@ def test_model_checkpoint_template_that_fits_is_filled(tmp_path):
 
 @pytest.mark.model
 def test_load_weights_on_files_that_are_not_weights(tmp_path):
-    from tinyconv import checkpoint
+    from tinyconv.training import checkpoint
     model, x, y = _compiled_tiny_model()
     np.savez(tmp_path / "foreign.npz", np.zeros(3), weights=np.ones(2))
     np.save(tmp_path / "array.npy", np.zeros((3, 3)))

@@ -119,7 +119,7 @@ def test_bad_numbers_are_refused_in_one_line_before_any_folder(tmp_path, monkeyp
 
 
 def resumable_run(folder: Path, finished: int, planned: int) -> Path:
-    from tinyconv import checkpoint
+    from tinyconv.training import checkpoint
     from training_fixtures import tiny_model
 
     folder.mkdir()

@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 
 from tinyconv import Sequential
-from tinyconv.feature_maps import default_layers, feature_maps
+from tinyconv.diagnostics.feature_maps import default_layers, feature_maps
 from tinyconv.layers import Conv2D, Dense, Flatten, LeakyReLU, MaxPooling2D
-from tinyconv.plots import plot_feature_maps
+from tinyconv.diagnostics.plots import plot_feature_maps
 
 pytestmark = pytest.mark.model
 

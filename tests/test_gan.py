@@ -5,8 +5,8 @@ import scipy.linalg
 
 import tinyconv
 from tinyconv import Model
-from tinyconv.frechet import frechet_distance
-from tinyconv.gan import GAN
+from tinyconv.diagnostics.frechet import frechet_distance
+from tinyconv.training.gan import GAN
 from tinyconv.layers import Conv2D, Conv2DTranspose, Dense, Flatten, Input, LeakyReLU, Reshape
 
 pytestmark = pytest.mark.generative
@@ -151,7 +151,7 @@ def test_one_optimizer_for_both_models_is_refused():
 
 
 def test_checkpoint_round_trip_resumes_bit_identically(rng, tmp_path):
-    from tinyconv import checkpoint
+    from tinyconv.training import checkpoint
     real = rng.uniform(-1, 1, (8, 4, 4, 2)).astype(np.float32)
 
     def run(steps, resume_from=None, save_to=None):
@@ -174,7 +174,7 @@ def test_checkpoint_round_trip_resumes_bit_identically(rng, tmp_path):
 
 
 def test_a_checkpoint_of_another_gan_changes_neither_model(rng, tmp_path):
-    from tinyconv import checkpoint
+    from tinyconv.training import checkpoint
     gan = tiny_gan()
     checkpoint.save_checkpoint(tmp_path / "gan.npz", gan, epoch=0)
     other = tiny_gan(latent=5)

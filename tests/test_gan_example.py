@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tinyconv import checkpoint
+from tinyconv.training import checkpoint
 
 pytestmark = [pytest.mark.example, pytest.mark.generative, pytest.mark.slow]
 

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from tinyconv import Model, gradcheck, kernels
+from tinyconv import Model, kernels
+from tinyconv.diagnostics import gradcheck
 from tinyconv.layers import Activation, Conv2D, Conv2DTranspose, Dense, Input, Reshape, Tanh, UpSampling2D
 
 pytestmark = pytest.mark.generative

@@ -21,8 +21,9 @@ import numpy as np
 import pytest
 
 import tinyconv
-from tinyconv import backend, gradcheck, kernels, zoo
-from tinyconv.checkpoint import load_checkpoint, save_checkpoint
+from tinyconv import backend, kernels, zoo
+from tinyconv.diagnostics import gradcheck
+from tinyconv.training.checkpoint import load_checkpoint, save_checkpoint
 from tinyconv.kernels import geometry, gpu, reference
 from tinyconv.layers import (Conv2D, Dense, Dropout, Flatten, Input, LeakyReLU, MaxPooling2D,
                              reset_names)
@@ -30,7 +31,7 @@ from tinyconv.model import Model
 from tinyconv.optimizers import SGD, Adam
 
 pytestmark = pytest.mark.backend  # the same code on either side of the array-module seam
-from tinyconv.saliency import saliency_map
+from tinyconv.diagnostics.saliency import saliency_map
 
 import cuda_on_host
 from cuda_on_host import elementwise_as_cuda

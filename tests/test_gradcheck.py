@@ -2,7 +2,8 @@
 import numpy as np
 import pytest
 
-from tinyconv import backend, gradcheck
+from tinyconv import backend
+from tinyconv.diagnostics import gradcheck
 from tinyconv.layers import (Activation, Conv2D, Dense, Dropout, Flatten, Layer, LeakyReLU, MaxPooling2D,
                              ReLU, Sigmoid)
 from tinyconv.losses import BinaryCrossentropy

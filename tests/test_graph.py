@@ -3,8 +3,9 @@ import numpy as np
 import pytest
 
 import tinyconv
-from tinyconv import Model, checkpoint
-from tinyconv.gradcheck import check_layer, check_model
+from tinyconv import Model
+from tinyconv.training import checkpoint
+from tinyconv.diagnostics.gradcheck import check_layer, check_model
 from tinyconv.layers import (Activation, Add, Concatenate, Conv2D, Dense, Flatten, Input, InputLayer, LeakyReLU,
                              MaxPooling2D)
 from tinyconv.zoo import seed_cnn

@@ -332,7 +332,7 @@ def test_train_cells_flags_go_together(capsys, argv, message):
 
 
 def test_plots_show_the_first_three_of_many_channels():
-    from tinyconv.plots import to_rgb
+    from tinyconv.diagnostics.plots import to_rgb
 
     np.testing.assert_array_equal(to_rgb(MULTI16), to_rgb(MULTI16[:, :, :3]))
     assert to_rgb(MULTI16).shape == (12, 10, 3)

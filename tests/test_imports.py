@@ -55,4 +55,4 @@ def test_the_import_graph_has_no_cycle():
     for name in sorted(graph):
         if name not in state:
             visit(name, [])
-    assert graph["tinyconv.model"] and graph["tinyconv.checkpoint"]  # the walk saw real imports
+    assert graph["tinyconv.model"] and graph["tinyconv.training.checkpoint"]  # the walk saw real imports

@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 import tinyconv
-from tinyconv import gradcheck, kernels
+from tinyconv import kernels
+from tinyconv.diagnostics import gradcheck
 from tinyconv.kernels import cpu, loops, reference
 from tinyconv.layers import Conv2D, MaxPooling2D
 

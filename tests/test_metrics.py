@@ -5,7 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from tinyconv import metrics
+from tinyconv.diagnostics import metrics
 
 pytestmark = pytest.mark.training
 
@@ -95,7 +95,7 @@ def test_shape_errors_name_the_function():
 
 def test_f1_and_accuracy_use_the_threshold_they_are_given():
     """Counted by hand at threshold 0.3: a metric that kept 0.5 whatever it was given fails."""
-    from tinyconv.metrics import binary_accuracy, f1_score
+    from tinyconv.diagnostics.metrics import binary_accuracy, f1_score
     y_true = np.array([[1], [1], [0], [0], [1]])
     y_prob = np.array([[0.4], [0.9], [0.35], [0.1], [0.2]])
     # > 0.3: predicted 1, 1, 1, 0, 0 -> TP 2, FP 1, FN 1 -> F1 = 4 / 6; 3 of 5 right

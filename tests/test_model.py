@@ -156,7 +156,7 @@ def test_a_functional_model_refuses_a_slash_in_its_name_and_two_layers_of_one_na
 def test_every_accepted_name_saves_weights_and_checkpoints_that_load(tmp_path, name):
     """Any name a layer accepts must survive a weights file and a checkpoint (fails for a name the
     file format cannot hold)."""
-    from tinyconv import checkpoint
+    from tinyconv.training import checkpoint
     inputs = Input((4, 4, 1))
     outputs = Dense(2, name=f"{name} out")(Flatten()(Conv2D(2, 3, name=name)(inputs)))
     model = Model(inputs, outputs)

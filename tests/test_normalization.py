@@ -4,8 +4,9 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 import tinyconv
-from tinyconv import Model, checkpoint, kernels
-from tinyconv.gradcheck import check_layer, check_model
+from tinyconv import Model, kernels
+from tinyconv.training import checkpoint
+from tinyconv.diagnostics.gradcheck import check_layer, check_model
 from tinyconv.kernels import cpu, reference
 from tinyconv.layers import BatchNormalization, Conv2D, Dense, Flatten, Input, LeakyReLU
 

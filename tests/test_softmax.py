@@ -5,7 +5,7 @@ from scipy.special import log_softmax, softmax
 
 import tinyconv
 from tinyconv import Model, Sequential
-from tinyconv.gradcheck import check_layer, check_loss, check_model
+from tinyconv.diagnostics.gradcheck import check_layer, check_loss, check_model
 from tinyconv.layers import (Activation, Conv2D, Dense, GlobalAveragePooling2D, Input, LeakyReLU, Softmax)
 from tinyconv.losses import BinaryCrossentropy, CategoricalCrossentropy
 

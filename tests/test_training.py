@@ -8,7 +8,7 @@ import pytest
 
 import tinyconv
 from tinyconv import backend
-from tinyconv.batches import ArrayIterator
+from tinyconv.training.batches import ArrayIterator
 from tinyconv.callbacks import Callback, ProgressBar
 from tinyconv.losses import BinaryCrossentropy
 from tinyconv.optimizers import SGD
@@ -94,7 +94,7 @@ def test_steps_per_epoch_limits_the_batches(device):
 def test_ctrl_c_or_sigterm_stops_at_the_end_of_the_batch_and_restores_the_handlers(sent, tmp_path, capsys):
     """SIGTERM (kill, a batch system's time limit) is treated as Ctrl-C: fails if it kills the run
     without the checkpoint that resumes the interrupted epoch."""
-    from tinyconv import checkpoint
+    from tinyconv.training import checkpoint
     from tinyconv.callbacks import TrainingCheckpoint
     x, y = tiny_data()
     model = tiny_model()
@@ -238,7 +238,7 @@ def test_gpu_predict_returns_host_arrays(device):
 
 def test_saliency_is_the_gradient_of_the_label_score(float64):
     """Against central differences of the score z_label (the output before the sigmoid)."""
-    from tinyconv.saliency import saliency_map
+    from tinyconv.diagnostics.saliency import saliency_map
 
     x = tiny_data(n=1)[0].astype(np.float64)
     model = tiny_model()
@@ -259,7 +259,7 @@ def test_one_read_back_per_training_step_and_labels_checked_and_copied_once(devi
     """Loss, accuracy and the finite flag come to the host in one transfer per step; the labels
     are checked on the host (once for arrays, once per batch for an iterator) and copied to the
     device once per step. Counted through the backend's to_numpy, which every read-back uses."""
-    from tinyconv import batches
+    from tinyconv.training import batches
     from tinyconv.data import ImageDataGenerator
 
     x, y = tiny_data()  # 36 samples: 5 batches of 8 per epoch
@@ -341,7 +341,7 @@ def test_a_refused_step_leaves_moving_statistics_optimizer_and_generators_as_bef
 def test_stopping_at_a_refused_batch_puts_the_shuffled_data_back_before_it(tmp_path):
     """A checkpoint saved after fit stopped at a refused batch retries that batch: the data's
     position and the shuffling draw of its epoch are as before it (fails if either moves on)."""
-    from tinyconv.batches import ArrayIterator
+    from tinyconv.training.batches import ArrayIterator
     x, y = tiny_data(n=12)
     model = batchnorm_dropout_model()
     data = ArrayIterator(x, y, batch_size=4, shuffle=True)

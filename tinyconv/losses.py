@@ -47,7 +47,7 @@ from __future__ import annotations
 
 from . import arguments
 from .backend import get_array_module
-from .batches import check_label_range
+from .training.batches import check_label_range
 
 EPSILON = 1e-7
 

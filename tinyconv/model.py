@@ -10,12 +10,13 @@ import os
 
 import numpy as np
 
-from . import arguments, backend, checkpoint, config
+from . import arguments, backend, config
+from .training import checkpoint
 from .layers.base import Input, InputLayer, Layer, SymbolicTensor, snake_case, unique_name
 from .layers.linear import LinearLayer
 from .layers.merge import Merge
-from .npzfile import read_npz, write_npz_atomically
-from .training import Trainable
+from .storage.npzfile import read_npz, write_npz_atomically
+from .training.loop import Trainable
 
 
 class Model(Trainable):

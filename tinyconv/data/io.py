@@ -35,7 +35,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .. import atomic
+from ..storage import atomic
 
 FILES = ("images.npy", "labels.npy", "meta.json")
 POINTER = "current"

@@ -13,7 +13,7 @@ import json
 import time
 from pathlib import Path
 
-from . import atomic
+from ..storage import atomic
 
 CONFIG = "config.json"
 

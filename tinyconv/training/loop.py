@@ -26,17 +26,15 @@ exists at any time, whichever the device.
 from __future__ import annotations
 
 import math
-import signal
 import sys
-import threading
 import warnings
 
 import numpy as np
-from tqdm.auto import tqdm
 
-from . import arguments, backend, losses, optimizers, random
+from .. import arguments, backend, losses, optimizers, random
 from .batches import ArrayIterator, check_images, check_labels
-from .callbacks import Callback, ProgressBar, TrainingCheckpoint, is_terminal
+from .callbacks import Callback, ProgressBar, TrainingCheckpoint
+from .console import StopOnSignals, check_verbose, progress
 
 
 class Trainable:
@@ -231,7 +229,7 @@ class Trainable:
             steps_per_epoch = arguments.integer(steps_per_epoch, "steps_per_epoch", owner, low=1)
         shuffle = arguments.boolean(shuffle, "shuffle", owner)
         stop_on_nan = arguments.boolean(stop_on_nan, "stop_on_nan", owner)
-        verbose = _check_verbose(verbose, owner)
+        verbose = check_verbose(verbose, owner)
         data = self._batches(x, y, batch_size, shuffle, "fit")
         steps = steps_per_epoch or len(data)
         if validation_data is not None:
@@ -264,7 +262,7 @@ class Trainable:
                 initial_epoch = params["initial_epoch"] = saver.restore(state)
 
         self.stop_training = False
-        with _StopOnCtrlC() as ctrl_c:
+        with StopOnSignals() as ctrl_c:
             for callback in ordered:
                 callback.on_train_begin()
             try:
@@ -360,13 +358,13 @@ class Trainable:
         self._require_compiled("evaluate")
         owner = f"model {self.name!r}: evaluate"
         batch_size = arguments.integer(batch_size, "batch_size", owner, low=1)
-        verbose = _check_verbose(verbose, owner)
+        verbose = check_verbose(verbose, owner)
         data = self._batches(x, y, batch_size, False, "evaluate")
         self._check_finite_weights("evaluate")
         sums: dict[str, float] = {}
         seen = 0
         bad_batch = None
-        for batch in _progress(range(len(data)), verbose, "evaluate"):
+        for batch in progress(range(len(data)), verbose, "evaluate"):
             x_batch, y_batch = self._next_batch(data, "evaluate")
             for key, value in self.test_step((x_batch, y_batch)).items():
                 sums[key] = sums.get(key, 0.0) + value * len(x_batch)
@@ -392,11 +390,11 @@ class Trainable:
             raise TypeError(f"{owner} takes a NumPy array of images (N, H, W, C), got {type(x).__name__}"
                             + (" (stack a list of images with np.stack)" if isinstance(x, (list, tuple)) else ""))
         batch_size = arguments.integer(batch_size, "batch_size", owner, low=1)
-        verbose = _check_verbose(verbose, owner)
+        verbose = check_verbose(verbose, owner)
         self._check_images(x, "predict")
         self._check_finite_weights("predict")
         outputs = None
-        for start in _progress(range(0, len(x), batch_size), verbose, "predict"):
+        for start in progress(range(0, len(x), batch_size), verbose, "predict"):
             batch = backend.to_numpy(self.forward(x[start:start + batch_size], training=False))
             if outputs is None:
                 outputs = np.empty((len(x), *batch.shape[1:]), dtype=batch.dtype)
@@ -508,64 +506,6 @@ class History(Callback):
             self.history.setdefault(key, []).append(value)
 
 
-class _StopOnCtrlC:
-    """While ``fit`` runs, the first Ctrl-C (SIGINT) or SIGTERM (what ``kill``, a batch system at the
-    end of a job's time, or a closing container sends) only sets ``requested``: the loop stops at the
-    end of the batch, so no half-updated weights, and a ``TrainingCheckpoint`` saves. A second one
-    interrupts at once. The previous handlers are restored on exit. Signal handlers can only be set
-    from the main thread; elsewhere the signals keep their usual meaning."""
-
-    SIGNALS = {signal.SIGINT: "Ctrl-C", signal.SIGTERM: "SIGTERM"}
-
-    def __enter__(self):
-        self.requested = False
-        self.installed = threading.current_thread() is threading.main_thread()
-        if self.installed:
-            self.previous = {number: signal.signal(number, self._handle) for number in self.SIGNALS}
-        return self
-
-    def _handle(self, signum, frame):
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-        print(f"\n{self.SIGNALS[signum]}: stopping at the end of this batch (press Ctrl-C again to stop at once)",
-              file=sys.stderr, flush=True)
-
-    def __exit__(self, *exc_info):
-        if self.installed:
-            for number, previous in self.previous.items():
-                signal.signal(number, previous)
-        return False
-
-
-def _check_loss_pitfalls(last, loss, owner: str) -> None:
-    """The mistakes Keras warns about, caught at compile: a softmax over one unit (its output is 1
-    whatever the input, so nothing can train) is refused; a loss told ``from_logits=True`` after a
-    layer that already applies its sigmoid or softmax is warned about."""
-    width = last.output_shape[-1] if last.output_shape else None  # unknown until a Sequential is built
-    if last.ends_in_softmax and width == 1:
-        raise ValueError(f"{owner}: layer {last.name!r} ends in a softmax over 1 unit, which outputs 1 whatever "
-                         f"its input, so {type(loss).__name__} cannot train it; for one yes/no label use "
-                         "Dense(1, activation='sigmoid') with binary_crossentropy")
-    applied = "sigmoid" if last.ends_in_sigmoid else "softmax" if last.ends_in_softmax else None
-    if loss.from_logits and applied:
-        warnings.warn(f"{owner}: {type(loss).__name__}(from_logits=True) expects raw scores, but layer "
-                      f"{last.name!r} already applies a {applied}, so the loss would apply a second one; drop "
-                      f"the {applied} from the layer, or use from_logits=False", UserWarning, stacklevel=3)
-
-
-def check_one_hot(y, owner: str) -> None:
-    """Warn (once per call site) when labels for categorical cross-entropy are not one row, one class:
-    an all-zero row adds nothing to the loss, a row with several 1s asks for several classes at once
-    (a multi-label task: sigmoid outputs and binary cross-entropy)."""
-    sums = np.asarray(y, dtype=np.float64).sum(axis=1)
-    if (np.abs(sums - 1) > 1e-3).any():  # one text, so that Python shows it once, however many batches
-        warnings.warn(f"{owner}: categorical cross-entropy expects each label row to be one class (one 1, or "
-                      "probabilities summing to 1), but some rows are all zero or have several 1s: all-zero "
-                      "rows add nothing to the loss; for several labels per image use sigmoid outputs with "
-                      "binary_crossentropy", UserWarning, stacklevel=4)
-
-
 def unpack_batch(data, owner: str) -> tuple:
     """``(x, y)`` from a batch, or an error that says what a batch must be."""
     if not (isinstance(data, (tuple, list)) and len(data) == 2):
@@ -602,20 +542,32 @@ def _set_generator_states(layers, states: tuple) -> None:
         generator.bit_generator.state = own[name]
 
 
-def _progress(iterable, verbose: int, what: str):
-    if verbose != 1 or not is_terminal(sys.stdout):  # no carriage-return bars in log files
-        return iterable
-    return tqdm(iterable, desc=what, unit="batch", file=sys.stdout, leave=False)
+def _check_loss_pitfalls(last, loss, owner: str) -> None:
+    """The mistakes Keras warns about, caught at compile: a softmax over one unit (its output is 1
+    whatever the input, so nothing can train) is refused; a loss told ``from_logits=True`` after a
+    layer that already applies its sigmoid or softmax is warned about."""
+    width = last.output_shape[-1] if last.output_shape else None  # unknown until a Sequential is built
+    if last.ends_in_softmax and width == 1:
+        raise ValueError(f"{owner}: layer {last.name!r} ends in a softmax over 1 unit, which outputs 1 whatever "
+                         f"its input, so {type(loss).__name__} cannot train it; for one yes/no label use "
+                         "Dense(1, activation='sigmoid') with binary_crossentropy")
+    applied = "sigmoid" if last.ends_in_sigmoid else "softmax" if last.ends_in_softmax else None
+    if loss.from_logits and applied:
+        warnings.warn(f"{owner}: {type(loss).__name__}(from_logits=True) expects raw scores, but layer "
+                      f"{last.name!r} already applies a {applied}, so the loss would apply a second one; drop "
+                      f"the {applied} from the layer, or use from_logits=False", UserWarning, stacklevel=3)
 
 
-def _check_verbose(verbose, owner: str) -> int:
-    """0, 1 or 2 (``"auto"`` is 1, as in Keras)."""
-    if verbose == "auto":
-        return 1
-    if isinstance(verbose, (bool, np.bool_)) or not isinstance(verbose, (int, np.integer)) or verbose not in (0, 1, 2):
-        raise ValueError(f"{owner}: verbose must be 0 (silent), 1 (progress bar), 2 (a line per epoch) "
-                         f"or 'auto', got {verbose!r}")
-    return int(verbose)
+def check_one_hot(y, owner: str) -> None:
+    """Warn (once per call site) when labels for categorical cross-entropy are not one row, one class:
+    an all-zero row adds nothing to the loss, a row with several 1s asks for several classes at once
+    (a multi-label task: sigmoid outputs and binary cross-entropy)."""
+    sums = np.asarray(y, dtype=np.float64).sum(axis=1)
+    if (np.abs(sums - 1) > 1e-3).any():  # one text, so that Python shows it once, however many batches
+        warnings.warn(f"{owner}: categorical cross-entropy expects each label row to be one class (one 1, or "
+                      "probabilities summing to 1), but some rows are all zero or have several 1s: all-zero "
+                      "rows add nothing to the loss; for several labels per image use sigmoid outputs with "
+                      "binary_crossentropy", UserWarning, stacklevel=4)
 
 
 def _divergence_message(name: str, epoch: int, batch: int, steps: int, logs: dict) -> str:

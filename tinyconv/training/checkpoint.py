@@ -22,8 +22,8 @@ import os
 
 import numpy as np
 
-from . import random
-from .npzfile import read_npz, write_npz_atomically
+from .. import random
+from ..storage.npzfile import read_npz, write_npz_atomically
 
 FORMAT = "tinyconv-training-checkpoint-1"
 STATE_KEY = "__state__"  # model.load_weights recognises a checkpoint by this entry

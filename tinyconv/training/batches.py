@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import arguments, random
+from .. import arguments, random
 
 
 def check_images(x, owner: str) -> None:

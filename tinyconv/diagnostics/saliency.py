@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import backend
+from .. import backend
 
 
 def saliency_map(model, images: np.ndarray, label: int) -> np.ndarray:

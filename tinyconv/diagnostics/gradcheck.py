@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import backend, random
+from .. import backend, random
 
 
 @dataclass

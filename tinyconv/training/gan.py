@@ -42,11 +42,12 @@ import math
 
 import numpy as np
 
-from . import backend, checkpoint, config, random
-from .losses import BinaryCrossentropy
-from .model import Model
-from .optimizers import Adam
-from .training import keep_step_state
+from .. import backend, config, random
+from . import checkpoint
+from ..losses import BinaryCrossentropy
+from ..model import Model
+from ..optimizers import Adam
+from .loop import keep_step_state
 
 LOGS = ("d_loss", "g_loss", "d_real", "d_fake")
 

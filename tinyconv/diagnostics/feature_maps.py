@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import backend
-from .layers.base import InputLayer
-from .layers.linear import LinearLayer
+from .. import backend
+from ..layers.base import InputLayer
+from ..layers.linear import LinearLayer
 
 
 def default_layers(model) -> list:
