@@ -1,4 +1,19 @@
-"""Global settings: the float type of new parameters and activations."""
+"""Global settings: the float type of new parameters and activations, and the list of every switch.
+
+Every setting that lives in a process rather than in an object, in one list (each is set where it
+acts, and read only there):
+
+| setting | where | set by |
+|---|---|---|
+| float type of new parameters | here | ``tinyconv.set_floatx("float64")`` |
+| the device of new arrays | ``backend.py`` | ``tinyconv.set_device("gpu")`` |
+| the seed and the generators of each purpose | ``random.py`` | ``tinyconv.set_seed(seed)`` |
+| the counters behind ``conv2d``, ``conv2d_1``, ... | ``layers/base.py`` | ``tinyconv.layers.reset_names()`` |
+| fast, reference or loop kernels | ``kernels/__init__.py`` | ``TINYCONV_KERNELS``, ``kernels.use_reference_kernels()`` |
+| the width of the matrix-product pool | ``kernels/products.py`` | ``OPENBLAS_NUM_THREADS`` (else ``OMP_NUM_THREADS``, the cores) |
+| OpenBLAS on one thread, passive OpenMP waits, malloc thresholds | ``kernels/cpu_tuning.py`` | importing tinyconv (``tune_process()``); ``TINYCONV_KEEP_FREED_MEMORY=0`` |
+| where numba caches compiled kernels | ``kernels/compile_cache.py`` | ``NUMBA_CACHE_DIR``, else the install's or the user's cache |
+"""
 from __future__ import annotations
 
 import numpy as np

@@ -121,6 +121,22 @@ class Model(Trainable):
                     outputs[j] = None
         return outputs[count - 1]
 
+    def image_shape(self) -> tuple | None:
+        """The shape of one image ``fit``, ``evaluate`` and ``predict`` take (None until a Sequential
+        without Input is built)."""
+        return self.layers[0].input_shape if self.layers else None
+
+    def forward_logits(self, x, training: bool = False):
+        """Forward pass that stops before the final sigmoid or softmax: returns its input z."""
+        # The last layer reads the one before it (see model.topological_order).
+        x = self.run_layers(self.prepare_input(x), len(self.layers) - 1, training)
+        return self.layers[-1].forward_logits(x, training)
+
+    def backward_logits(self, dz, input_gradient: bool = True):
+        """Backward pass from dL/dz, the gradient at the final activation's input (see ``backward``)."""
+        *body, last = self.layers
+        return self.backward_layers(body, last.backward_logits(dz), input_gradient)
+
     def backward(self, dy, input_gradient: bool = True):
         """dL/d(output) -> dL/d(input); fills every layer's ``grads``.
 

@@ -38,7 +38,13 @@ from .console import StopOnSignals, check_verbose, progress
 
 
 class Trainable:
-    """Mixed into ``Model``: everything that needs a loss and an optimizer."""
+    """Mixed into ``Model``: everything that needs a loss and an optimizer.
+
+    Its contract with the model, which ``Model`` fulfils (see model.py): ``name``, ``layers``,
+    ``forward``, ``backward``, ``forward_logits``, ``backward_logits`` (the passes that stop at, and
+    start from, a final sigmoid's or softmax's input), ``prepare_input``, ``to_model_device``,
+    ``gradients``, ``trainable_params``, ``array_module``, ``output_layer`` and ``image_shape``.
+    """
 
     def __init__(self):
         self.optimizer = None
@@ -95,17 +101,6 @@ class Trainable:
             raise RuntimeError(f"model {self.name!r}: call compile(optimizer, loss) before {what}")
 
     # --- the step ------------------------------------------------------------------------------
-    def forward_logits(self, x, training: bool = False):
-        """Forward pass that stops before the final sigmoid or softmax: returns its input z."""
-        # The last layer reads the one before it (see model.topological_order).
-        x = self.run_layers(self.prepare_input(x), len(self.layers) - 1, training)
-        return self.layers[-1].forward_logits(x, training)
-
-    def backward_logits(self, dz, input_gradient: bool = True):
-        """Backward pass from dL/dz, the gradient at the final activation's input (see ``backward``)."""
-        *body, last = self.layers
-        return self.backward_layers(body, last.backward_logits(dz), input_gradient)
-
     def train_step(self, data) -> dict[str, float]:
         """One optimisation step on a batch ``data = (x, y)``; returns its logs, ``{"loss": ...}`` and
         the metrics, as floats (Keras's contract).
@@ -468,11 +463,6 @@ class Trainable:
         if expected is not None and tuple(x.shape[1:]) != tuple(expected):
             raise ValueError(f"{where}: the model expects images of shape (N, {', '.join(map(str, expected))}), "
                              f"got {tuple(x.shape)}")
-
-    def image_shape(self) -> tuple | None:
-        """The shape of one image ``fit``, ``evaluate`` and ``predict`` take (None until a Sequential
-        without Input is built)."""
-        return self.layers[0].input_shape if self.layers else None
 
     def _check_label_width(self, y, owner: str) -> None:
         expected = self.layers[-1].output_shape if self.layers else None
