@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import tinyconv
-from tinyconv import Model, Sequential
+from tinyconv import Model, Sequential, callbacks
 from tinyconv.layers import Activation, Dense, Flatten, Input
 from tinyconv.losses import BinaryCrossentropy, CategoricalCrossentropy
 
@@ -131,3 +131,18 @@ def test_one_hot_and_soft_categorical_labels_give_no_warning():
         with warnings.catch_warnings():
             warnings.simplefilter("error")
             categorical_model().fit(x, y, batch_size=3, epochs=1, verbose=0)
+
+
+@pytest.mark.parametrize("make, hook, message", [
+    (lambda tmp: callbacks.CSVLogger(tmp / "x.csv"), "on_epoch_end", r"CSVLogger: on_epoch_end before on_train_begin"),
+    (lambda tmp: callbacks.ModelCheckpoint(tmp / "w.npz", monitor="loss"), "on_epoch_end",
+     r"ModelCheckpoint: no model yet: callbacks run inside model\.fit"),
+    (lambda tmp: callbacks.TrainingCheckpoint(tmp / "c.npz"), "on_epoch_begin", r"TrainingCheckpoint: no model yet"),
+    (lambda tmp: callbacks.GradientNormLogger(tmp / "g.csv"), "on_epoch_begin",
+     r"GradientNormLogger: on_epoch_begin before on_train_begin"),
+    (lambda tmp: callbacks.ProgressBar(2), "on_epoch_begin", r"ProgressBar: on_epoch_begin before on_train_begin"),
+])
+def test_a_callback_hook_called_outside_fit_names_the_missing_step(tmp_path, make, hook, message):
+    callback = make(tmp_path)
+    with pytest.raises(RuntimeError, match=message):
+        getattr(callback, hook)(0, {"loss": 1.0}) if hook == "on_epoch_end" else getattr(callback, hook)(0)

@@ -41,11 +41,25 @@ class Callback:
     """
 
     def __init__(self):
-        self.model = None
+        self._model = None
         self.params: dict = {}
 
+    @property
+    def model(self):
+        """The model ``fit`` set; outside ``fit`` (a hook called by hand) an error says so."""
+        if self._model is None:
+            raise RuntimeError(f"{type(self).__name__}: no model yet: callbacks run inside "
+                               "model.fit(..., callbacks=[...]), which calls set_model first")
+        return self._model
+
     def set_model(self, model) -> None:
-        self.model = model
+        self._model = model
+
+    def require_started(self, ready: bool, hook: str) -> None:
+        """A hook that needs what ``on_train_begin`` prepared, called before it, names the step."""
+        if not ready:
+            raise RuntimeError(f"{type(self).__name__}: {hook} before on_train_begin; callbacks run inside "
+                               "model.fit(..., callbacks=[...]), which calls the hooks in order")
 
     def set_params(self, params: dict) -> None:
         self.params = params
@@ -213,6 +227,7 @@ class CSVLogger(Callback):
             atomic.write_file(self.filename, lambda f: f.write(text.getvalue().encode()), "CSVLogger")
 
     def on_epoch_end(self, epoch, logs=None):
+        self.require_started(self.file is not None, "on_epoch_end")
         logs = logs or {}
         writer = csv.writer(self.file, delimiter=self.separator)
         if self.keys is None:
@@ -255,6 +270,7 @@ class GradientNormLogger(CSVLogger):
     def __init__(self, filename: str | os.PathLike, separator: str = ",", append: bool = False):
         super().__init__(filename, separator, append)
         self.rows: list[dict] = []
+        self.layers = None  # those with weights, from on_train_begin
 
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)
@@ -262,10 +278,12 @@ class GradientNormLogger(CSVLogger):
         self.previous = None
 
     def on_epoch_begin(self, epoch, logs=None):
+        self.require_started(self.layers is not None, "on_epoch_begin")
         self.sums = {layer.name: np.zeros(3) for layer in self.layers}  # gradient, ratio, weight norms
         self.ratio_batches = self.batches = 0
 
     def on_train_batch_end(self, batch, logs=None):
+        self.require_started(self.layers is not None, "on_train_batch_end")
         current = []
         for layer in self.layers:
             weights = list(layer.params.values())
@@ -486,6 +504,7 @@ class ProgressBar(Callback):
         self.bar = None
 
     def on_epoch_begin(self, epoch, logs=None):
+        self.require_started("epochs" in self.params, "on_epoch_begin")
         self.start = time.perf_counter()
         title = f"Epoch {epoch + 1}/{self.params['epochs']}"
         if self.verbose == 1 and is_terminal(self.file or sys.stdout):
