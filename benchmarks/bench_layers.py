@@ -65,17 +65,17 @@ def im2col_pieces(layer, inputs, kinds, repeats, input_gradient):
     """im2col, the three GEMMs, the bias gradient and col2im of an im2col Conv2D layer (the last
     GEMM and col2im only when the step needs its input gradient)."""
     args = (layer.kernel_size, layer.strides, layer.pads)
-    cols = kernels.im2col(inputs, *args)
+    cols = kernels.im2col(inputs, args)
     w = layer.params["kernel"].reshape(-1, layer.filters)
     dz = np.ones((cols.shape[0], layer.filters), dtype=cols.dtype)
     dcols = dz @ w.T
-    kinds["im2col"] += median_time(lambda: kernels.im2col(inputs, *args, out=cols), repeats)
+    kinds["im2col"] += median_time(lambda: kernels.im2col(inputs, args, out=cols), repeats)
     kinds["GEMM"] += median_time(lambda: cols @ w, repeats)
     kinds["GEMM"] += median_time(lambda: cols.T @ dz, repeats)
     kinds["elementwise"] += median_time(lambda: dz.sum(axis=0), repeats)  # bias gradient
     if input_gradient:
         kinds["GEMM"] += median_time(lambda: np.matmul(dz, w.T, out=dcols), repeats)
-        kinds["col2im"] += median_time(lambda: kernels.col2im(dcols, inputs.shape, *args), repeats)
+        kinds["col2im"] += median_time(lambda: kernels.col2im(dcols, inputs.shape, args), repeats)
 
 
 def winograd_pieces(layer, inputs, kinds, repeats, input_gradient):
@@ -121,10 +121,10 @@ def by_kind(model, x, repeats):
             im2col_pieces(layer, inputs, kinds, repeats, input_gradient)
         elif isinstance(layer, MaxPooling2D):
             args = (layer.pool_size, layer.strides, layer.pads)
-            out, argmax = kernels.maxpool_forward(inputs, *args)
-            kinds["pooling"] += median_time(lambda: kernels.maxpool_forward(inputs, *args), repeats)
+            out, argmax = kernels.maxpool_forward(inputs, args)
+            kinds["pooling"] += median_time(lambda: kernels.maxpool_forward(inputs, args), repeats)
             kinds["pooling"] += median_time(
-                lambda: kernels.maxpool_backward(out, argmax, inputs.shape, *args), repeats)
+                lambda: kernels.maxpool_backward(out, argmax, inputs.shape, args), repeats)
         elif isinstance(layer, LeakyReLU):
             out = activation
             kinds["elementwise"] += median_time(lambda: kernels.leaky_relu_forward(inputs, layer.alpha), repeats)

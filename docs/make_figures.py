@@ -30,6 +30,7 @@ import numpy as np  # noqa: E402
 
 import tinyconv  # noqa: E402
 from tinyconv.kernels import reference  # noqa: E402
+from tinyconv.kernels.geometry import Window  # noqa: E402
 from tinyconv.layers import Conv2D, Dense, MaxPooling2D, reset_names  # noqa: E402
 from tinyconv.zoo import seed_cnn  # noqa: E402
 
@@ -56,7 +57,7 @@ def draw_grid(ax, values, x0, y0, highlight=None, fmt="{:g}"):
 
 def im2col_figure(out: Path) -> None:
     x = np.arange(1, 17, dtype=np.float64).reshape(1, 4, 4, 1)
-    cols = reference.im2col(x, (3, 3), (1, 1), (0, 0, 0, 0))  # (4, 9): one row per output pixel
+    cols = reference.im2col(x, Window((3, 3), (1, 1), (0, 0, 0, 0)))  # (4, 9): one row per output pixel
     fig, ax = plt.subplots(figsize=(10, 3.6))
     # The input, with each window's outline in its own colour (offset a little so they stay apart).
     draw_grid(ax, x[0, :, :, 0], 0, 4)

@@ -148,6 +148,6 @@ def test_im2col_matrix_is_reused_from_step_to_step(rng):
     layer.backward(rng.standard_normal((3, 4, 6, 4)).astype(np.float32))
     layer.forward(x[::-1].copy())
     assert layer.cache[1][0] is cols                           # written in place: no new allocation
-    np.testing.assert_array_equal(cols, kernels.im2col(x[::-1].copy(), (3, 2), (2, 1), layer.pads))
+    np.testing.assert_array_equal(cols, kernels.im2col(x[::-1].copy(), ((3, 2), (2, 1), layer.pads)))
     layer.forward(x[:2])
     assert layer.cache[1][0] is not cols and layer.cache[1][0].shape == (2 * 4 * 6, 12)   # a new batch size

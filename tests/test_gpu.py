@@ -75,13 +75,13 @@ DTYPES = [np.float32, np.float64]
 
 
 def check_im2col_and_col2im(cp, x, window, strides, pads):
-    cols = gpu.im2col(cp.asarray(x), window, strides, pads)
+    cols = gpu.im2col(cp.asarray(x), (window, strides, pads))
     assert isinstance(cols, cp.ndarray) and cols.dtype == x.dtype
-    np.testing.assert_array_equal(cols.get(), reference.im2col(x, window, strides, pads))
+    np.testing.assert_array_equal(cols.get(), reference.im2col(x, (window, strides, pads)))
     upstream = np.random.default_rng(0).standard_normal(cols.shape).astype(x.dtype)
-    dx = gpu.col2im(cp.asarray(upstream), x.shape, window, strides, pads)
+    dx = gpu.col2im(cp.asarray(upstream), x.shape, (window, strides, pads))
     assert dx.shape == x.shape and dx.dtype == x.dtype
-    np.testing.assert_allclose(dx.get(), reference.col2im(upstream, x.shape, window, strides, pads),
+    np.testing.assert_allclose(dx.get(), reference.col2im(upstream, x.shape, (window, strides, pads)),
                                rtol=1e-6, atol=1e-6)
 
 
@@ -99,14 +99,14 @@ def pool_input(values, shape, dtype):
 
 
 def check_maxpool(cp, x, window, strides, pads):
-    y, argmax = gpu.maxpool_forward(cp.asarray(x), window, strides, pads)
-    y_ref, argmax_ref = reference.maxpool_forward(x, window, strides, pads)
+    y, argmax = gpu.maxpool_forward(cp.asarray(x), (window, strides, pads))
+    y_ref, argmax_ref = reference.maxpool_forward(x, (window, strides, pads))
     assert argmax.dtype == np.int32
     np.testing.assert_array_equal(y.get(), y_ref)  # NaN equals NaN here
     np.testing.assert_array_equal(argmax.get(), argmax_ref)
     dy = np.random.default_rng(2).standard_normal(y_ref.shape).astype(x.dtype)
-    dx = gpu.maxpool_backward(cp.asarray(dy), argmax, x.shape, window, strides, pads)
-    np.testing.assert_allclose(dx.get(), reference.maxpool_backward(dy, argmax_ref, x.shape, window, strides, pads),
+    dx = gpu.maxpool_backward(cp.asarray(dy), argmax, x.shape, (window, strides, pads))
+    np.testing.assert_allclose(dx.get(), reference.maxpool_backward(dy, argmax_ref, x.shape, (window, strides, pads)),
                                rtol=1e-6, atol=1e-6)
 
 
@@ -180,14 +180,14 @@ def test_kernels_dispatch_device_arrays_to_the_gpu_module(cp):
     assert kernels.module_for(x) is gpu
     with kernels.reference_kernels():  # the reference switch is for host arrays only
         assert kernels.module_for(x) is gpu
-    y, _ = kernels.maxpool_forward(x, (2, 2), (2, 2), (0, 0, 0, 0))
+    y, _ = kernels.maxpool_forward(x, ((2, 2), (2, 2), (0, 0, 0, 0)))
     assert isinstance(y, cp.ndarray)
 
 
 @pytest.mark.gpu
 def test_unsupported_dtype_is_a_clear_error(cp):
     with pytest.raises(TypeError, match="float32 or float64"):
-        gpu.im2col(cp.zeros((1, 3, 3, 1), dtype=cp.float16), (2, 2), (1, 1), (0, 0, 0, 0))
+        gpu.im2col(cp.zeros((1, 3, 3, 1), dtype=cp.float16), ((2, 2), (1, 1), (0, 0, 0, 0)))
 
 
 # --- 64-bit indices --------------------------------------------------------------------------------
@@ -217,13 +217,13 @@ def test_im2col_and_col2im_past_2_to_the_31_elements(cp):
     if free_bytes < 16 * 2**30:
         pytest.skip("needs 16 GiB of free GPU memory")
     x = cp.random.default_rng(0).standard_normal((n, h, w, c), dtype=cp.float32)
-    cols = gpu.im2col(x, window, strides, pads)
+    cols = gpu.im2col(x, (window, strides, pads))
     rows = h * w
-    last = gpu.im2col(x[-1:], window, strides, pads)
+    last = gpu.im2col(x[-1:], (window, strides, pads))
     assert bool((cols[-rows:] == last).all())
-    dx = gpu.col2im(cols, x.shape, window, strides, pads)
+    dx = gpu.col2im(cols, x.shape, (window, strides, pads))
     del cols
-    assert bool((dx[-1:] == gpu.col2im(last, x[-1:].shape, window, strides, pads)).all())
+    assert bool((dx[-1:] == gpu.col2im(last, x[-1:].shape, (window, strides, pads))).all())
 
 
 # --- dispatch coverage (runs without CuPy) ---------------------------------------------------------

@@ -28,11 +28,11 @@ def window_problems(draw):
 @given(window_problems())
 def test_im2col_and_col2im_match_reference(problem):
     x, window, strides, pads = problem
-    cols = cpu.im2col(x, window, strides, pads)
-    np.testing.assert_array_equal(cols, reference.im2col(x, window, strides, pads))
+    cols = cpu.im2col(x, (window, strides, pads))
+    np.testing.assert_array_equal(cols, reference.im2col(x, (window, strides, pads)))
     upstream = np.random.default_rng(0).standard_normal(cols.shape).astype(x.dtype)
-    np.testing.assert_allclose(cpu.col2im(upstream, x.shape, window, strides, pads),
-                               reference.col2im(upstream, x.shape, window, strides, pads),
+    np.testing.assert_allclose(cpu.col2im(upstream, x.shape, (window, strides, pads)),
+                               reference.col2im(upstream, x.shape, (window, strides, pads)),
                                rtol=1e-5, atol=1e-5)
 
 
@@ -95,13 +95,13 @@ def test_winograd_backward_transforms_are_adjoints(module, transforms, rng):
 @given(window_problems())
 def test_maxpool_matches_reference(problem):
     x, window, strides, pads = problem
-    y, argmax = cpu.maxpool_forward(x, window, strides, pads)
-    y_ref, argmax_ref = reference.maxpool_forward(x, window, strides, pads)
+    y, argmax = cpu.maxpool_forward(x, (window, strides, pads))
+    y_ref, argmax_ref = reference.maxpool_forward(x, (window, strides, pads))
     np.testing.assert_array_equal(y, y_ref)
     np.testing.assert_array_equal(argmax, argmax_ref)
     dy = np.random.default_rng(1).standard_normal(y.shape).astype(x.dtype)
-    np.testing.assert_allclose(cpu.maxpool_backward(dy, argmax, x.shape, window, strides, pads),
-                               reference.maxpool_backward(dy, argmax, x.shape, window, strides, pads),
+    np.testing.assert_allclose(cpu.maxpool_backward(dy, argmax, x.shape, (window, strides, pads)),
+                               reference.maxpool_backward(dy, argmax, x.shape, (window, strides, pads)),
                                rtol=1e-6, atol=1e-6)
 
 
@@ -110,9 +110,9 @@ def test_col2im_is_the_adjoint_of_im2col(module, rng):
     """<im2col(x), c> == <x, col2im(c)> for every x and c: overlaps are summed, not overwritten."""
     x = rng.standard_normal((2, 7, 8, 3))
     window, strides, pads = (3, 2), (2, 1), (1, 1, 0, 1)
-    cols = rng.standard_normal(module.im2col(x, window, strides, pads).shape)
-    lhs = np.sum(module.im2col(x, window, strides, pads) * cols)
-    rhs = np.sum(x * module.col2im(cols, x.shape, window, strides, pads))
+    cols = rng.standard_normal(module.im2col(x, (window, strides, pads)).shape)
+    lhs = np.sum(module.im2col(x, (window, strides, pads)) * cols)
+    rhs = np.sum(x * module.col2im(cols, x.shape, (window, strides, pads)))
     assert lhs == pytest.approx(rhs, rel=1e-12)
 
 
@@ -120,9 +120,9 @@ def test_col2im_is_the_adjoint_of_im2col(module, rng):
 @pytest.mark.parametrize("module", [reference, cpu], ids=["reference", "numba"])
 def test_maxpool_tie_goes_to_one_input_and_padding_never_wins(module):
     x = -np.ones((1, 3, 3, 1))  # all negative, all tied
-    y, argmax = module.maxpool_forward(x, (2, 2), (2, 2), (0, 1, 0, 1))
+    y, argmax = module.maxpool_forward(x, ((2, 2), (2, 2), (0, 1, 0, 1)))
     np.testing.assert_array_equal(y, -np.ones((1, 2, 2, 1)))  # padding (-inf) never wins
-    dx = module.maxpool_backward(np.ones_like(y), argmax, x.shape, (2, 2), (2, 2), (0, 1, 0, 1))
+    dx = module.maxpool_backward(np.ones_like(y), argmax, x.shape, ((2, 2), (2, 2), (0, 1, 0, 1)))
     assert dx.sum() == 4  # each window routes its gradient to exactly one input
     assert dx.max() == 1
 
@@ -178,17 +178,17 @@ def test_maxpool_ties_and_nan_follow_window_order(module, values, shape, window,
         dx_loop[winner] += dy[out]
     if values == "nan":  # the case is only a test when windows hold one NaN, and some several
         assert 0 < np.isnan(y_loop).sum() < y_loop.size
-    y, argmax = module.maxpool_forward(x, window, strides, pads)
+    y, argmax = module.maxpool_forward(x, (window, strides, pads))
     np.testing.assert_array_equal(y, y_loop)  # NaN equals NaN here
     np.testing.assert_array_equal(argmax, argmax_loop)
-    np.testing.assert_array_equal(module.maxpool_backward(dy, argmax, x.shape, window, strides, pads), dx_loop)
+    np.testing.assert_array_equal(module.maxpool_backward(dy, argmax, x.shape, (window, strides, pads)), dx_loop)
 
 
 @pytest.mark.pool
 @pytest.mark.parametrize("module", [reference, loops, cpu], ids=["reference", "loops", "numba"])
 def test_maxpool_nan_propagates_like_numpy_max(module):
     x = np.float32([[1, np.nan], [3, 2]]).reshape(1, 2, 2, 1)
-    y, argmax = module.maxpool_forward(x, (2, 2), (2, 2), (0, 0, 0, 0))
+    y, argmax = module.maxpool_forward(x, ((2, 2), (2, 2), (0, 0, 0, 0)))
     assert np.isnan(y[0, 0, 0, 0]) and np.isnan(np.max(x)) and argmax[0, 0, 0, 0] == 1
 
 
@@ -222,6 +222,6 @@ def test_im2col_writes_into_a_given_buffer(rng):
     x = rng.standard_normal((2, 5, 5, 3)).astype(np.float32)
     for module in (reference, cpu):
         out = np.full((2 * 3 * 3, 27), np.nan, dtype=np.float32)
-        result = module.im2col(x, (3, 3), (1, 1), (0, 0, 0, 0), out=out)
+        result = module.im2col(x, ((3, 3), (1, 1), (0, 0, 0, 0)), out=out)
         assert result is out
-        np.testing.assert_array_equal(out, reference.im2col(x, (3, 3), (1, 1), (0, 0, 0, 0)))
+        np.testing.assert_array_equal(out, reference.im2col(x, ((3, 3), (1, 1), (0, 0, 0, 0))))

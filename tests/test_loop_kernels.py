@@ -49,8 +49,8 @@ def test_conv_loops_equal_im2col_forward_and_backward(n, h, w, c, f, kh, kw, sh,
     dx = layer.backward(dz)
     assert layer.cache[0] == "im2col"
 
-    np.testing.assert_allclose(loops.conv2d_forward(x, kernel, bias, (sh, sw), layer.pads), z, atol=1e-12)
-    dkernel, dbias, dx_loops = loops.conv2d_backward(dz, x, kernel, (sh, sw), layer.pads)
+    np.testing.assert_allclose(loops.conv2d_forward(x, kernel, bias, layer.geometry), z, atol=1e-12)
+    dkernel, dbias, dx_loops = loops.conv2d_backward(dz, x, kernel, layer.geometry)
     np.testing.assert_allclose(dkernel, layer.grads["kernel"], atol=1e-12)
     np.testing.assert_allclose(dbias, layer.grads["bias"], atol=1e-12)
     np.testing.assert_allclose(dx_loops, dx, atol=1e-12)
@@ -65,9 +65,9 @@ def test_conv_loops_backward_is_the_adjoint_of_forward(n, h, w, c, f, kh, kw, sh
     if layer is None:
         return
     x, kernel = rng.standard_normal((n, h, w, c)), rng.standard_normal((kh, kw, c, f))
-    z = loops.conv2d_forward(x, kernel, np.zeros(f), (sh, sw), layer.pads)
+    z = loops.conv2d_forward(x, kernel, np.zeros(f), layer.geometry)
     dz = rng.standard_normal(z.shape)
-    dkernel, dbias, dx = loops.conv2d_backward(dz, x, kernel, (sh, sw), layer.pads)
+    dkernel, dbias, dx = loops.conv2d_backward(dz, x, kernel, layer.geometry)
     assert np.isclose(np.sum(z * dz), np.sum(x * dx))
     assert np.isclose(np.sum(z * dz), np.sum(kernel * dkernel))
     np.testing.assert_allclose(dbias, dz.sum(axis=(0, 1, 2)))
@@ -84,23 +84,23 @@ def test_maxpool_loops_equal_reference_and_numba(n, h, w, c, kh, kw, sh, sw, pad
     # Small integers make ties, which must go to the same (first) input on every path.
     x = rng.integers(-3, 3, (n, h, w, c)).astype(np.float32)
     args = ((kh, kw), (sh, sw), layer.pads)
-    y, argmax = loops.maxpool_forward(x, *args)
+    y, argmax = loops.maxpool_forward(x, args)
     dy = rng.standard_normal(y.shape).astype(np.float32)
-    dx = loops.maxpool_backward(dy, argmax, x.shape, *args)
+    dx = loops.maxpool_backward(dy, argmax, x.shape, args)
     for module in (reference, cpu):
-        y_other, argmax_other = module.maxpool_forward(x, *args)
+        y_other, argmax_other = module.maxpool_forward(x, args)
         np.testing.assert_array_equal(y, y_other)
         np.testing.assert_array_equal(argmax, argmax_other)
-        np.testing.assert_allclose(dx, module.maxpool_backward(dy, argmax_other, x.shape, *args), atol=1e-6)
+        np.testing.assert_allclose(dx, module.maxpool_backward(dy, argmax_other, x.shape, args), atol=1e-6)
 
 
 @pytest.mark.pool
 def test_maxpool_loops_route_each_window_to_its_maximum():
     x = np.array([[1., 5., 2.], [0., 5., 7.], [3., -1., 4.]]).reshape(1, 3, 3, 1)
-    y, argmax = loops.maxpool_forward(x, (2, 2), (1, 1), (0, 0, 0, 0))
+    y, argmax = loops.maxpool_forward(x, ((2, 2), (1, 1), (0, 0, 0, 0)))
     assert y[0, :, :, 0].tolist() == [[5, 7], [5, 7]]
     assert argmax[0, :, :, 0].tolist() == [[1, 3], [1, 1]]  # the tie of 5s goes to the first, (0, 1)
-    dx = loops.maxpool_backward(np.ones((1, 2, 2, 1)), argmax, x.shape, (2, 2), (1, 1), (0, 0, 0, 0))
+    dx = loops.maxpool_backward(np.ones((1, 2, 2, 1)), argmax, x.shape, ((2, 2), (1, 1), (0, 0, 0, 0)))
     assert dx[0, :, :, 0].tolist() == [[0, 1, 0], [0, 1, 2], [0, 0, 0]]  # the 7 won two windows
 
 

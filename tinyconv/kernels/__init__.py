@@ -98,12 +98,13 @@ def matmul(a, b):
     return module_for(a).matmul(a, b)
 
 
-def im2col(x, kernel_size, strides, padding, out=None):
-    return module_for(x).im2col(x, kernel_size, strides, padding, out)
+def im2col(x, window, out=None):
+    """``window``: the layer's ``geometry.Window`` (size, strides, pads), as every kernel family takes it."""
+    return module_for(x).im2col(x, window, out)
 
 
-def col2im(cols, x_shape, kernel_size, strides, padding):
-    return module_for(cols).col2im(cols, x_shape, kernel_size, strides, padding)
+def col2im(cols, x_shape, window):
+    return module_for(cols).col2im(cols, x_shape, window)
 
 
 def has_winograd(x) -> bool:
@@ -128,14 +129,14 @@ def winograd_output_transform_adjoint(dy, at):
     return module_for(dy).winograd_output_transform_adjoint(dy, at)
 
 
-def maxpool_forward(x, pool_size, strides, padding):
+def maxpool_forward(x, window):
     module = loops if runs_loops(x) else module_for(x)
-    return module.maxpool_forward(x, pool_size, strides, padding)
+    return module.maxpool_forward(x, window)
 
 
-def maxpool_backward(dy, argmax, x_shape, pool_size, strides, padding):
+def maxpool_backward(dy, argmax, x_shape, window):
     module = loops if runs_loops(dy) else module_for(dy)
-    return module.maxpool_backward(dy, argmax, x_shape, pool_size, strides, padding)
+    return module.maxpool_backward(dy, argmax, x_shape, window)
 
 
 def leaky_relu_forward(x, alpha):

@@ -122,10 +122,11 @@ def _maxpool_backward(dy, argmax, dx, ph, pw, sh, sw, top, left):
                             dx[nn, row, col, ch] += dy[nn, r, q, ch]
 
 
-def im2col(x, kernel_size, strides, padding, out=None):
+def im2col(x, window, out=None):
+    kernel_size, strides, padding = window
     n, _, _, c = x.shape
     kh, kw = kernel_size
-    oh, ow = window_output(x.shape, kernel_size, strides, padding)
+    oh, ow = window_output(x.shape, window)
     if out is None:
         out = np.empty((n * oh * ow, kh * kw * c), dtype=x.dtype)
     _im2col(np.ascontiguousarray(x), out.reshape(n, oh, ow, kh, kw, c), kh, kw, strides[0], strides[1],
@@ -133,19 +134,21 @@ def im2col(x, kernel_size, strides, padding, out=None):
     return out
 
 
-def col2im(cols, x_shape, kernel_size, strides, padding):
+def col2im(cols, x_shape, window):
+    kernel_size, strides, padding = window
     n, _, _, c = x_shape
     kh, kw = kernel_size
-    oh, ow = window_output(x_shape, kernel_size, strides, padding)
+    oh, ow = window_output(x_shape, window)
     dx = np.empty(x_shape, dtype=cols.dtype)
     cols6 = np.ascontiguousarray(cols).reshape(n, oh, ow, kh, kw, c)
     _col2im(cols6, dx, strides[0], strides[1], padding[0], padding[2])
     return dx
 
 
-def maxpool_forward(x, pool_size, strides, padding):
+def maxpool_forward(x, window):
+    pool_size, strides, padding = window
     n, _, _, c = x.shape
-    oh, ow = window_output(x.shape, pool_size, strides, padding)
+    oh, ow = window_output(x.shape, window)
     y = np.empty((n, oh, ow, c), dtype=x.dtype)
     argmax = np.empty((n, oh, ow, c), dtype=np.int32)
     _maxpool_forward(np.ascontiguousarray(x), y, argmax, pool_size[0], pool_size[1],
@@ -153,7 +156,8 @@ def maxpool_forward(x, pool_size, strides, padding):
     return y, argmax
 
 
-def maxpool_backward(dy, argmax, x_shape, pool_size, strides, padding):
+def maxpool_backward(dy, argmax, x_shape, window):
+    pool_size, strides, padding = window
     dx = np.empty(x_shape, dtype=dy.dtype)
     _maxpool_backward(np.ascontiguousarray(dy), argmax, dx, pool_size[0], pool_size[1],
                       strides[0], strides[1], padding[0], padding[2])

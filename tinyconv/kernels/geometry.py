@@ -12,15 +12,32 @@ CuPy, loops) takes these numbers from here, so they cannot disagree.
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
+
+class Window(NamedTuple):
+    """One window's geometry, the value a layer hands to every kernel: ``size`` (KH, KW),
+    ``strides`` (SH, SW) and ``pads`` (top, bottom, left, right)."""
+
+    size: tuple[int, int]
+    strides: tuple[int, int]
+    pads: tuple[int, int, int, int]
+
+    @classmethod
+    def keras(cls, padding: str, h: int, w: int, size, strides) -> "Window":
+        """The window of a layer with Keras's ``padding`` ("valid" or "same") on an H x W input."""
+        return cls(tuple(size), tuple(strides), pads_for(padding, h, w, size, strides))
+
 
 def output_size(n: int, k: int, s: int, pad_before: int, pad_after: int) -> int:
     """Window positions along one axis: floor((n + pads - k) / s) + 1."""
     return (n + pad_before + pad_after - k) // s + 1
 
 
-def window_output(x_shape, window, strides, pads) -> tuple[int, int]:
-    """``(OH, OW)``: the window positions on an (N, H, W, C) input."""
-    (kh, kw), (sh, sw), (top, bottom, left, right) = window, strides, pads
+def window_output(x_shape, window) -> tuple[int, int]:
+    """``(OH, OW)``: the positions of ``window`` (a ``Window``, or a (size, strides, pads) triple) on
+    an (N, H, W, C) input."""
+    (kh, kw), (sh, sw), (top, bottom, left, right) = window
     return output_size(x_shape[1], kh, sh, top, bottom), output_size(x_shape[2], kw, sw, left, right)
 
 

@@ -326,15 +326,15 @@ def _launch(kernel, total: int, *args) -> None:
         kernel((blocks,), (threads,), kernel_args(total, *args))
 
 
-def im2col(x, kernel_size, strides, padding, out=None):
+def im2col(x, window, out=None):
     """(N, H, W, C) -> (N*OH*OW, KH*KW*C); see ``reference.im2col``.
 
     ``out``, when given, is a C-contiguous device buffer of that shape and dtype to write into.
     """
     cp = _cupy()
     x = cp.ascontiguousarray(x)
-    n, oh, ow, c = _windows_shape(x.shape, kernel_size, strides, padding)
-    (kh, kw), (sh, sw), (top, _, left, _) = kernel_size, strides, padding
+    n, oh, ow, c = _windows_shape(x.shape, window)
+    (kh, kw), (sh, sw), (top, _, left, _) = window
     shape = (n * oh * ow, kh * kw * c)
     if out is None:
         out = cp.empty(shape, dtype=x.dtype)
@@ -346,11 +346,11 @@ def im2col(x, kernel_size, strides, padding, out=None):
     return out
 
 
-def col2im(cols, x_shape, kernel_size, strides, padding):
+def col2im(cols, x_shape, window):
     """(N*OH*OW, KH*KW*C) -> (N, H, W, C), summing overlapping windows; see ``reference.col2im``."""
     cp = _cupy()
-    n, oh, ow, c = _windows_shape(x_shape, kernel_size, strides, padding)
-    (kh, kw), (sh, sw), (top, _, left, _) = kernel_size, strides, padding
+    n, oh, ow, c = _windows_shape(x_shape, window)
+    (kh, kw), (sh, sw), (top, _, left, _) = window
     cols = cp.ascontiguousarray(cols).reshape(n * oh * ow, kh * kw * c)
     dx = cp.empty(tuple(x_shape), dtype=cols.dtype)
     _launch(_kernel("col2im", cols.dtype), dx.size, cols, dx,
@@ -358,12 +358,12 @@ def col2im(cols, x_shape, kernel_size, strides, padding):
     return dx
 
 
-def maxpool_forward(x, pool_size, strides, padding):
+def maxpool_forward(x, window):
     """Max over each window: ``(y, argmax)``, argmax int32 ``i*PW + j``; see ``reference.maxpool_forward``."""
     cp = _cupy()
     x = cp.ascontiguousarray(x)
-    n, oh, ow, c = _windows_shape(x.shape, pool_size, strides, padding)
-    (ph, pw), (sh, sw), (top, _, left, _) = pool_size, strides, padding
+    n, oh, ow, c = _windows_shape(x.shape, window)
+    (ph, pw), (sh, sw), (top, _, left, _) = window
     y = cp.empty((n, oh, ow, c), dtype=x.dtype)
     argmax = cp.empty((n, oh, ow, c), dtype=cp.int32)
     _launch(_kernel("maxpool_forward", x.dtype), y.size, x, y, argmax,
@@ -371,13 +371,13 @@ def maxpool_forward(x, pool_size, strides, padding):
     return y, argmax
 
 
-def maxpool_backward(dy, argmax, x_shape, pool_size, strides, padding):
+def maxpool_backward(dy, argmax, x_shape, window):
     """Route each output gradient to its window's winner; see ``reference.maxpool_backward``."""
     cp = _cupy()
     dy = cp.ascontiguousarray(dy)
     argmax = cp.ascontiguousarray(argmax, dtype=cp.int32)
     _, oh, ow, c = dy.shape
-    (ph, pw), (sh, sw), (top, _, left, _) = pool_size, strides, padding
+    (ph, pw), (sh, sw), (top, _, left, _) = window
     dx = cp.empty(tuple(x_shape), dtype=dy.dtype)
     _launch(_kernel("maxpool_backward", dy.dtype), dx.size, dy, argmax, dx,
             x_shape[1], x_shape[2], c, oh, ow, ph, pw, sh, sw, top, left)

@@ -16,15 +16,16 @@ from .geometry import window_output
 from .reference import pad_nhwc
 
 
-def conv2d_forward(x, kernel, bias, strides, padding):
+def conv2d_forward(x, kernel, bias, window):
     """z[n, r, q, f] = b[f] + sum over (i, j, c) of x_padded[n, r*SH + i, q*SW + j, c] * K[i, j, c, f].
 
     x (N, H, W, C), kernel (KH, KW, C, F), bias (F,) -> z (N, OH, OW, F).
     """
+    _, strides, padding = window
     n, h, w, _ = x.shape
     kh, kw, _, f = kernel.shape
     sh, sw = strides
-    oh, ow = window_output(x.shape, (kh, kw), strides, padding)
+    oh, ow = window_output(x.shape, window)
     x_padded = pad_nhwc(x, padding)
     z = np.empty((n, oh, ow, f), dtype=x.dtype)
     for b in range(n):
@@ -36,13 +37,14 @@ def conv2d_forward(x, kernel, bias, strides, padding):
     return z
 
 
-def conv2d_backward(dz, x, kernel, strides, padding):
+def conv2d_backward(dz, x, kernel, window):
     """The three gradients of ``conv2d_forward`` for the upstream gradient dz (N, OH, OW, F).
 
     Output pixel (r, q) used the window under it once, so it sends dz[n, r, q, :] back along the
     same products: to the kernel (times the window) and to the window (times the kernel).
     Windows overlap, so both gradients add up (``+=``). Returns ``(dkernel, dbias, dx)``.
     """
+    _, strides, padding = window
     n, oh, ow, _ = dz.shape
     kh, kw, _, _ = kernel.shape
     sh, sw = strides
@@ -62,15 +64,16 @@ def conv2d_backward(dz, x, kernel, strides, padding):
     return dkernel, dbias, dx_padded[:, top:top + h, left:left + w, :]  # padding is no input
 
 
-def maxpool_forward(x, pool_size, strides, padding):
+def maxpool_forward(x, window):
     """y[n, r, q, c] = the largest value of window (r, q) in channel c; padding is -inf.
 
     Returns ``(y, argmax)`` like ``reference.maxpool_forward``: argmax is the winner's position
     ``i * PW + j`` inside its window, the first one (row-major) on a tie; a NaN wins its window.
     """
+    pool_size, strides, padding = window
     n, h, w, c = x.shape
     (ph, pw), (sh, sw) = pool_size, strides
-    oh, ow = window_output(x.shape, pool_size, strides, padding)
+    oh, ow = window_output(x.shape, window)
     x_padded = pad_nhwc(x, padding, value=-np.inf)
     y = np.empty((n, oh, ow, c), dtype=x.dtype)
     argmax = np.empty((n, oh, ow, c), dtype=np.int32)
@@ -92,8 +95,9 @@ def maxpool_forward(x, pool_size, strides, padding):
     return y, argmax
 
 
-def maxpool_backward(dy, argmax, x_shape, pool_size, strides, padding):
+def maxpool_backward(dy, argmax, x_shape, window):
     """dx[winner of (n, r, q, c)] += dy[n, r, q, c]; every other input of the window gets 0."""
+    pool_size, strides, padding = window
     n, oh, ow, c = dy.shape
     (_, pw), (sh, sw) = pool_size, strides
     top, bottom, left, right = padding

@@ -18,9 +18,9 @@ def pad_nhwc(x, padding, value=0.0):
     return np.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)), constant_values=value)
 
 
-def _windows_shape(x_shape, kernel_size, strides, padding):
+def _windows_shape(x_shape, window):
     """(N, OH, OW, C): the batch, the window positions (geometry.py) and the channels."""
-    return (x_shape[0], *window_output(x_shape, kernel_size, strides, padding), x_shape[3])
+    return (x_shape[0], *window_output(x_shape, window), x_shape[3])
 
 
 def matmul(a, b):
@@ -28,14 +28,15 @@ def matmul(a, b):
     return get_array_module(a).matmul(a, b)
 
 
-def im2col(x, kernel_size, strides, padding, out=None):
+def im2col(x, window, out=None):
     """(N, H, W, C) -> (N*OH*OW, KH*KW*C): one row per output pixel, holding the window it sees.
 
     ``out``, when given, is a buffer of that shape to write into (the layer reuses it every step).
     """
+    kernel_size, strides, padding = window
     kh, kw = kernel_size
     sh, sw = strides
-    n, oh, ow, c = _windows_shape(x.shape, kernel_size, strides, padding)
+    n, oh, ow, c = _windows_shape(x.shape, window)
     xp = pad_nhwc(x, padding)
     cols = np.empty((n, oh, ow, kh, kw, c), dtype=x.dtype)
     for i in range(kh):
@@ -48,12 +49,13 @@ def im2col(x, kernel_size, strides, padding, out=None):
     return out
 
 
-def col2im(cols, x_shape, kernel_size, strides, padding):
+def col2im(cols, x_shape, window):
     """The adjoint of im2col: (N*OH*OW, KH*KW*C) -> (N, H, W, C), summing where windows overlap."""
+    kernel_size, strides, padding = window
     kh, kw = kernel_size
     sh, sw = strides
     top, bottom, left, right = padding
-    n, oh, ow, c = _windows_shape(x_shape, kernel_size, strides, padding)
+    n, oh, ow, c = _windows_shape(x_shape, window)
     h, w = x_shape[1], x_shape[2]
     cols = cols.reshape(n, oh, ow, kh, kw, c)
     dx_padded = np.zeros((n, h + top + bottom, w + left + right, c), dtype=cols.dtype)
@@ -137,7 +139,7 @@ def winograd_output_transform_adjoint(dy, at):
     return dm.reshape(a * a, n * th * tw, f)
 
 
-def maxpool_forward(x, pool_size, strides, padding):
+def maxpool_forward(x, window):
     """Max over each window; padding is -inf so it never wins.
 
     Returns ``(y, argmax)``: y is (N, OH, OW, C); argmax holds, for each output, the position
@@ -145,9 +147,10 @@ def maxpool_forward(x, pool_size, strides, padding):
     A NaN propagates, as in ``np.max``: a window holding one gives NaN, and its first NaN is the
     argmax (NumPy's ``argmax`` rule).
     """
+    pool_size, strides, padding = window
     ph, pw = pool_size
     sh, sw = strides
-    n, oh, ow, c = _windows_shape(x.shape, pool_size, strides, padding)
+    n, oh, ow, c = _windows_shape(x.shape, window)
     xp = pad_nhwc(x, padding, value=-np.inf)
     windows = np.empty((n, oh, ow, c, ph * pw), dtype=x.dtype)
     for i in range(ph):
@@ -158,8 +161,9 @@ def maxpool_forward(x, pool_size, strides, padding):
     return y, argmax
 
 
-def maxpool_backward(dy, argmax, x_shape, pool_size, strides, padding):
+def maxpool_backward(dy, argmax, x_shape, window):
     """Route each output gradient to the input that won its window (adding where windows overlap)."""
+    pool_size, strides, padding = window
     ph, pw = pool_size
     sh, sw = strides
     top, bottom, left, right = padding

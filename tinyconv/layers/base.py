@@ -270,7 +270,8 @@ class WindowLayer(Layer):
 
     Its padding and output size come from ``kernels/geometry.py`` (``"valid"``: no padding,
     ``OH = floor((H - KH) / SH) + 1``; ``"same"``: Keras's padding, ``OH = ceil(H / SH)``), the one
-    place every layer and kernel family takes them from.
+    place every layer and kernel family takes them from. Built, the layer holds its ``geometry``
+    (a ``geometry.Window``: size, strides, pads), the one value it hands to the kernels.
     """
 
     def __init__(self, window, strides, padding: str, window_name: str = "window size", **kwargs):
@@ -278,14 +279,18 @@ class WindowLayer(Layer):
         self.window = arguments.pair(window, window_name, owner)
         self.strides = arguments.pair(strides, "strides", owner)
         self.padding = arguments.one_of(padding, "padding", owner, ("valid", "same"))
-        self.pads = (0, 0, 0, 0)
+        self.geometry = geometry.Window(self.window, self.strides, (0, 0, 0, 0))  # its pads come with the input
         super().__init__(**kwargs)
+
+    @property
+    def pads(self) -> tuple[int, int, int, int]:
+        return self.geometry.pads
 
     def compute_output_shape(self, input_shape):
         h, w, _ = self.image_shape(input_shape)
-        self.pads = geometry.pads_for(self.padding, h, w, self.window, self.strides)
+        self.geometry = geometry.Window.keras(self.padding, h, w, self.window, self.strides)
         (kh, kw) = self.window
-        oh, ow = geometry.window_output((None, h, w), self.window, self.strides, self.pads)
+        oh, ow = geometry.window_output((None, h, w), self.geometry)
         if oh < 1 or ow < 1:
             raise ValueError(
                 f"layer {self.name!r}: a {kh}x{kw} window with padding {self.padding!r} does not fit an "

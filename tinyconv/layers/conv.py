@@ -75,7 +75,7 @@ class Conv2D(WindowLayer, LinearLayer):
             z, cache = conv_algorithms.OTHERS[algorithm].forward(self, x)
             self.cache = algorithm, cache
             return z
-        cols = self.columns.im2col(x, self.kernel_size, self.strides, self.pads)  # X
+        cols = self.columns.im2col(x, self.geometry)  # X
         z = kernels.matmul(cols, self.params["kernel"].reshape(-1, self.filters)) # Z = X W
         if self.use_bias:
             z += self.params["bias"]                                              #   + b
@@ -99,4 +99,4 @@ class Conv2D(WindowLayer, LinearLayer):
         if not input_gradient:
             return None
         dcols = kernels.matmul(dz, kernel.reshape(-1, self.filters).T)            # dX = dZ W^T
-        return kernels.col2im(dcols, x_shape, self.kernel_size, self.strides, self.pads)
+        return kernels.col2im(dcols, x_shape, self.geometry)

@@ -55,11 +55,11 @@ class Winograd:
 
 class Loops:
     def forward(self, layer, x):
-        z = loops.conv2d_forward(x, layer.params["kernel"], _bias(layer, x), layer.strides, layer.pads)
+        z = loops.conv2d_forward(x, layer.params["kernel"], _bias(layer, x), layer.geometry)
         return z, x
 
     def backward(self, layer, dz, x, input_gradient):
-        dkernel, dbias, dx = loops.conv2d_backward(dz, x, layer.params["kernel"], layer.strides, layer.pads)
+        dkernel, dbias, dx = loops.conv2d_backward(dz, x, layer.params["kernel"], layer.geometry)
         return dkernel, dbias, dx if input_gradient else None
 
 
@@ -89,11 +89,11 @@ class Im2colBuffer:
     def __init__(self):
         self.array = None
 
-    def im2col(self, x, kernel_size, strides, padding):
-        oh, ow = window_output(x.shape, kernel_size, strides, padding)
-        shape = (x.shape[0] * oh * ow, kernel_size[0] * kernel_size[1] * x.shape[3])
+    def im2col(self, x, window):
+        oh, ow = window_output(x.shape, window)
+        shape = (x.shape[0] * oh * ow, window.size[0] * window.size[1] * x.shape[3])
         xp = get_array_module(x)
         if self.array is None or self.array.shape != shape or self.array.dtype != x.dtype or \
                 get_array_module(self.array) is not xp:
             self.array = xp.empty(shape, dtype=x.dtype)
-        return kernels.im2col(x, kernel_size, strides, padding, out=self.array)
+        return kernels.im2col(x, window, out=self.array)

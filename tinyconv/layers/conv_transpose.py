@@ -61,7 +61,7 @@ class Conv2DTranspose(WindowLayer, LinearLayer):
             oh, ow = h * sh, w * sw
         else:
             oh, ow = h * sh + max(kh - sh, 0), w * sw + max(kw - sw, 0)
-        self.pads = geometry.pads_for(self.padding, oh, ow, self.window, self.strides)  # the partner Conv2D's
+        self.geometry = geometry.Window.keras(self.padding, oh, ow, self.window, self.strides)  # its partner Conv2D's
         return oh, ow, self.filters
 
     def build(self, input_shape):
@@ -76,8 +76,7 @@ class Conv2DTranspose(WindowLayer, LinearLayer):
         channels = x.shape[3]
         self.x = x
         painted = kernels.matmul(x.reshape(-1, channels), self.params["kernel"].reshape(-1, channels).T)
-        y = kernels.col2im(painted, (x.shape[0], *self.output_shape), self.kernel_size, self.strides,
-                           self.pads)
+        y = kernels.col2im(painted, (x.shape[0], *self.output_shape), self.geometry)
         if self.use_bias:
             y += self.params["bias"]
         return y
@@ -85,7 +84,7 @@ class Conv2DTranspose(WindowLayer, LinearLayer):
     def backward_linear(self, dz, input_gradient: bool = True):
         channels = self.x.shape[3]
         kernel = self.params["kernel"]
-        windows = kernels.im2col(dz, self.kernel_size, self.strides, self.pads)
+        windows = kernels.im2col(dz, self.geometry)
         self.grads["kernel"] = kernels.matmul(windows.T, self.x.reshape(-1, channels)).reshape(kernel.shape)
         if self.use_bias:
             self.grads["bias"] = dz.sum(axis=(0, 1, 2))

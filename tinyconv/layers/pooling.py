@@ -36,13 +36,13 @@ class MaxPooling2D(WindowLayer):
 
     def forward(self, x, training: bool = False):
         self.check_input(x)
-        y, argmax = kernels.maxpool_forward(x, self.pool_size, self.strides, self.pads)
+        y, argmax = kernels.maxpool_forward(x, self.geometry)
         self.cache = argmax, x.shape
         return y
 
     def backward(self, dy):
         argmax, x_shape = self.cache
-        return kernels.maxpool_backward(dy, argmax, x_shape, self.pool_size, self.strides, self.pads)
+        return kernels.maxpool_backward(dy, argmax, x_shape, self.geometry)
 
 
 class GlobalAveragePooling2D(Layer):
