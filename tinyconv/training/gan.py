@@ -47,7 +47,7 @@ from . import checkpoint
 from ..losses import BinaryCrossentropy
 from ..model import Model
 from ..optimizers import Adam
-from .loop import keep_step_state
+from .loop import keep_step_state, refused_loss
 
 LOGS = ("d_loss", "g_loss", "d_real", "d_fake")
 
@@ -159,7 +159,7 @@ class GAN(Model):
         logs = {"d_loss": d_loss, "g_loss": math.nan, "d_real": d_real, "d_fake": d_fake}
         if not (math.isfinite(d_loss) and math.isfinite(d_check)):
             put_back()
-            logs["d_loss"] = d_loss if not math.isfinite(d_loss) else math.nan
+            logs["d_loss"] = refused_loss(d_loss)
             return logs
         d_weights, d_moments = [w.copy() for w in d.trainable_params()], d.optimizer.snapshot()
         d.optimizer.step(d.trainable_params(), d_grads)
@@ -176,7 +176,7 @@ class GAN(Model):
                 weight[...] = kept
             d.optimizer.restore_snapshot(d_moments)
             put_back()
-            logs["g_loss"] = g_loss if not math.isfinite(g_loss) else math.nan
+            logs["g_loss"] = refused_loss(g_loss)
             return logs
         g.optimizer.step(g.trainable_params(), g.gradients())
         self.last_fake, self.last_image_gradient = fake, image_gradient

@@ -134,7 +134,7 @@ class Trainable:
             self.optimizer.step(self.trainable_params(), gradients)
         else:
             put_back()
-            logs["loss"] = logs["loss"] if not math.isfinite(logs["loss"]) else math.nan
+            logs["loss"] = refused_loss(logs["loss"])
         return logs
 
     def test_step(self, data) -> dict[str, float]:
@@ -502,6 +502,12 @@ def unpack_batch(data, owner: str) -> tuple:
         raise TypeError(f"{owner}: expected a batch (x, y) of images and labels, got {type(data).__name__}"
                         + (f" of length {len(data)}" if isinstance(data, (tuple, list)) else ""))
     return data[0], data[1]
+
+
+def refused_loss(loss: float) -> float:
+    """What the logs of a refused step say: the loss when it is the non-finite value, else NaN (only
+    the gradients overflowed), so that fit sees the refusal in the logs alone."""
+    return loss if not math.isfinite(loss) else math.nan
 
 
 def keep_step_state(layers):
