@@ -12,6 +12,7 @@ from tinyconv.layers import (Activation, Conv2D, Dense, Dropout, Flatten, Input,
 from tinyconv.losses import BinaryCrossentropy
 from tinyconv.optimizers import SGD, Adam
 from tinyconv.zoo import seed_cnn
+from tinyconv.storage import weights as weights_file
 
 pytestmark = pytest.mark.errors
 
@@ -548,7 +549,7 @@ def test_load_weights_on_files_that_are_not_weights(tmp_path):
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
 def test_load_weights_refuses_non_finite_values(tmp_path, bad):
     model, x, y = _compiled_tiny_model()
-    arrays = model.weight_arrays()
+    arrays = weights_file.weight_arrays(model)
     arrays["006/dense/kernel"][3, 1] = bad
     np.savez(tmp_path / "w.npz", **arrays)
     before = [w.copy() for w in model.get_weights()]

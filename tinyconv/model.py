@@ -15,7 +15,8 @@ from .training import checkpoint
 from .layers.base import Input, InputLayer, Layer, SymbolicTensor, snake_case, unique_name
 from .layers.linear import LinearLayer
 from .layers.merge import Merge
-from .storage.npzfile import read_npz, write_npz_atomically
+from .diagnostics.summary import print_summary
+from .storage import weights as weights_file
 from .training.loop import Trainable
 
 
@@ -213,59 +214,16 @@ class Model(Trainable):
             layer.set_weights(weights[i:i + len(layer.weights)])
             i += len(layer.weights)
 
-    # --- weights on disk -------------------------------------------------------------------------
-    def weight_arrays(self) -> dict[str, np.ndarray]:
-        """``{"<index>/<layer name>/<param>": array}``: position first, so names need not match on load."""
-        return {f"{i:03d}/{layer.name}/{key}": backend.to_numpy(value)
-                for i, layer in enumerate(self.layers) for key, value in layer.weights.items()}
-
+    # --- weights on disk (the format: storage/weights.py) -----------------------------------------
     def save_weights(self, path: str | os.PathLike) -> None:
         """Write the weights to ``path`` (.npz) atomically: a kill mid-write leaves the old file intact."""
         self.require_built("save_weights")
-        write_npz_atomically(path, self.weight_arrays())
+        weights_file.save_weights(self, path)
 
     def load_weights(self, path: str | os.PathLike) -> None:
         """Read weights written by ``save_weights``; everything is checked before any layer changes."""
         self.require_built("load_weights")
-        self.set_weight_arrays(read_npz(path), source=str(path))
-
-    def set_weight_arrays(self, arrays: dict[str, np.ndarray], source: str) -> None:
-        """Load ``weight_arrays()``-style data after checking it fits this model, layer by layer."""
-        saved = self.check_weight_arrays(arrays, source)
-        for i, layer in enumerate(self.layers):
-            if layer.weights:
-                layer.set_weights([saved[i][k] for k in layer.weights])
-
-    def check_weight_arrays(self, arrays: dict[str, np.ndarray], source: str) -> dict[int, dict[str, np.ndarray]]:
-        """Raise ``ValueError`` naming ``source`` unless ``arrays`` fit this model (shapes layer by
-        layer, finite floating-point values); returns them by layer index and parameter name."""
-        if checkpoint.STATE_KEY in arrays:
-            raise ValueError(f"{source}: this is a training checkpoint, not a weights file; restore it with "
-                             "tinyconv.checkpoint.load_checkpoint(path, model, callbacks)")
-        saved: dict[int, dict[str, np.ndarray]] = {}
-        for key, value in arrays.items():
-            parts = key.split("/")
-            if len(parts) != 3 or not parts[0].isdigit():
-                raise ValueError(f"{source}: not a tinyconv weights file: its entry {key!r} is not named "
-                                 "'<layer index>/<layer name>/<parameter>' as model.save_weights writes them")
-            saved.setdefault(int(parts[0]), {})[parts[2]] = value
-        for i, layer in enumerate(self.layers):
-            mine = {k: tuple(v.shape) for k, v in layer.weights.items()}
-            theirs = {k: v.shape for k, v in saved.get(i, {}).items()}
-            if mine != theirs:
-                raise ValueError(f"{source}: weights do not fit this model at layer {i} {layer.name!r} "
-                                 f"({type(layer).__name__}): the model expects {mine or 'no weights'}, "
-                                 f"the file has {theirs or 'no weights'}")
-            for key, value in saved.get(i, {}).items():
-                if value.dtype.kind != "f" or not np.isfinite(value).all():
-                    problem = f"dtype {value.dtype}" if value.dtype.kind != "f" else "NaN or inf values"
-                    raise ValueError(f"{source}: layer {i} {layer.name!r} {key!r} holds {problem}; "
-                                     "expected finite floating-point weights (saved from a diverged run?)")
-        extra = sorted(set(saved) - set(range(len(self.layers))))
-        if extra:
-            raise ValueError(f"{source}: the file has weights for {len(self.layers) + len(extra)} layers "
-                             f"or more, this model has {len(self.layers)}")
-        return saved
+        weights_file.load_weights(self, path)
 
     # --- training checkpoints (see checkpoint.py) -----------------------------------------------------
     def training_state(self) -> dict:
@@ -279,47 +237,11 @@ class Model(Trainable):
     def set_training_state(self, state: dict, checked) -> None:
         checkpoint.set_model_state(state, self, checked)
 
-    # --- summary -----------------------------------------------------------------------------------
+    # --- summary (the table: diagnostics/summary.py) ---------------------------------------------
     def summary(self, print_fn=print) -> None:
-        """A Keras-like table with a receptive-field column (the input region one output pixel sees).
-
-        A graph also gets Keras's "Connected to" column (``name[0][0]``: the layers whose outputs
-        a layer takes). A merge sees as far as the farthest-seeing of its branches.
-        """
+        """A Keras-like table of the layers, with each one's receptive field."""
         self.require_built("summary")
-        fields = []
-        rows = []
-        for layer, sources in zip(self.layers, self.inbound):
-            inputs = [fields[j] for j in sources]
-            field = layer.receptive_field(inputs if isinstance(layer, Merge) else (inputs or [None])[0])
-            fields.append(field)
-            rf = "whole input" if field is None else f"{field[0]}x{field[1]}"
-            connected = [f"{self.layers[j].name}[0][0]" for j in sources] or [""]
-            cells = [f"{layer.name} ({type(layer).__name__})", str((None, *layer.output_shape)),
-                     f"{layer.count_params():,}", connected[0], rf]
-            rows.append([cells] + [["", "", "", more, ""] for more in connected[1:]])
-        header = ["Layer (type)", "Output Shape", "Param #", "Connected to", "Receptive field"]
-        if self.chain:  # as Keras: a plain stack needs no "Connected to"
-            for row in [[header]] + rows:
-                for cells in row:
-                    del cells[3]
-        every_line = [header] + [cells for row in rows for cells in row]
-        widths = [max(len(cells[i]) for cells in every_line) + 3 for i in range(len(header))]
-        line = lambda cells: " " + "".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()
-        total = sum(widths) + 1
-        print_fn(f'Model: "{self.name}"')
-        print_fn("_" * total)
-        print_fn(line(header))
-        print_fn("=" * total)
-        for i, row in enumerate(rows):
-            for cells in row:
-                print_fn(line(cells))
-            print_fn(("=" if i == len(rows) - 1 else "_") * total)
-        n, trainable = self.count_params(), self.count_trainable_params()
-        print_fn(f"Total params: {n:,}")
-        print_fn(f"Trainable params: {trainable:,}")
-        print_fn(f"Non-trainable params: {n - trainable:,}")
-        print_fn("_" * total)
+        print_summary(self, print_fn)
 
 
 class Sequential(Model):

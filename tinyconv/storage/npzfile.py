@@ -12,6 +12,10 @@ import numpy as np
 
 from . import atomic
 
+# The entry that marks a training checkpoint (its JSON document), so that a weights reader can
+# tell a checkpoint from a weights file and say which function reads it.
+CHECKPOINT_STATE_KEY = "__state__"
+
 
 def write_npz_atomically(path, arrays: dict[str, np.ndarray]) -> None:
     """Write to a temporary file in the same folder, flush it to disk, then rename over ``path``

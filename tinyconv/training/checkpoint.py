@@ -23,10 +23,10 @@ import os
 import numpy as np
 
 from .. import random
-from ..storage.npzfile import read_npz, write_npz_atomically
+from ..storage.npzfile import CHECKPOINT_STATE_KEY, read_npz, write_npz_atomically
+from ..storage.weights import check_weight_arrays, set_checked_weights, weight_arrays
 
 FORMAT = "tinyconv-training-checkpoint-1"
-STATE_KEY = "__state__"  # model.load_weights recognises a checkpoint by this entry
 
 
 def capture(model, epoch: int, callbacks=(), data=None) -> dict:
@@ -48,7 +48,7 @@ def capture(model, epoch: int, callbacks=(), data=None) -> dict:
 def model_state(model) -> dict:
     """One model's weights and its optimizer's state."""
     optimizer = model.optimizer
-    return {"weights": {key: np.array(value) for key, value in model.weight_arrays().items()},
+    return {"weights": {key: np.array(value) for key, value in weight_arrays(model).items()},
             "optimizer": {"class": type(optimizer).__name__, **optimizer.get_state()}}
 
 
@@ -61,16 +61,14 @@ def check_model_state(state: dict, model, source: str) -> dict:
     if saved_optimizer != type(model.optimizer).__name__:
         raise ValueError(f"{source}: the checkpoint was trained with {saved_optimizer}, "
                          f"this model is compiled with {type(model.optimizer).__name__}")
-    weights = model.check_weight_arrays(state["weights"], source)
+    weights = check_weight_arrays(model, state["weights"], source)
     model.optimizer.check_state(state["optimizer"], model.trainable_params(), source)
     return weights
 
 
 def set_model_state(state: dict, model, weights: dict) -> None:
     """Put a checked ``model_state`` back."""
-    for i, layer in enumerate(model.layers):
-        if layer.weights:
-            layer.set_weights([weights[i][k] for k in layer.weights])
+    set_checked_weights(model, weights)
     model.optimizer.set_state(state["optimizer"], model.trainable_params())
 
 
@@ -104,7 +102,7 @@ def write(path: str | os.PathLike, state: dict) -> None:
     """Write a ``capture()``d state to ``path`` atomically."""
     arrays: dict[str, np.ndarray] = {}
     document = _split_arrays(state, "", arrays)
-    arrays[STATE_KEY] = np.frombuffer(json.dumps(document).encode("utf-8"), dtype=np.uint8)
+    arrays[CHECKPOINT_STATE_KEY] = np.frombuffer(json.dumps(document).encode("utf-8"), dtype=np.uint8)
     write_npz_atomically(path, arrays)
 
 
@@ -113,11 +111,11 @@ def read(path: str | os.PathLike, expected_format: str = FORMAT) -> dict:
     or foreign file raises ``ValueError``."""
     source = os.fspath(path)
     arrays = read_npz(source)
-    if STATE_KEY not in arrays:
-        raise ValueError(f"{source}: not a tinyconv training checkpoint (no {STATE_KEY!r} entry); "
+    if CHECKPOINT_STATE_KEY not in arrays:
+        raise ValueError(f"{source}: not a tinyconv training checkpoint (no {CHECKPOINT_STATE_KEY!r} entry); "
                          "a weights-only file loads with model.load_weights")
     try:
-        document = json.loads(arrays.pop(STATE_KEY).tobytes().decode("utf-8"))
+        document = json.loads(arrays.pop(CHECKPOINT_STATE_KEY).tobytes().decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ValueError(f"{source}: damaged checkpoint state ({exc})") from exc
     if document.get("format") != expected_format:
