@@ -32,7 +32,8 @@ import warnings
 import numpy as np
 
 from .. import arguments, backend, losses, optimizers, random
-from .batches import ArrayIterator, check_images, check_labels
+from .. import metrics as metrics_module
+from .batches import ArrayIterator, check_images
 from .callbacks import Callback, ProgressBar, TrainingCheckpoint
 from .console import StopOnSignals, check_verbose, progress
 
@@ -50,24 +51,35 @@ class Trainable:
         self.optimizer = None
         self.loss = None
         self.metrics: list[str] = []
+        self.metric_functions: list = []
         self.fuse_output = False
         self.stop_training = False
 
-    def compile(self, optimizer="adam", loss="binary_crossentropy", metrics=None) -> None:
-        """Choose the optimizer and the loss. ``metrics=["accuracy"]`` means binary accuracy with
-        binary cross-entropy and categorical accuracy (argmax match) with categorical cross-entropy;
-        ``"binary_accuracy"`` and ``"categorical_accuracy"`` ask for one of them by name."""
+    def compile(self, optimizer="rmsprop", loss=None, metrics=None) -> None:
+        """Choose the optimizer, the loss and the metrics (Keras's default optimizer is RMSprop).
+
+        ``loss`` and each metric: a name, Keras's function of it, or an instance. ``"accuracy"``
+        (or ``"acc"``) means binary accuracy with binary cross-entropy, categorical accuracy
+        (argmax match) with categorical, and sparse categorical accuracy with sparse categorical
+        cross-entropy (see ``tinyconv/metrics.py``); the logs keep the name as written."""
+        owner = f"model {self.name!r}: compile"
         last = self.output_layer()
         if last is None:
             raise ValueError(f"model {self.name!r} has no layers: add them before compile")
-        optimizer, loss, metrics = optimizers.get(optimizer), losses.get(loss), list(metrics or [])
-        unknown = [m for m in metrics if m not in ("accuracy", "binary_accuracy", "categorical_accuracy")]
-        if unknown:
-            raise ValueError(f"model {self.name!r}: unknown metrics {unknown}; expected 'accuracy', "
-                             "'binary_accuracy' or 'categorical_accuracy'")
-        _check_loss_pitfalls(last, loss, f"model {self.name!r}: compile")
+        if loss is None:
+            raise ValueError(f"{owner}: a loss is needed to train, e.g. loss='binary_crossentropy' (one sigmoid "
+                             "per label) or 'categorical_crossentropy' (one class per image)")
+        optimizer, loss = optimizers.get(optimizer), losses.get(loss)
+        if metrics is not None and not isinstance(metrics, (list, tuple)):
+            raise TypeError(f"{owner}: metrics must be a list, such as ['accuracy'], got {type(metrics).__name__}")
+        named = [metrics_module.get(metric, loss, owner) for metric in metrics or []]
+        names = [name for name, _ in named]
+        if len(set(names)) != len(names):
+            raise ValueError(f"{owner}: two metrics are named alike in {names}; each needs its own name in the logs")
+        _check_loss_pitfalls(last, loss, owner)
         # Checked: from here on, state changes.
-        self.optimizer, self.loss, self.metrics = optimizer, loss, metrics
+        self.optimizer, self.loss, self.metrics = optimizer, loss, names
+        self.metric_functions = [function for _, function in named]
         # A final activation that is the loss's own link (sigmoid for binary, softmax over the
         # classes for categorical cross-entropy), however it is written, is fused with the loss.
         self.fuse_output = not self.loss.from_logits and self._ends_in(self.loss.link)
@@ -159,15 +171,6 @@ class Trainable:
             extra["probabilities"] = ((predictions >= 0) & (predictions <= 1)).all() | ~self._finite(predictions)
         return self.loss.value(predictions, y), predictions, extra
 
-    def _accuracy(self, name: str, predictions, y):
-        """Categorical accuracy (argmax match) for "categorical_accuracy", and for "accuracy" with
-        categorical cross-entropy; binary accuracy (``p > 0.5`` against each label) otherwise."""
-        xp = self.array_module
-        if name == "categorical_accuracy" or (
-                name == "accuracy" and isinstance(self.loss, losses.CategoricalCrossentropy)):
-            return xp.mean(xp.argmax(predictions, axis=1) == xp.argmax(y, axis=1))
-        return xp.mean(y == (predictions > 0.5))
-
     def _finite(self, a):
         return self.array_module.isfinite(a).all()
 
@@ -176,7 +179,8 @@ class Trainable:
         xp = self.array_module
         names = ["loss"] + list(self.metrics) + list(extra)
         # Compared where the predictions live: one scalar per metric comes back, not the whole batch.
-        scalars = [loss] + [self._accuracy(name, predictions, y) for name in self.metrics] + list(extra.values())
+        scalars = ([loss] + [xp.mean(function(y, predictions)) for function in self.metric_functions]
+                   + list(extra.values()))
         values = backend.to_numpy(xp.stack([xp.asarray(v, dtype=xp.float64) for v in scalars]))
         results = {name: float(value) for name, value in zip(names, values)}
         if results.pop("probabilities", 1.0) == 0.0:
@@ -431,10 +435,7 @@ class Trainable:
             if y is None:
                 raise ValueError(f"model {self.name!r}: {owner} got images but no labels y")
             self._check_images(x, owner)
-            check_labels(y, len(x), f"model {self.name!r}: {owner}")
-            self._check_label_width(y, owner)
-            if isinstance(self.loss, losses.CategoricalCrossentropy):
-                check_one_hot(y, f"model {self.name!r}: {owner}")
+            self._check_labels(y, len(x), owner)
             return ArrayIterator(x, y, batch_size, shuffle)
         if y is not None:
             raise ValueError(f"model {self.name!r}: {owner} got an iterator of (x, y) batches and also y; "
@@ -464,18 +465,14 @@ class Trainable:
             raise ValueError(f"{where}: the model expects images of shape (N, {', '.join(map(str, expected))}), "
                              f"got {tuple(x.shape)}")
 
-    def _check_label_width(self, y, owner: str) -> None:
+    def _check_labels(self, y, n: int, owner: str) -> None:
+        """The loss says what its labels are (rows in [0, 1], or class indices)."""
         expected = self.layers[-1].output_shape if self.layers else None
-        if expected is not None and tuple(y.shape[1:]) != tuple(expected):
-            raise ValueError(f"model {self.name!r}: {owner}: the model has {expected[0]} outputs, "
-                             f"the labels have shape {tuple(y.shape)}")
+        self.loss.check_targets(y, n, expected, f"model {self.name!r}: {owner}")
 
     def _check_batch(self, x_batch, y_batch, owner: str) -> None:
         self._check_images(x_batch, owner)
-        check_labels(y_batch, len(x_batch), f"model {self.name!r}: {owner}")
-        self._check_label_width(y_batch, owner)
-        if isinstance(self.loss, losses.CategoricalCrossentropy):
-            check_one_hot(y_batch, f"model {self.name!r}: {owner}")
+        self._check_labels(y_batch, len(x_batch), owner)
 
 
 class History(Callback):
@@ -552,18 +549,6 @@ def _check_loss_pitfalls(last, loss, owner: str) -> None:
         warnings.warn(f"{owner}: {type(loss).__name__}(from_logits=True) expects raw scores, but layer "
                       f"{last.name!r} already applies a {applied}, so the loss would apply a second one; drop "
                       f"the {applied} from the layer, or use from_logits=False", UserWarning, stacklevel=3)
-
-
-def check_one_hot(y, owner: str) -> None:
-    """Warn (once per call site) when labels for categorical cross-entropy are not one row, one class:
-    an all-zero row adds nothing to the loss, a row with several 1s asks for several classes at once
-    (a multi-label task: sigmoid outputs and binary cross-entropy)."""
-    sums = np.asarray(y, dtype=np.float64).sum(axis=1)
-    if (np.abs(sums - 1) > 1e-3).any():  # one text, so that Python shows it once, however many batches
-        warnings.warn(f"{owner}: categorical cross-entropy expects each label row to be one class (one 1, or "
-                      "probabilities summing to 1), but some rows are all zero or have several 1s: all-zero "
-                      "rows add nothing to the loss; for several labels per image use sigmoid outputs with "
-                      "binary_crossentropy", UserWarning, stacklevel=4)
 
 
 def _divergence_message(name: str, epoch: int, batch: int, steps: int, logs: dict) -> str:
