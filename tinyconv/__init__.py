@@ -11,3 +11,8 @@ from .random import set_seed
 
 __version__ = "0.1.0"
 from .model import Model, Sequential
+
+# Keras's module names, so that ``import tinyconv as keras`` reads as Keras: keras.layers.Dense,
+# keras.Input, keras.optimizers.RMSprop, keras.utils.to_categorical, ...
+from . import callbacks, layers, losses, metrics, models, optimizers, preprocessing, utils
+from .layers import Input

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import config
+
 _DEVICE = "cpu"
 _cupy = None
 
@@ -115,3 +117,23 @@ def to_numpy(x) -> np.ndarray:
     if is_gpu_array(x):
         return x.get()
     return np.asarray(x)
+
+
+# --- Keras's backend functions that tutorials call (``from keras import backend as K``) -------------------
+def image_data_format() -> str:
+    """Always ``"channels_last"``: images are (N, H, W, C) everywhere in tinyconv."""
+    return "channels_last"
+
+
+def epsilon() -> float:
+    """Keras's fuzz factor, 1e-7: the clipping of the cross-entropies and the optimizers' default."""
+    return 1e-7
+
+
+def floatx() -> str:
+    return config.floatx()
+
+
+def clear_session() -> None:
+    """Start layer names afresh (``conv2d``, ``conv2d_1``, ... again), as Keras does."""
+    config.reset_names()

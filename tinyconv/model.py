@@ -238,10 +238,12 @@ class Model(Trainable):
         checkpoint.set_model_state(state, self, checked)
 
     # --- summary (the table: diagnostics/summary.py) ---------------------------------------------
-    def summary(self, print_fn=print) -> None:
-        """A Keras-like table of the layers, with each one's receptive field."""
+    def summary(self, line_length=None, positions=None, print_fn=None, expand_nested=False,
+                show_trainable=False, layer_range=None) -> None:
+        """Keras's table of the layers, with each one's receptive field (arguments as Keras's:
+        see diagnostics/summary.py)."""
         self.require_built("summary")
-        print_summary(self, print_fn)
+        print_summary(self, line_length, positions, print_fn, expand_nested, show_trainable, layer_range)
 
 
 class Sequential(Model):

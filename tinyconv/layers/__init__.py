@@ -1,11 +1,12 @@
 """Layers with Keras names, arguments and defaults; each file is one page of math."""
 from .activations import Activation, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
-from .base import Input, InputLayer, Layer, SymbolicTensor, reset_names
+from ..config import reset_names
+from .base import Input, InputLayer, Layer, SymbolicTensor
 from .conv import Conv2D
 from .conv_transpose import Conv2DTranspose
 from .dense import Dense, Flatten
 from .dropout import Dropout
-from .merge import Add, Concatenate
+from .merge import Add, Concatenate, add, concatenate
 from .normalization import BatchNormalization
 from .pooling import GlobalAveragePooling2D, MaxPooling2D
 from .reshape import Reshape
@@ -14,4 +15,4 @@ from .upsampling import UpSampling2D
 __all__ = ["Activation", "Add", "BatchNormalization", "Concatenate", "Conv2D", "Conv2DTranspose", "Dense",
            "Dropout", "Flatten", "GlobalAveragePooling2D", "Input", "InputLayer", "Layer", "LeakyReLU",
            "MaxPooling2D", "ReLU", "Reshape", "Sigmoid", "Softmax", "SymbolicTensor", "Tanh", "UpSampling2D",
-           "reset_names"]
+           "add", "concatenate", "reset_names"]

@@ -25,22 +25,8 @@ import functools
 import numpy as np
 
 from .. import arguments, backend, config, initializers
+from ..config import unique_name
 from ..kernels import geometry
-
-_name_counts: dict[str, int] = {}
-
-
-def unique_name(base: str) -> str:
-    """Keras-style names: ``conv2d``, ``conv2d_1``, ``conv2d_2``, ..."""
-    count = _name_counts.get(base, 0)
-    _name_counts[base] = count + 1
-    return base if count == 0 else f"{base}_{count}"
-
-
-def reset_names() -> None:
-    """Restart the name counters (as ``keras.backend.clear_session`` does)."""
-    _name_counts.clear()
-
 
 def snake_case(class_name: str) -> str:
     out = ""

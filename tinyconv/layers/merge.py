@@ -115,3 +115,13 @@ class Concatenate(Merge):
         parts = xp.split(dy, ends[:-1], axis=self.feature_axis + 1)
         # Contiguous copies: a strided slice along the channels would slow every layer after it.
         return [xp.ascontiguousarray(part) for part in parts]
+
+
+def add(inputs, **kwargs) -> SymbolicTensor:
+    """Keras's functional shortcut: ``add([a, b])`` is ``Add()([a, b])``."""
+    return Add(**kwargs)(inputs)
+
+
+def concatenate(inputs, axis: int = -1, **kwargs) -> SymbolicTensor:
+    """Keras's functional shortcut: ``concatenate([a, b])`` is ``Concatenate(axis=-1)([a, b])``."""
+    return Concatenate(axis=axis, **kwargs)(inputs)

@@ -513,11 +513,11 @@ class ProgressBar(Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         if self.bar is not None:
-            self.bar.set_postfix_str(_format_logs(logs), refresh=False)
+            self.bar.set_postfix_str(format_logs(logs), refresh=False)
             self.bar.update(1)
 
     def on_epoch_end(self, epoch, logs=None):
-        text = _format_logs(logs)
+        text = format_logs(logs)
         if self.bar is not None:
             self.bar.set_postfix_str(text)
             self.bar.close()
@@ -542,5 +542,5 @@ def is_terminal(stream) -> bool:
         return False
 
 
-def _format_logs(logs: dict | None) -> str:
+def format_logs(logs: dict | None) -> str:
     return " - ".join(f"{key}: {value:.4f}" for key, value in (logs or {}).items())

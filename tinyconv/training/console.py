@@ -8,7 +8,7 @@ import threading
 import numpy as np
 from tqdm.auto import tqdm
 
-from .callbacks import is_terminal
+from .callbacks import format_logs, is_terminal
 
 
 class StopOnSignals:
@@ -55,3 +55,8 @@ def check_verbose(verbose, owner: str) -> int:
         raise ValueError(f"{owner}: verbose must be 0 (silent), 1 (progress bar), 2 (a line per epoch) "
                          f"or 'auto', got {verbose!r}")
     return int(verbose)
+
+
+def summary_line(steps: int, seconds: float, logs: dict) -> str:
+    """Keras's line after an evaluation: ``8/8 - 0s - 12ms/step - loss: 0.6931 - accuracy: 0.5000``."""
+    return f"{steps}/{steps} - {seconds:.0f}s - {1000 * seconds / max(steps, 1):.0f}ms/step - {format_logs(logs)}"

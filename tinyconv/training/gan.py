@@ -115,9 +115,10 @@ class GAN(Model):
         """The generator's images for noise ``x`` (N, latent_dim), on the device."""
         return self.generator.forward(x, training)
 
-    def summary(self, print_fn=print) -> None:
-        self.generator.summary(print_fn)
-        self.discriminator.summary(print_fn)
+    def summary(self, *args, **kwargs) -> None:
+        """The generator's table, then the discriminator's (``Model.summary``'s arguments)."""
+        self.generator.summary(*args, **kwargs)
+        self.discriminator.summary(*args, **kwargs)
 
     # --- the step -----------------------------------------------------------------------------------
     def sample_noise(self, n: int) -> np.ndarray:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 import sys
+import time
 import warnings
 
 import numpy as np
@@ -35,7 +36,7 @@ from .. import arguments, backend, losses, optimizers, random
 from .. import metrics as metrics_module
 from .batches import ArrayIterator, check_images
 from .callbacks import Callback, ProgressBar, TrainingCheckpoint
-from .console import StopOnSignals, check_verbose, progress
+from .console import StopOnSignals, check_verbose, progress, summary_line
 
 
 class Trainable:
@@ -190,8 +191,11 @@ class Trainable:
 
     # --- fit ---------------------------------------------------------------------------------------
     def fit(self, x, y=None, batch_size: int = 32, epochs: int = 1, verbose: int = 1, callbacks=None,
-            validation_data=None, shuffle: bool = True, initial_epoch: int = 0,
-            steps_per_epoch: int | None = None, stop_on_nan: bool = True) -> "History":
+            validation_split: float = 0.0, validation_data=None, shuffle: bool = True, class_weight=None,
+            initial_epoch: int = 0,
+            steps_per_epoch: int | None = None, validation_steps: int | None = None, validation_freq: int = 1,
+            max_queue_size: int = 10, workers: int = 1, use_multiprocessing: bool = False,
+            stop_on_nan: bool = True) -> "History":
         """Train for ``epochs - initial_epoch`` epochs; returns a ``History``.
 
         Parameters
@@ -204,7 +208,15 @@ class Trainable:
         verbose : 1 progress bar (a plain line per epoch when the output is not a terminal),
             2 one line per epoch, 0 silent.
         callbacks : a list of ``tinyconv.callbacks.Callback``.
+        validation_split : a fraction in [0, 1) of arrays ``x, y`` kept for validation: the last
+            samples, taken before any shuffling (as Keras); ignored when ``validation_data`` is given.
         validation_data : ``(x_val, y_val)`` arrays or an iterator, evaluated after each epoch.
+        validation_steps : batches per validation (default: all of it); validation_freq : validate
+            after every ``validation_freq``-th epoch.
+        max_queue_size, workers, use_multiprocessing : Keras 2's options for reading batches in
+            parallel, accepted so that its scripts run; tinyconv reads batches in the training process
+            (its batches come from arrays in memory, and a thread of their own would compete with
+            the training step for the cores).
         initial_epoch : the epoch to start from (the ``epoch`` a checkpoint returns on resume).
         steps_per_epoch : batches per epoch; default ``len`` of the data (one pass).
         stop_on_nan : stop at the first batch whose loss (or gradient) is NaN or inf, keeping the
@@ -226,9 +238,20 @@ class Trainable:
                              "epochs is the index of the last epoch plus one, as in Keras, so nothing would run")
         if steps_per_epoch is not None:
             steps_per_epoch = arguments.integer(steps_per_epoch, "steps_per_epoch", owner, low=1)
+        _refuse_class_weight(class_weight, owner)
+        if validation_steps is not None:
+            validation_steps = arguments.integer(validation_steps, "validation_steps", owner, low=1)
+        validation_freq = arguments.integer(validation_freq, "validation_freq", owner, low=1)
+        arguments.integer(max_queue_size, "max_queue_size", owner, low=0)
+        arguments.integer(workers, "workers", owner, low=0)
+        arguments.boolean(use_multiprocessing, "use_multiprocessing", owner)
         shuffle = arguments.boolean(shuffle, "shuffle", owner)
         stop_on_nan = arguments.boolean(stop_on_nan, "stop_on_nan", owner)
         verbose = check_verbose(verbose, owner)
+        validation_split = arguments.number(validation_split, "validation_split", owner, low=0, high=1,
+                                            high_open=True)
+        if validation_split and validation_data is None:
+            x, y, validation_data = self._split_off_validation(x, y, validation_split, owner)
         data = self._batches(x, y, batch_size, shuffle, "fit")
         steps = steps_per_epoch or len(data)
         if validation_data is not None:
@@ -283,8 +306,9 @@ class Trainable:
                         for callback in ordered:
                             callback.on_interrupt(epoch)
                         break
-                    if validation_data is not None:
-                        val = self.evaluate(*validation_data, batch_size=batch_size, return_dict=True)
+                    if validation_data is not None and (epoch + 1) % validation_freq == 0:
+                        val = self.evaluate(*validation_data, batch_size=batch_size, steps=validation_steps,
+                                            return_dict=True)
                         logs.update({f"val_{key}": value for key, value in val.items()})
                     for callback in ordered:  # one dict: what a callback adds, the later ones see
                         callback.on_epoch_end(epoch, logs)
@@ -347,23 +371,29 @@ class Trainable:
         return batch
 
     # --- evaluate and predict -------------------------------------------------------------------------
-    def evaluate(self, x, y=None, batch_size: int = 32, verbose: int = 0, return_dict: bool = False):
+    def evaluate(self, x, y=None, batch_size: int = 32, verbose: int = 0, steps: int | None = None,
+                 return_dict: bool = False):
         """Loss (and metrics) over a whole dataset, batch by batch, dropout off.
 
         Returns the loss alone when compiled without metrics, else ``[loss, accuracy]``
         (or ``{"loss": ..., "accuracy": ...}`` with ``return_dict=True``), means weighted by batch size.
-        Weights holding NaN or inf are refused (the model diverged).
+        ``steps``: the first ``steps`` batches only. ``verbose=2`` prints Keras's one line at the end
+        (``verbose=1`` a progress bar in a terminal, and then that line). Weights holding NaN or inf
+        are refused (the model diverged).
         """
         self._require_compiled("evaluate")
         owner = f"model {self.name!r}: evaluate"
         batch_size = arguments.integer(batch_size, "batch_size", owner, low=1)
         verbose = check_verbose(verbose, owner)
         data = self._batches(x, y, batch_size, False, "evaluate")
+        if steps is not None:
+            steps = min(arguments.integer(steps, "steps", owner, low=1), len(data))
         self._check_finite_weights("evaluate")
         sums: dict[str, float] = {}
         seen = 0
         bad_batch = None
-        for batch in progress(range(len(data)), verbose, "evaluate"):
+        started = time.perf_counter()
+        for batch in progress(range(steps or len(data)), verbose, "evaluate"):
             x_batch, y_batch = self._next_batch(data, "evaluate")
             for key, value in self.test_step((x_batch, y_batch)).items():
                 sums[key] = sums.get(key, 0.0) + value * len(x_batch)
@@ -376,6 +406,8 @@ class Trainable:
             warnings.warn(f"model {self.name!r}: evaluate: the outputs are NaN or inf from batch {bad_batch + 1} "
                           "on, although the weights are finite: they are too large (the training diverged?)",
                           RuntimeWarning, stacklevel=2)
+        if verbose:
+            print(summary_line(steps or len(data), time.perf_counter() - started, results), flush=True)
         if return_dict:
             return results
         return results["loss"] if len(results) == 1 else list(results.values())
@@ -399,6 +431,40 @@ class Trainable:
                 outputs = np.empty((len(x), *batch.shape[1:]), dtype=batch.dtype)
             outputs[start:start + len(batch)] = batch
         return outputs
+
+    # --- Keras 2's generator methods (Keras 3 removed them; fit, evaluate and predict take iterators) ---
+    def fit_generator(self, generator, steps_per_epoch=None, epochs=1, verbose=1, callbacks=None,
+                      validation_data=None, validation_steps=None, validation_freq=1, class_weight=None,
+                      max_queue_size=10, workers=1, use_multiprocessing=False, shuffle=True, initial_epoch=0):
+        """Deprecated, as in Keras 2: ``fit(generator, ...)``."""
+        _deprecated("fit_generator", "fit")
+        _refuse_class_weight(class_weight, f"model {self.name!r}: fit_generator")
+        return self.fit(generator, steps_per_epoch=steps_per_epoch, epochs=epochs, verbose=verbose,
+                        callbacks=callbacks, validation_data=validation_data, validation_steps=validation_steps,
+                        validation_freq=validation_freq, max_queue_size=max_queue_size, workers=workers,
+                        use_multiprocessing=use_multiprocessing, shuffle=shuffle, initial_epoch=initial_epoch)
+
+    def evaluate_generator(self, generator, steps=None, callbacks=None, max_queue_size=10, workers=1,
+                           use_multiprocessing=False, verbose=0):
+        """Deprecated, as in Keras 2: ``evaluate(generator, steps=...)``."""
+        _deprecated("evaluate_generator", "evaluate")
+        return self.evaluate(generator, steps=steps, verbose=verbose)
+
+    def predict_generator(self, generator, steps=None, callbacks=None, max_queue_size=10, workers=1,
+                          use_multiprocessing=False, verbose=0):
+        """Deprecated, as in Keras 2: the outputs for the images of the first ``steps`` batches (default
+        one pass, ``len(generator)``), batches of images or of ``(images, labels)``."""
+        _deprecated("predict_generator", "predict")
+        owner = f"model {self.name!r}: predict_generator"
+        if not (hasattr(generator, "__next__") and hasattr(generator, "__len__")):
+            raise TypeError(f"{owner}: expected an iterator of batches with len(), such as "
+                            f"ImageDataGenerator.flow(x, shuffle=False), got {type(generator).__name__}")
+        steps = len(generator) if steps is None else arguments.integer(steps, "steps", owner, low=1)
+        outputs = []
+        for _ in range(steps):
+            batch = next(generator)
+            outputs.append(self.predict(batch[0] if isinstance(batch, tuple) else batch, verbose=verbose))
+        return np.concatenate(outputs)
 
     def _check_finite_weights(self, owner: str) -> None:
         """Refuse to compute with NaN or inf weights."""
@@ -449,6 +515,19 @@ class Trainable:
                              f"({type(x).__name__} with y=None); pass them: flow(x, y)")
         return x
 
+    def _split_off_validation(self, x, y, fraction: float, owner: str):
+        """``x, y`` without their last ``fraction``, and that part as ``validation_data`` (Keras's rule:
+        the first ``int(N * (1 - fraction))`` samples train)."""
+        if not (hasattr(x, "ndim") and hasattr(y, "ndim")):
+            raise ValueError(f"{owner}: validation_split needs arrays x and y (it splits them); for an iterator "
+                             f"such as ImageDataGenerator.flow pass validation_data=, or "
+                             f"ImageDataGenerator(validation_split=...) with flow(..., subset=)")
+        keep = int(len(x) * (1 - fraction))
+        if keep == 0 or keep == len(x):
+            raise ValueError(f"{owner}: validation_split={fraction} of {len(x)} samples leaves "
+                             f"{'no training' if keep == 0 else 'no validation'} samples")
+        return x[:keep], y[:keep], (x[keep:], y[keep:])
+
     def _validation_pair(self, validation_data, batch_size: int):
         if isinstance(validation_data, tuple) and len(validation_data) == 2:
             x_val, y_val = validation_data
@@ -491,6 +570,18 @@ class History(Callback):
         self.epoch.append(epoch)
         for key, value in (logs or {}).items():
             self.history.setdefault(key, []).append(value)
+
+
+def _deprecated(old: str, new: str) -> None:
+    """Keras 2's warning; Python shows it once per calling line."""
+    warnings.warn(f"Model.{old} is deprecated and will be removed in a future version; use Model.{new}, "
+                  "which takes generators", UserWarning, stacklevel=3)
+
+
+def _refuse_class_weight(class_weight, owner: str) -> None:
+    if class_weight is not None:
+        raise ValueError(f"{owner}: class_weight is not supported; for rare labels weight them in a loss of your "
+                         "own (a subclass of tinyconv.losses.Loss), or resample the training set")
 
 
 def unpack_batch(data, owner: str) -> tuple:
