@@ -243,7 +243,6 @@ assert model.count_params() == 448 + 64 + 2320 + 18464 + 330
 
 
 def test_cifar_cnn_with_loss_and_metric_functions(tmp_path, monkeypatch, rng):
-    pytest.importorskip("tinyconv.regularizers", reason="kernel_regularizer and AveragePooling2D are not built yet")
     (train_images, train_labels), (test_images, test_labels) = colour_images(256, rng), colour_images(64, rng)
     out = run(CIFAR_CNN_ONE_HOT, tmp_path, monkeypatch, train_images=train_images, train_labels=train_labels,
               test_images=test_images, test_labels=test_labels)

@@ -1,5 +1,6 @@
 """Layers with Keras names, arguments and defaults; each file is one page of math."""
 from .activations import Activation, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
+from .average_pooling import AveragePooling2D
 from ..config import reset_names
 from .base import Input, InputLayer, Layer, SymbolicTensor
 from .conv import Conv2D
@@ -12,7 +13,7 @@ from .pooling import GlobalAveragePooling2D, MaxPooling2D
 from .reshape import Reshape
 from .upsampling import UpSampling2D
 
-__all__ = ["Activation", "Add", "BatchNormalization", "Concatenate", "Conv2D", "Conv2DTranspose", "Dense",
+__all__ = ["Activation", "Add", "AveragePooling2D", "BatchNormalization", "Concatenate", "Conv2D", "Conv2DTranspose", "Dense",
            "Dropout", "Flatten", "GlobalAveragePooling2D", "Input", "InputLayer", "Layer", "LeakyReLU",
            "MaxPooling2D", "ReLU", "Reshape", "Sigmoid", "Softmax", "SymbolicTensor", "Tanh", "UpSampling2D",
            "add", "concatenate", "reset_names"]

@@ -101,6 +101,7 @@ class Layer:
         self.params: dict[str, object] = {}  # trainable: the optimizer updates them from grads
         self.grads: dict[str, object] = {}
         self.non_trainable_params: dict[str, object] = {}  # state such as BatchNorm's moving mean
+        self.regularizers: dict[str, object] = {}  # weight name -> its penalty (regularizers.py)
         self.built = False
         self.input_shape: tuple | None = None
         self.output_shape: tuple | None = None

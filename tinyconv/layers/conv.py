@@ -37,7 +37,8 @@ from .linear import LinearLayer
 class Conv2D(WindowLayer, LinearLayer):
     def __init__(self, filters: int, kernel_size, strides=(1, 1), padding: str = "valid",
                  activation=None, use_bias: bool = True, kernel_initializer="glorot_uniform",
-                 bias_initializer="zeros", algorithm: str = "auto", name: str | None = None,
+                 bias_initializer="zeros", kernel_regularizer=None,
+                 bias_regularizer=None, algorithm: str = "auto", name: str | None = None,
                  input_shape=None):
         owner = constructor_owner(self, name)
         self.filters = arguments.integer(filters, "filters", owner, low=1)
@@ -52,7 +53,8 @@ class Conv2D(WindowLayer, LinearLayer):
             raise ValueError(f"{owner}: the Winograd algorithm needs a 3x3 kernel with "
                              f"strides 1, got kernel {kernel_size} and strides {strides}")
         super().__init__(window=kernel_size, strides=strides, padding=padding, window_name="kernel_size",
-                         activation=activation, name=name, input_shape=input_shape)
+                         activation=activation, kernel_regularizer=kernel_regularizer,
+                         bias_regularizer=bias_regularizer, name=name, input_shape=input_shape)
         self.kernel_size = self.window
         self.kernel_initializer = kernel_initializer
         self.bias_initializer = bias_initializer

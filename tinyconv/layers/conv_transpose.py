@@ -42,14 +42,16 @@ from .linear import LinearLayer
 class Conv2DTranspose(WindowLayer, LinearLayer):
     def __init__(self, filters: int, kernel_size, strides=(1, 1), padding: str = "valid",
                  activation=None, use_bias: bool = True, kernel_initializer="glorot_uniform",
-                 bias_initializer="zeros", name: str | None = None, input_shape=None):
+                 bias_initializer="zeros", kernel_regularizer=None,
+                 bias_regularizer=None, name: str | None = None, input_shape=None):
         owner = constructor_owner(self, name)
         self.filters = arguments.integer(filters, "filters", owner, low=1)
         self.use_bias = arguments.boolean(use_bias, "use_bias", owner)
         initializers.get(kernel_initializer, owner=f"{owner}: kernel_initializer")
         initializers.get(bias_initializer, owner=f"{owner}: bias_initializer")
         super().__init__(window=kernel_size, strides=strides, padding=padding, window_name="kernel_size",
-                         activation=activation, name=name, input_shape=input_shape)
+                         activation=activation, kernel_regularizer=kernel_regularizer,
+                         bias_regularizer=bias_regularizer, name=name, input_shape=input_shape)
         self.kernel_size = self.window
         self.kernel_initializer = kernel_initializer
         self.bias_initializer = bias_initializer

@@ -21,14 +21,16 @@ from .linear import LinearLayer
 
 class Dense(LinearLayer):
     def __init__(self, units: int, activation=None, use_bias: bool = True,
-                 kernel_initializer="glorot_uniform", bias_initializer="zeros",
+                 kernel_initializer="glorot_uniform", bias_initializer="zeros", kernel_regularizer=None,
+                 bias_regularizer=None,
                  name: str | None = None, input_shape=None):
         owner = constructor_owner(self, name)
         self.units = arguments.integer(units, "units", owner, low=1)
         self.use_bias = arguments.boolean(use_bias, "use_bias", owner)
         initializers.get(kernel_initializer, owner=f"{owner}: kernel_initializer")
         initializers.get(bias_initializer, owner=f"{owner}: bias_initializer")
-        super().__init__(activation=activation, name=name, input_shape=input_shape)
+        super().__init__(activation=activation, kernel_regularizer=kernel_regularizer,
+                         bias_regularizer=bias_regularizer, name=name, input_shape=input_shape)
         self.kernel_initializer = kernel_initializer
         self.bias_initializer = bias_initializer
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import inspect
 
+from .. import regularizers
 from . import activations
 from .base import Layer, constructor_owner
 
@@ -19,9 +20,13 @@ class LinearLayer(Layer):
     ``(p - y) / (N*L)`` or ``(p - y) / N``).
     """
 
-    def __init__(self, activation=None, **kwargs):
-        self.activation = activations.get(activation, owner=constructor_owner(self, kwargs.get("name")))
+    def __init__(self, activation=None, kernel_regularizer=None, bias_regularizer=None, **kwargs):
+        owner = constructor_owner(self, kwargs.get("name"))
+        self.activation = activations.get(activation, owner=owner)
+        chosen = {"kernel": regularizers.get(kernel_regularizer, f"{owner}: kernel_regularizer"),
+                  "bias": regularizers.get(bias_regularizer, f"{owner}: bias_regularizer")}
         super().__init__(**kwargs)
+        self.regularizers = {key: regularizer for key, regularizer in chosen.items() if regularizer is not None}
 
     def forward(self, x, training: bool = False):
         z = self.forward_linear(x)

@@ -12,14 +12,18 @@ import numpy as np
 from .. import arguments, random
 
 
-def check_images(x, owner: str) -> None:
-    """Fail clearly unless ``x`` is a finite numeric (N, H, W, C) array with N >= 1."""
+def check_images(x, owner: str, rank: int | None = 4) -> None:
+    """Fail clearly unless ``x`` is a finite numeric array of ``rank`` axes (4: images (N, H, W, C);
+    None: any batch (N, ...), for a model whose input shape is not known yet) with N >= 1."""
     if not hasattr(x, "shape") or not hasattr(x, "dtype"):
         raise TypeError(f"{owner}: expected a NumPy array of images (N, H, W, C), got {type(x).__name__}")
     if x.dtype.kind not in "fiu":
         raise TypeError(f"{owner}: expected numeric images, got dtype {x.dtype}")
-    if x.ndim != 4:
+    if rank == 4 and x.ndim != 4:
         raise ValueError(f"{owner}: expected a 4-D batch of images (N, H, W, C), got shape {tuple(x.shape)}")
+    if x.ndim < 2 or (rank is not None and x.ndim != rank):
+        raise ValueError(f"{owner}: expected a {rank or 'at least 2'}-D batch of inputs (N, ...), "
+                         f"got shape {tuple(x.shape)}")
     if x.shape[0] == 0:
         raise ValueError(f"{owner}: expected at least one image, got 0")
     if x.dtype.kind == "f":

@@ -137,6 +137,7 @@ class Trainable:
                 self.backward_logits(self.logits_loss.backward(), input_gradient=False)
             else:
                 self.backward(self.loss.backward(), input_gradient=False)
+            loss = loss + self._penalty(add_gradients=True)
         gradients = self.gradients()
         xp = self.array_module
         # One sum per gradient: NaN or inf anywhere makes it non-finite.
@@ -157,7 +158,19 @@ class Trainable:
         x, y = unpack_batch(data, f"model {self.name!r}: test_step")
         y = self.to_model_device(y)
         loss, predictions, extra = self._loss_on_device(x, y, training=False)
-        return self._read_back(loss, predictions, y, extra)
+        return self._read_back(loss + self._penalty(add_gradients=False), predictions, y, extra)
+
+    def _penalty(self, add_gradients: bool):
+        """The weights' regularization penalty (0 without regularizers), part of the loss as in Keras;
+        with ``add_gradients``, its gradient joins each regularized weight's."""
+        penalty = self.array_module.zeros((), dtype=self.dtype)
+        for layer in self.layers:
+            for key, regularizer in layer.regularizers.items():
+                if key in layer.params:  # a bias regularizer on a layer without bias has nothing to do
+                    penalty = penalty + regularizer(layer.params[key])
+                    if add_gradients:
+                        layer.grads[key] = layer.grads[key] + regularizer.gradient(layer.params[key])
+        return penalty
 
     def _loss_on_device(self, x_batch, y, training: bool):
         """The loss (fused with a final sigmoid or softmax when possible) as a 0-d device array, the
@@ -537,11 +550,14 @@ class Trainable:
         return (validation_data,)
 
     def _check_images(self, x, owner: str) -> None:
+        """Images (N, H, W, C) for a model that takes images; for one that takes vectors (N, D) or other
+        arrays (Keras's multilayer perceptrons), arrays of its input shape."""
         where = f"model {self.name!r}: {owner}"
-        check_images(x, where)
         expected = self.image_shape()
+        check_images(x, where, rank=None if expected is None else 1 + len(expected))
         if expected is not None and tuple(x.shape[1:]) != tuple(expected):
-            raise ValueError(f"{where}: the model expects images of shape (N, {', '.join(map(str, expected))}), "
+            noun = "images" if len(expected) == 3 else "inputs"
+            raise ValueError(f"{where}: the model expects {noun} of shape (N, {', '.join(map(str, expected))}), "
                              f"got {tuple(x.shape)}")
 
     def _check_labels(self, y, n: int, owner: str) -> None:
