@@ -19,7 +19,7 @@ def test_feature_maps_equal_the_layers_run_one_by_one(rng):
     model = small_cnn()
     image = rng.standard_normal((8, 8, 3)).astype(np.float32)
     maps = feature_maps(model, image)
-    conv, leaky, conv_relu, pool = model.layers[1:5]
+    conv, leaky, conv_relu, pool = model.layers[0:4]  # a Sequential lists no InputLayer, as in Keras
     assert list(maps) == [leaky.name, conv_relu.name, pool.name]   # the conv without activation is skipped
     x = image[None]
     expected = {}
@@ -34,7 +34,7 @@ def test_feature_maps_equal_the_layers_run_one_by_one(rng):
 
 def test_feature_maps_of_chosen_layers_and_bad_input(rng):
     model = small_cnn()
-    conv = model.layers[1]
+    conv = model.layers[0]
     image = rng.standard_normal((8, 8, 3)).astype(np.float32)
     maps = feature_maps(model, image, layers=[conv])
     assert list(maps) == [conv.name] and maps[conv.name].shape == (8, 8, 4)

@@ -353,3 +353,18 @@ def test_global_average_pooling_after_add_of_keras_names(rng):
     joined = tinyconv.layers.concatenate([merged, x])
     model = Model(x, GlobalAveragePooling2D()(joined))
     assert model.output_shape == (None, 4)
+
+
+def test_sequential_layers_leave_out_the_input_layer_as_keras():
+    model = Sequential()
+    first = Conv2D(2, 3, input_shape=(6, 6, 1))
+    model.add(first)
+    model.add(Flatten())
+    assert model.layers[0] is first and len(model.layers) == 2
+    unbuilt = Sequential([Dense(2), Dense(1)])
+    assert [type(layer).__name__ for layer in unbuilt.layers] == ["Dense", "Dense"]
+    unbuilt.predict(np.zeros((1, 3), np.float32))  # built by its first batch
+    assert len(unbuilt.layers) == 2 and unbuilt.layers[0].params["kernel"].shape == (3, 2)
+    inputs = Input((3,))
+    functional = Model(inputs, Dense(1)(inputs))
+    assert type(functional.layers[0]).__name__ == "InputLayer"  # Keras's functional models list it

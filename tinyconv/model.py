@@ -1,5 +1,9 @@
 """Model (functional graph) and Sequential: whole-network forward and explicit backward.
 
+``graph_layers`` holds every layer in topological order, the ``InputLayer`` first, and
+``inbound[i]`` the positions of layer i's inputs: the passes, the summary and the weights file
+work on these positions. ``layers`` is Keras's list (a Sequential's leaves its InputLayer out).
+
 ``forward`` runs the layers in order; ``backward`` runs them in reverse, each turning
 ``dL/d(output)`` into ``dL/d(input)`` and filling its parameter gradients. Training methods
 (``compile``, ``fit``, ``evaluate``, ``predict``) come from ``training.Trainable``.
@@ -33,7 +37,7 @@ class Model(Trainable):
         default = unique_name(snake_case(type(self).__name__))
         if inputs is None and outputs is None and type(self) is not Model:
             self.name = arguments.object_name(name, "name", type(self).__name__) if name is not None else default
-            self.layers: list[Layer] = []
+            self.graph_layers: list[Layer] = []
             self.set_plan([])
             super().__init__()
             return
@@ -45,11 +49,17 @@ class Model(Trainable):
             raise TypeError(f"Model: inputs must come from Input(...), got the output of layer {inputs.layer.name!r}")
         tensors = topological_order(inputs, outputs)
         position = {id(tensor): i for i, tensor in enumerate(tensors)}
-        self.layers: list[Layer] = [tensor.layer for tensor in tensors]
+        self.graph_layers: list[Layer] = [tensor.layer for tensor in tensors]
         self.name = arguments.object_name(name, "name", "Model") if name is not None else default
-        check_unique_names(self.layers, f"model {self.name!r}")
+        check_unique_names(self.graph_layers, f"model {self.name!r}")
         self.set_plan([[position[id(source)] for source in tensor.inputs] for tensor in tensors])
         super().__init__()
+
+    @property
+    def layers(self) -> list[Layer]:
+        """The layers, as Keras lists them: a functional model's from its ``InputLayer`` on (in
+        ``graph_layers``' order), a Sequential's without it."""
+        return self.graph_layers
 
     def set_plan(self, inbound: list[list[int]]) -> None:
         """Precompute how to run the graph: ``inbound[i]`` lists the positions (in ``layers``) of
@@ -66,11 +76,11 @@ class Model(Trainable):
     # --- shapes -----------------------------------------------------------------------------
     @property
     def input_shape(self) -> tuple:
-        return (None, *self.layers[0].input_shape)
+        return (None, *self.graph_layers[0].input_shape)
 
     @property
     def output_shape(self) -> tuple:
-        return (None, *self.layers[-1].output_shape)
+        return (None, *self.graph_layers[-1].output_shape)
 
     @property
     def dtype(self) -> np.dtype:
@@ -99,18 +109,18 @@ class Model(Trainable):
 
     def forward(self, x, training: bool = False):
         """(N, *input_shape) -> (N, *output_shape)."""
-        return self.run_layers(self.prepare_input(x), len(self.layers), training)
+        return self.run_layers(self.prepare_input(x), len(self.graph_layers), training)
 
     def run_layers(self, x, count: int, training: bool = False):
         """Run the first ``count`` layers (in topological order) on the model input ``x``;
         returns the output of layer ``count - 1``."""
         if self.chain:
-            for layer in self.layers[:count]:
+            for layer in self.graph_layers[:count]:
                 x = layer.forward(x, training)
             return x
         outputs = [None] * count
         for i in range(count):
-            layer, sources = self.layers[i], self.inbound[i]
+            layer, sources = self.graph_layers[i], self.inbound[i]
             if not sources:
                 outputs[i] = layer.forward(x, training)
             elif isinstance(layer, Merge):
@@ -125,17 +135,17 @@ class Model(Trainable):
     def image_shape(self) -> tuple | None:
         """The shape of one image ``fit``, ``evaluate`` and ``predict`` take (None until a Sequential
         without Input is built)."""
-        return self.layers[0].input_shape if self.layers else None
+        return self.graph_layers[0].input_shape if self.graph_layers else None
 
     def forward_logits(self, x, training: bool = False):
         """Forward pass that stops before the final sigmoid or softmax: returns its input z."""
         # The last layer reads the one before it (see model.topological_order).
-        x = self.run_layers(self.prepare_input(x), len(self.layers) - 1, training)
-        return self.layers[-1].forward_logits(x, training)
+        x = self.run_layers(self.prepare_input(x), len(self.graph_layers) - 1, training)
+        return self.graph_layers[-1].forward_logits(x, training)
 
     def backward_logits(self, dz, input_gradient: bool = True):
         """Backward pass from dL/dz, the gradient at the final activation's input (see ``backward``)."""
-        *body, last = self.layers
+        *body, last = self.graph_layers
         return self.backward_layers(body, last.backward_logits(dz), input_gradient)
 
     def backward(self, dy, input_gradient: bool = True):
@@ -145,10 +155,10 @@ class Model(Trainable):
         Dense skips computing dL/d(input), which no parameter needs: for a first convolution
         that is one matrix product and a col2im saved per step.
         """
-        return self.backward_layers(self.layers, dy, input_gradient)
+        return self.backward_layers(self.graph_layers, dy, input_gradient)
 
     def backward_layers(self, layers, dy, input_gradient: bool = True):
-        """Backward through ``layers``, the first ones of ``self.layers`` (all, or all but the
+        """Backward through ``layers``, the first ones of ``self.graph_layers`` (all, or all but the
         last for ``backward_logits``), from ``dy``, the gradient at the last one's output;
         see ``backward``.
 
@@ -157,7 +167,7 @@ class Model(Trainable):
         ``dL/dt = sum over the consumers c of dL/dc_input``.
         """
         if self.chain:
-            first = next((layer for layer in self.layers if not isinstance(layer, InputLayer)), None)
+            first = next((layer for layer in self.graph_layers if not isinstance(layer, InputLayer)), None)
             for layer in reversed(layers):
                 if layer is first and not input_gradient:
                     skip_input_gradient(layer, dy)
@@ -167,7 +177,7 @@ class Model(Trainable):
         gradients = [None] * len(layers)
         gradients[-1] = dy
         for i in range(len(layers) - 1, 0, -1):  # position 0 is the InputLayer
-            layer, sources, dy = self.layers[i], self.inbound[i], gradients[i]
+            layer, sources, dy = self.graph_layers[i], self.inbound[i], gradients[i]
             gradients[i] = None
             if not input_gradient and all(j == 0 for j in sources):
                 skip_input_gradient(layer, dy)  # it reads the model input only: nobody needs its dx
@@ -180,7 +190,7 @@ class Model(Trainable):
 
     def output_layer(self) -> Layer | None:
         """The layer that makes the model's output (None for a model with no layers yet)."""
-        return self.layers[-1] if self.layers else None
+        return self.graph_layers[-1] if self.graph_layers else None
 
     def require_built(self, what: str) -> None:
         """A Sequential without an Input learns its shapes from its first batch; until then its
@@ -188,29 +198,29 @@ class Model(Trainable):
 
     # --- parameters -----------------------------------------------------------------------------
     def trainable_params(self) -> list:
-        return [p for layer in self.layers for p in layer.params.values()]
+        return [p for layer in self.graph_layers for p in layer.params.values()]
 
     def gradients(self) -> list:
-        return [g for layer in self.layers for g in layer.grads.values()]
+        return [g for layer in self.graph_layers for g in layer.grads.values()]
 
     def count_params(self) -> int:
         """Every weight, trainable or not (as Keras's total)."""
         self.require_built("count_params")
-        return sum(layer.count_params() for layer in self.layers)
+        return sum(layer.count_params() for layer in self.graph_layers)
 
     def count_trainable_params(self) -> int:
-        return sum(layer.count_trainable_params() for layer in self.layers)
+        return sum(layer.count_trainable_params() for layer in self.graph_layers)
 
     def get_weights(self) -> list[np.ndarray]:
         """Every layer's ``get_weights()`` in turn: trainable and non-trainable (moving statistics)."""
-        return [w for layer in self.layers for w in layer.get_weights()]
+        return [w for layer in self.graph_layers for w in layer.get_weights()]
 
     def set_weights(self, weights: list) -> None:
-        expected = sum(len(layer.weights) for layer in self.layers)
+        expected = sum(len(layer.weights) for layer in self.graph_layers)
         if len(weights) != expected:
             raise ValueError(f"model {self.name!r}: expected {expected} weight arrays, got {len(weights)}")
         i = 0
-        for layer in self.layers:
+        for layer in self.graph_layers:
             layer.set_weights(weights[i:i + len(layer.weights)])
             i += len(layer.weights)
 
@@ -265,20 +275,25 @@ class Sequential(Model):
             if self.input_tensor is not None or self.pending:
                 raise ValueError(f"model {self.name!r}: Input(...) must come first, and only once")
             self.input_tensor = self.output_tensor = layer
-            self.layers = [layer.layer]
+            self.graph_layers = [layer.layer]
             self.set_plan([[]])
             return
         if not isinstance(layer, Layer):
             raise TypeError(f"model {self.name!r}: expected a Layer, got {type(layer).__name__}")
-        check_unique_names([*self.layers, *self.pending, layer], f"model {self.name!r}")
+        check_unique_names([*self.graph_layers, *self.pending, layer], f"model {self.name!r}")
         if self.input_tensor is None and layer.declared_input_shape is not None and not self.pending:
             self.add(Input(layer.declared_input_shape))
         if self.input_tensor is None:
             self.pending.append(layer)  # built when the first batch shows the input shape
             return
         self.output_tensor = layer(self.output_tensor)
-        self.layers.append(layer)
-        self.set_plan(self.inbound + [[len(self.layers) - 2]])
+        self.graph_layers.append(layer)
+        self.set_plan(self.inbound + [[len(self.graph_layers) - 2]])
+
+    @property
+    def layers(self) -> list[Layer]:
+        """Keras's list: the layers added, without the ``InputLayer`` (which ``graph_layers`` starts with)."""
+        return [*self.graph_layers[1:], *self.pending] if self.graph_layers else list(self.pending)
 
     def output_layer(self) -> Layer | None:
         return self.pending[-1] if self.pending else super().output_layer()

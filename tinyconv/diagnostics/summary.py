@@ -29,14 +29,14 @@ def print_summary(model, line_length: int | None = None, positions=None, print_f
     first, last = _layer_range(model, layer_range, owner)
     fields = []
     rows = []
-    for index, (layer, sources) in enumerate(zip(model.layers, model.inbound)):
+    for index, (layer, sources) in enumerate(zip(model.graph_layers, model.inbound)):
         inputs = [fields[j] for j in sources]
         field = layer.receptive_field(inputs if isinstance(layer, Merge) else (inputs or [None])[0])
         fields.append(field)
         if not first <= index <= last:
             continue
         rf = "whole input" if field is None else f"{field[0]}x{field[1]}"
-        connected = [f"{model.layers[j].name}[0][0]" for j in sources] or [""]
+        connected = [f"{model.graph_layers[j].name}[0][0]" for j in sources] or [""]
         cells = [f"{layer.name} ({type(layer).__name__})", str((None, *layer.output_shape)),
                  f"{layer.count_params():,}", connected[0], rf, "Y"]
         rows.append([cells] + [["", "", "", more, "", ""] for more in connected[1:]])
@@ -88,8 +88,8 @@ def _column_widths(natural: list[int], line_length: int | None, positions, owner
 def _layer_range(model, layer_range, owner: str) -> tuple[int, int]:
     """The positions of the first and last layer to show (all of them without ``layer_range``)."""
     if layer_range is None:
-        return 0, len(model.layers) - 1
-    names = [layer.name for layer in model.layers]
+        return 0, len(model.graph_layers) - 1
+    names = [layer.name for layer in model.graph_layers]
     if not (isinstance(layer_range, (list, tuple)) and len(layer_range) == 2
             and all(name in names for name in layer_range)):
         raise ValueError(f"{owner}: layer_range must be the names of two layers of the model, the first and "

@@ -18,7 +18,7 @@ from .npzfile import CHECKPOINT_STATE_KEY, read_npz, write_npz_atomically
 def weight_arrays(model) -> dict[str, np.ndarray]:
     """Every weight of ``model`` on the host, under its entry name."""
     return {f"{i:03d}/{layer.name}/{key}": backend.to_numpy(value)
-            for i, layer in enumerate(model.layers) for key, value in layer.weights.items()}
+            for i, layer in enumerate(model.graph_layers) for key, value in layer.weights.items()}
 
 
 def save_weights(model, path: str | os.PathLike) -> None:
@@ -44,7 +44,7 @@ def check_weight_arrays(model, arrays: dict[str, np.ndarray], source: str) -> di
             raise ValueError(f"{source}: not a tinyconv weights file: its entry {key!r} is not named "
                              "'<layer index>/<layer name>/<parameter>' as model.save_weights writes them")
         saved.setdefault(int(parts[0]), {})[parts[2]] = value
-    for i, layer in enumerate(model.layers):
+    for i, layer in enumerate(model.graph_layers):
         mine = {k: tuple(v.shape) for k, v in layer.weights.items()}
         theirs = {k: v.shape for k, v in saved.get(i, {}).items()}
         if mine != theirs:
@@ -56,15 +56,15 @@ def check_weight_arrays(model, arrays: dict[str, np.ndarray], source: str) -> di
                 problem = f"dtype {value.dtype}" if value.dtype.kind != "f" else "NaN or inf values"
                 raise ValueError(f"{source}: layer {i} {layer.name!r} {key!r} holds {problem}; "
                                  "expected finite floating-point weights (saved from a diverged run?)")
-    extra = sorted(set(saved) - set(range(len(model.layers))))
+    extra = sorted(set(saved) - set(range(len(model.graph_layers))))
     if extra:
-        raise ValueError(f"{source}: the file has weights for {len(model.layers) + len(extra)} layers "
-                         f"or more, this model has {len(model.layers)}")
+        raise ValueError(f"{source}: the file has weights for {len(model.graph_layers) + len(extra)} layers "
+                         f"or more, this model has {len(model.graph_layers)}")
     return saved
 
 
 def set_checked_weights(model, saved: dict[int, dict[str, np.ndarray]]) -> None:
     """Put weights that ``check_weight_arrays`` returned into the layers."""
-    for i, layer in enumerate(model.layers):
+    for i, layer in enumerate(model.graph_layers):
         if layer.weights:
             layer.set_weights([saved[i][k] for k in layer.weights])

@@ -86,7 +86,8 @@ class GAN(Model):
                              "Adam(2e-4, beta_1=0.5) twice")
         super().__init__(name=name)
         self.generator, self.discriminator = generator, discriminator
-        self.layers = [*generator.layers, *discriminator.layers]  # what a checkpoint and a refused step see
+        # What a checkpoint and a refused step see:
+        self.graph_layers = [*generator.graph_layers, *discriminator.graph_layers]
         self.latent_dim = noise[0]
         self.loss = BinaryCrossentropy(from_logits=True)
         # compile() gives each model its optimizer (and checkpoints their state); the losses here

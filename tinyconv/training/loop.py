@@ -43,7 +43,7 @@ class Trainable:
     """Mixed into ``Model``: everything that needs a loss and an optimizer.
 
     Its contract with the model, which ``Model`` fulfils (see model.py): ``name``, ``layers``,
-    ``forward``, ``backward``, ``forward_logits``, ``backward_logits`` (the passes that stop at, and
+    ``graph_layers``, ``forward``, ``backward``, ``forward_logits``, ``backward_logits`` (the passes that stop at, and
     start from, a final sigmoid's or softmax's input), ``prepare_input``, ``to_model_device``,
     ``gradients``, ``trainable_params``, ``array_module``, ``output_layer`` and ``image_shape``.
     """
@@ -490,7 +490,7 @@ class Trainable:
     def _first_non_finite_weight(self) -> str | None:
         """``"layer <i> '<name>', '<param>'"`` of the first parameter holding NaN or inf, else None
         (one transfer for all of them)."""
-        located = [(i, layer, key) for i, layer in enumerate(self.layers) for key in layer.weights]
+        located = [(i, layer, key) for i, layer in enumerate(self.graph_layers) for key in layer.weights]
         if not located:
             return None
         xp = self.array_module
@@ -562,7 +562,7 @@ class Trainable:
 
     def _check_labels(self, y, n: int, owner: str) -> None:
         """The loss says what its labels are (rows in [0, 1], or class indices)."""
-        expected = self.layers[-1].output_shape if self.layers else None
+        expected = self.graph_layers[-1].output_shape if self.graph_layers else None
         self.loss.check_targets(y, n, expected, f"model {self.name!r}: {owner}")
 
     def _check_batch(self, x_batch, y_batch, owner: str) -> None:
