@@ -109,8 +109,9 @@ class Optimizer:
         self.slots = {name: list(arrays) for name, arrays in slots.items()}
 
     def get_state(self) -> dict:
-        """``{"iterations": t, "slots": {name: [host arrays]}}``."""
-        return {"iterations": self.iterations,
+        """``{"iterations": t, "learning_rate": lr, "slots": {name: [host arrays]}}`` (the rate too:
+        a callback may have changed it during the run)."""
+        return {"iterations": self.iterations, "learning_rate": self.learning_rate,
                 "slots": {name: [to_numpy(a).copy() for a in arrays] for name, arrays in self.slots.items()}}
 
     def check_state(self, state: dict, params: list, source: str = "") -> None:
@@ -122,6 +123,9 @@ class Optimizer:
         iterations, slots = state.get("iterations"), state.get("slots")
         if isinstance(iterations, bool) or not isinstance(iterations, (int, np.integer)) or iterations < 0:
             raise ValueError(f"{owner}: expected a step count >= 0, got {iterations!r}")
+        rate = state.get("learning_rate", self.learning_rate)  # absent from checkpoints of earlier versions
+        if isinstance(rate, bool) or not isinstance(rate, (int, float, np.floating)) or not rate > 0:
+            raise ValueError(f"{owner}: expected a learning rate > 0, got {rate!r}")
         if not isinstance(slots, dict) or set(slots) != set(self.slot_names):
             raise ValueError(f"{owner}: expected the slots {list(self.slot_names)}, "
                              f"got {sorted(slots) if isinstance(slots, dict) else slots!r}")
@@ -147,6 +151,7 @@ class Optimizer:
                 for current, saved in zip(self.slots[name], arrays):
                     current[...] = get_array_module(current).asarray(saved, dtype=current.dtype)
         self.iterations = int(state["iterations"])
+        self.learning_rate = float(state.get("learning_rate", self.learning_rate))
 
 
 class Adam(Optimizer):

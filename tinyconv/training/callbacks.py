@@ -82,7 +82,7 @@ class Callback:
         pass
 
 
-def _monitor_op(monitor: str, mode: str, owner: str):
+def monitor_op_for(monitor: str, mode: str, owner: str):
     """``np.less`` when smaller is better, ``np.greater`` when larger is; ``auto`` decides by the name."""
     arguments.text(monitor, "monitor", owner)
     arguments.one_of(mode, "mode", owner, ("auto", "min", "max"))
@@ -91,7 +91,7 @@ def _monitor_op(monitor: str, mode: str, owner: str):
     return np.less if mode == "min" else np.greater
 
 
-def _check_monitor(monitor: str, params: dict, owner: str) -> None:
+def check_monitor(monitor: str, params: dict, owner: str) -> None:
     """A monitored value that the run's logs will never hold is a mistake found before training."""
     keys = params.get("metrics")
     if keys is not None and monitor not in keys:
@@ -118,7 +118,7 @@ class EarlyStopping(Callback):
     def __init__(self, monitor: str = "val_loss", min_delta: float = 0.0, patience: int = 0,
                  verbose: int = 0, mode: str = "auto", restore_best_weights: bool = False):
         super().__init__()
-        self.monitor_op = _monitor_op(monitor, mode, "EarlyStopping")
+        self.monitor_op = monitor_op_for(monitor, mode, "EarlyStopping")
         self.monitor = monitor
         self.min_delta = abs(arguments.number(min_delta, "min_delta", "EarlyStopping"))  # Keras takes |min_delta|
         self.patience = arguments.integer(patience, "patience", "EarlyStopping", low=0)
@@ -139,7 +139,7 @@ class EarlyStopping(Callback):
         return bool(self.monitor_op(value - signed_delta, self.best))
 
     def check_params(self, params):
-        _check_monitor(self.monitor, params, "EarlyStopping")
+        check_monitor(self.monitor, params, "EarlyStopping")
 
     def on_train_begin(self, logs=None):
         if not self._resumed:  # a resumed run keeps the counters it had
@@ -353,7 +353,7 @@ class ModelCheckpoint(Callback):
         except ValueError as error:
             raise ValueError(f"ModelCheckpoint: filepath {self.filepath!r} is not a valid format string "
                              f"({error}); write literal braces as {{{{ and }}}}") from None
-        self.monitor_op = _monitor_op(monitor, mode, "ModelCheckpoint")
+        self.monitor_op = monitor_op_for(monitor, mode, "ModelCheckpoint")
         self.monitor = monitor
         self.verbose = arguments.integer(verbose, "verbose", "ModelCheckpoint", low=0)
         self.save_best_only = arguments.boolean(save_best_only, "save_best_only", "ModelCheckpoint")
@@ -361,7 +361,7 @@ class ModelCheckpoint(Callback):
 
     def check_params(self, params):
         if self.save_best_only:
-            _check_monitor(self.monitor, params, "ModelCheckpoint")
+            check_monitor(self.monitor, params, "ModelCheckpoint")
         keys = params.get("metrics", [])
         try:  # with stand-in values: a field the logs will never have fails now, not after an epoch
             self.filepath.format(epoch=1, **{key: 0.5 for key in keys})
