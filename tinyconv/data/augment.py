@@ -16,7 +16,6 @@ Differences from Keras, on purpose:
 """
 from __future__ import annotations
 
-import math
 import warnings
 
 import numpy as np
@@ -24,6 +23,8 @@ import numpy as np
 from .. import arguments, kernels
 from .. import random as tc_random
 from ..kernels.reference import FILL_MODES
+from .directory import DirectoryIterator
+from .iterator import BatchIterator
 
 _EPSILON = 1e-6  # Keras adds it to the standard deviation before dividing
 _OWNER = "ImageDataGenerator"
@@ -60,6 +61,21 @@ class ImageDataGenerator:
         The fill value for ``fill_mode="constant"``.
     rescale : float or None
         Multiply by this first in ``standardize`` (None or 0: no rescaling).
+    zca_whitening, zca_epsilon : bool, float
+        Decorrelate the pixels with the ZCA matrix ``U diag(1 / sqrt(s + eps)) U^T`` of the training
+        data's covariance ``U diag(s) U^T`` (computed by ``fit``, after centring).
+    brightness_range : [lo, hi] or None
+        Multiply each image by b ~ U(lo, hi). (Keras also stretches the image to 0..255 first, through
+        a PIL image; tinyconv keeps your intensity scale.)
+    channel_shift_range : float
+        Add one intensity ~ U(-range, range) to every channel of an image, clipped to the image's
+        own minimum and maximum (as Keras).
+    preprocessing_function : function of one (H, W, C) image, or None
+        Applied to each image first in ``standardize``, after the random transform (as Keras).
+    validation_split : float
+        The fraction that ``flow(..., subset="validation")`` and ``flow_from_directory`` hold out.
+    data_format, interpolation_order, dtype : Keras's, accepted at their only values here
+        (channels-last, bilinear, float32).
     """
 
     def __init__(self, featurewise_center: bool = False, samplewise_center: bool = False,
@@ -67,7 +83,9 @@ class ImageDataGenerator:
                  rotation_range: float = 0.0, width_shift_range=0.0, height_shift_range=0.0,
                  shear_range: float = 0.0, zoom_range=0.0, horizontal_flip: bool = False,
                  vertical_flip: bool = False, fill_mode: str = "nearest", cval: float = 0.0,
-                 rescale: float | None = None):
+                 rescale: float | None = None, zca_whitening: bool = False, zca_epsilon: float = 1e-6,
+                 brightness_range=None, channel_shift_range: float = 0.0, preprocessing_function=None,
+                 data_format=None, validation_split: float = 0.0, interpolation_order: int = 1, dtype=None):
         flags = {"featurewise_center": featurewise_center, "samplewise_center": samplewise_center,
                  "featurewise_std_normalization": featurewise_std_normalization,
                  "samplewise_std_normalization": samplewise_std_normalization,
@@ -82,8 +100,35 @@ class ImageDataGenerator:
         self.fill_mode = arguments.one_of(fill_mode, "fill_mode", _OWNER, FILL_MODES)
         self.cval = arguments.number(cval, "cval", _OWNER)
         self.rescale = None if rescale is None else arguments.number(rescale, "rescale", _OWNER)
+        self.zca_whitening = arguments.boolean(zca_whitening, "zca_whitening", _OWNER)
+        self.zca_epsilon = arguments.number(zca_epsilon, "zca_epsilon", _OWNER, low=0, low_open=True)
+        if self.zca_whitening and not self.featurewise_center:
+            warnings.warn(f"{_OWNER}: zca_whitening centres the data too: featurewise_center is switched on "
+                          "(as Keras does)", UserWarning, stacklevel=2)
+            self.featurewise_center = True
+        if self.zca_whitening and self.featurewise_std_normalization:
+            warnings.warn(f"{_OWNER}: zca_whitening already whitens: featurewise_std_normalization is switched "
+                          "off (as Keras does)", UserWarning, stacklevel=2)
+            self.featurewise_std_normalization = False
+        self.brightness_range = None if brightness_range is None else _brightness_range(brightness_range)
+        self.channel_shift_range = arguments.number(channel_shift_range, "channel_shift_range", _OWNER, low=0)
+        if preprocessing_function is not None and not callable(preprocessing_function):
+            raise TypeError(f"{_OWNER}: preprocessing_function must be a function of one (H, W, C) image, "
+                            f"got {type(preprocessing_function).__name__}")
+        self.preprocessing_function = preprocessing_function
+        if data_format not in (None, "channels_last"):
+            raise ValueError(f"{_OWNER}: tinyconv's images are channels-last (N, H, W, C); got data_format="
+                             f"{data_format!r}: move the channel axis last with np.moveaxis(x, 1, -1)")
+        self.validation_split = arguments.number(validation_split, "validation_split", _OWNER, low=0, high=1,
+                                                 high_open=True)
+        if interpolation_order != 1:
+            raise ValueError(f"{_OWNER}: interpolation_order must be 1 (bilinear, Keras's default), got "
+                             f"{interpolation_order!r}: the warp kernel samples bilinearly")
+        if dtype not in (None, "float32", np.float32):
+            raise ValueError(f"{_OWNER}: batches are float32; got dtype={dtype!r}")
         self.mean = None  # (1, 1, C) after fit, as in Keras
         self.std = None
+        self.principal_components = None  # (H*W*C, H*W*C) after fit with zca_whitening
 
     # ----------------------------------------------------------------------------------------
     # random transforms
@@ -118,8 +163,13 @@ class ImageDataGenerator:
             zx, zy = rng.uniform(lo, hi, (2, n))
         flip_h = (rng.random(n) < 0.5) & bool(self.horizontal_flip)
         flip_v = (rng.random(n) < 0.5) & bool(self.vertical_flip)
-        return {"theta": theta, "tx": tx, "ty": ty, "shear": shear, "zx": zx, "zy": zy,
-                "flip_horizontal": flip_h, "flip_vertical": flip_v}
+        draws = {"theta": theta, "tx": tx, "ty": ty, "shear": shear, "zx": zx, "zy": zy,
+                 "flip_horizontal": flip_h, "flip_vertical": flip_v}
+        if self.channel_shift_range:
+            draws["channel_shift_intensity"] = rng.uniform(-self.channel_shift_range, self.channel_shift_range, n)
+        if self.brightness_range is not None:
+            draws["brightness"] = rng.uniform(*self.brightness_range, n)
+        return draws
 
     def apply_transform(self, x: np.ndarray, transform_parameters: dict) -> np.ndarray:
         """Apply one transform (a dict as from ``get_random_transform``) to one (H, W, C) image.
@@ -142,8 +192,10 @@ class ImageDataGenerator:
         matrices = transform_matrices(params, h, w, n)
         batch = np.ascontiguousarray(batch, dtype=np.float32)
         if np.array_equal(matrices, np.broadcast_to(_IDENTITY, matrices.shape)):
-            return batch.copy()  # Keras skips the warp for identity parameters, so this is exact
-        return kernels.affine_warp(batch, matrices, self.fill_mode, self.cval)
+            warped = batch.copy()  # Keras skips the warp for identity parameters, so this is exact
+        else:
+            warped = kernels.affine_warp(batch, matrices, self.fill_mode, self.cval)
+        return _shift_intensities(warped, params)
 
     # ----------------------------------------------------------------------------------------
     # standardisation
@@ -162,7 +214,7 @@ class ImageDataGenerator:
         x = np.asarray(x)
         if x.ndim != 4:
             raise ValueError(f"ImageDataGenerator.fit: expected (N, H, W, C) data, got shape {x.shape}")
-        if not (self.featurewise_center or self.featurewise_std_normalization):
+        if not (self.featurewise_center or self.featurewise_std_normalization or self.zca_whitening):
             return
         if augment:
             rng = np.random.default_rng(seed) if seed is not None else tc_random.generator("augment")
@@ -176,6 +228,11 @@ class ImageDataGenerator:
         if self.featurewise_std_normalization:
             sq = sum((((x[i:i + 1024] * scale) - mean) ** 2).sum(axis=(0, 1, 2), dtype=np.float64) for i in blocks)
             self.std = np.sqrt(sq / count).reshape(1, 1, -1)
+        if self.zca_whitening:
+            # Keras's ZCA: the covariance of the centred pixels (float64), and U diag(1/sqrt(s + eps)) U^T
+            flat = (x.astype(np.float64) * scale - mean).reshape(len(x), -1)
+            u, singular, _ = np.linalg.svd(flat.T @ flat / len(flat))
+            self.principal_components = ((u / np.sqrt(singular + self.zca_epsilon)) @ u.T).astype(np.float32)
         if not self.featurewise_center:
             self.mean = None  # Keras's std is taken after centering but it keeps no mean
 
@@ -187,6 +244,8 @@ class ImageDataGenerator:
         """
         x = np.array(x, dtype=np.float32)  # a copy
         per_image = tuple(range(x.ndim - 3, x.ndim))
+        if self.preprocessing_function is not None:
+            x = _preprocess(self.preprocessing_function, x)
         if self.rescale:
             x *= self.rescale
         if self.samplewise_center:
@@ -205,6 +264,13 @@ class ImageDataGenerator:
                               "been fit on any training data: call fit(x_train) first", stacklevel=2)
             else:
                 _apply_along_rows(np.divide, x, self.std + _EPSILON)
+        if self.zca_whitening:
+            if self.principal_components is None:
+                warnings.warn("ImageDataGenerator specifies zca_whitening but has not been fit on any training "
+                              "data: call fit(x_train) first", stacklevel=2)
+            else:
+                flat = x.reshape(-1, self.principal_components.shape[0])
+                x = (flat @ self.principal_components).reshape(x.shape).astype(np.float32)
         return x
 
     # ----------------------------------------------------------------------------------------
@@ -212,9 +278,30 @@ class ImageDataGenerator:
     # ----------------------------------------------------------------------------------------
 
     def flow(self, x: np.ndarray, y: np.ndarray | None = None, batch_size: int = 32, shuffle: bool = True,
-             seed: int | None = None) -> "NumpyArrayIterator":
-        """An endless iterator over augmented, standardised batches; see ``NumpyArrayIterator``."""
+             seed: int | None = None, subset: str | None = None) -> "NumpyArrayIterator":
+        """An endless iterator over augmented, standardised batches; see ``NumpyArrayIterator``.
+
+        ``subset="validation"`` serves the first ``int(validation_split * N)`` samples, ``"training"``
+        the rest (Keras's split)."""
+        if subset is not None:
+            arguments.one_of(subset, "subset", f"{_OWNER}.flow", ("training", "validation"))
+            if not self.validation_split:
+                raise ValueError(f"{_OWNER}.flow: subset={subset!r} needs ImageDataGenerator(validation_split=...)")
+            cut = int(self.validation_split * len(x))
+            part = slice(None, cut) if subset == "validation" else slice(cut, None)
+            x, y = x[part], (None if y is None else y[part])
         return NumpyArrayIterator(self, x, y, batch_size=batch_size, shuffle=shuffle, seed=seed)
+
+    def flow_from_directory(self, directory, target_size=(256, 256), color_mode: str = "rgb", classes=None,
+                            class_mode: str | None = "categorical", batch_size: int = 32, shuffle: bool = True,
+                            seed: int | None = None, follow_links: bool = False, subset: str | None = None,
+                            interpolation: str = "nearest", keep_aspect_ratio: bool = False):
+        """Batches of the images in ``directory``'s sub-folders, one class per sub-folder; see
+        ``tinyconv/data/directory.py``."""
+        return DirectoryIterator(directory, self, target_size=target_size, color_mode=color_mode,
+                                 classes=classes, class_mode=class_mode, batch_size=batch_size, shuffle=shuffle,
+                                 seed=seed, follow_links=follow_links, subset=subset,
+                                 interpolation=interpolation, keep_aspect_ratio=keep_aspect_ratio)
 
     def augment_batch(self, batch: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Randomly warp (and flip) an (N, H, W, C) batch with draws from ``rng``, then standardize."""
@@ -222,21 +309,8 @@ class ImageDataGenerator:
         return self.standardize(self._warp(batch, params))
 
 
-class NumpyArrayIterator:
-    """Endless augmented, standardised batches ``(x_batch, y_batch)`` over in-memory arrays.
-
-    As in Keras, ``next(it)`` never stops: one epoch is ``len(it) = ceil(n / batch_size)``
-    batches, the last one partial, and every sample appears exactly once per epoch; a new
-    permutation is drawn at each epoch. Batches are contiguous float32 (N, H, W, C); labels are
-    float32. Without labels (``y=None``) it yields ``x_batch`` alone.
-
-    Reproducibility: the permutation of epoch e comes from the generator seeded by
-    (shuffle_seed, e), the augmentation of batch b of epoch e from (augment_seed, e, b). With
-    ``seed=None`` the two seeds are drawn once from ``tinyconv.random``'s "shuffle" and "augment"
-    generators; with a seed they derive from it. ``get_state()`` / ``set_state()`` save and restore
-    the position (JSON-serialisable), and ``set_epoch(e)`` starts at epoch e: a resumed run
-    sees exactly the batches that an uninterrupted one would.
-    """
+class NumpyArrayIterator(BatchIterator):
+    """``ImageDataGenerator.flow``'s batches of in-memory arrays ``x`` (N, H, W, C) and ``y`` (or None)."""
 
     def __init__(self, generator: ImageDataGenerator, x: np.ndarray, y: np.ndarray | None = None,
                  batch_size: int = 32, shuffle: bool = True, seed: int | None = None):
@@ -244,62 +318,11 @@ class NumpyArrayIterator:
             raise ValueError(f"ImageDataGenerator.flow: expected x of shape (N, H, W, C), got {np.shape(x)}")
         if y is not None and len(y) != len(x):
             raise ValueError(f"ImageDataGenerator.flow: x and y differ in length: {len(x)} and {len(y)}")
-        self.batch_size = arguments.integer(batch_size, "batch_size", "ImageDataGenerator.flow", low=1)
-        self.shuffle = arguments.boolean(shuffle, "shuffle", "ImageDataGenerator.flow")
-        arguments.seed(seed, "seed", "ImageDataGenerator.flow")
-        self.generator = generator
         self.x, self.y = x, y
-        self.n = len(x)
-        if seed is None:
-            self.shuffle_seed = int(tc_random.generator("shuffle").integers(2 ** 63))
-            self.augment_seed = int(tc_random.generator("augment").integers(2 ** 63))
-        else:
-            self.shuffle_seed, self.augment_seed = int(seed), int(seed) + 1
-        self.set_epoch(0)
+        super().__init__(generator, len(x), batch_size, shuffle, seed, "ImageDataGenerator.flow")
 
-    def __len__(self) -> int:
-        return math.ceil(self.n / self.batch_size)
-
-    def __iter__(self) -> "NumpyArrayIterator":
-        return self
-
-    def __next__(self):
-        if self.batch_index >= len(self):
-            self.set_epoch(self.epoch + 1)
-        batch = self[self.batch_index]
-        self.batch_index += 1
-        return batch
-
-    def __getitem__(self, index: int):
-        """Batch ``index`` of the current epoch (the same whenever asked)."""
-        if not 0 <= index < len(self):
-            raise IndexError(f"NumpyArrayIterator: batch index {index} out of range [0, {len(self)})")
-        rows = self.index_array[index * self.batch_size:(index + 1) * self.batch_size]
-        rng = np.random.default_rng([self.augment_seed, self.epoch, index])
-        x_batch = self.generator.augment_batch(np.asarray(self.x[rows], dtype=np.float32), rng)
-        if self.y is None:
-            return x_batch
-        return x_batch, np.asarray(self.y[rows], dtype=np.float32)
-
-    def set_epoch(self, epoch: int) -> None:
-        """Go to the start of ``epoch`` (0-based) and draw its permutation."""
-        self.epoch = int(epoch)
-        self.batch_index = 0
-        if self.shuffle:
-            self.index_array = np.random.default_rng([self.shuffle_seed, self.epoch]).permutation(self.n)
-        else:
-            self.index_array = np.arange(self.n)
-
-    def get_state(self) -> dict:
-        """The position and seeds, JSON-serialisable, for a checkpoint."""
-        return {"epoch": self.epoch, "batch_index": self.batch_index,
-                "shuffle_seed": self.shuffle_seed, "augment_seed": self.augment_seed}
-
-    def set_state(self, state: dict) -> None:
-        """Restore a position saved by ``get_state``."""
-        self.shuffle_seed, self.augment_seed = int(state["shuffle_seed"]), int(state["augment_seed"])
-        self.set_epoch(state["epoch"])
-        self.batch_index = int(state["batch_index"])
+    def read(self, rows):
+        return self.x[rows], (None if self.y is None else np.asarray(self.y[rows], dtype=np.float32))
 
 
 def _shift_range(value, name: str):
@@ -345,6 +368,38 @@ def _draw_shift(rng: np.random.Generator, n: int, shift_range, size: int) -> np.
     else:
         shift = rng.uniform(-shift_range, shift_range, n)
     return shift * size if np.max(shift_range) < 1 else shift.astype(np.float64)
+
+
+def _brightness_range(value) -> tuple[float, float]:
+    if not isinstance(value, (list, tuple, np.ndarray)) or len(value) != 2:
+        raise ValueError(f"{_OWNER}: brightness_range must be a pair [lo, hi] of factors, got "
+                         f"{arguments.describe(value)}")
+    lo = arguments.number(value[0], "brightness_range[0]", _OWNER, low=0)
+    hi = arguments.number(value[1], "brightness_range[1]", _OWNER, low=0)
+    if lo > hi:
+        raise ValueError(f"{_OWNER}: brightness_range [lo, hi] must have lo <= hi, got {[lo, hi]}")
+    return lo, hi
+
+
+def _shift_intensities(batch: np.ndarray, params: dict) -> np.ndarray:
+    """Keras's channel shift (one intensity added to every channel, clipped to the image's own range),
+    then the brightness factor; in place on the warped batch."""
+    shifts = params.get("channel_shift_intensity")
+    if shifts is not None:
+        for image, shift in zip(batch, np.broadcast_to(shifts, (len(batch),))):
+            low, high = image.min(), image.max()
+            np.clip(image + np.float32(shift), low, high, out=image)
+    factors = params.get("brightness")
+    if factors is not None:
+        batch *= np.broadcast_to(np.asarray(factors, dtype=np.float32), (len(batch),))[:, None, None, None]
+    return batch
+
+
+def _preprocess(function, x: np.ndarray) -> np.ndarray:
+    """``function`` on each (H, W, C) image of ``x`` (one image or a batch), as float32."""
+    if x.ndim == 3:
+        return np.array(function(x), dtype=np.float32)
+    return np.stack([np.asarray(function(image), dtype=np.float32) for image in x])
 
 
 def _apply_along_rows(op, x: np.ndarray, values) -> None:
