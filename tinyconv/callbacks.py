@@ -3,7 +3,8 @@ written in ``tinyconv/training/callbacks.py`` (the learning-rate ones in ``train
 from .training.callbacks import (Callback, CSVLogger, EarlyStopping, GradientNormLogger, ModelCheckpoint, ProgressBar,
                                  TerminateOnNaN, TrainingCheckpoint, read_csv_log)
 from .training.learning_rate import LearningRateScheduler, ReduceLROnPlateau
+from .training.tensorboard import TensorBoard
 
 __all__ = ["Callback", "CSVLogger", "EarlyStopping", "GradientNormLogger", "LearningRateScheduler",
-           "ModelCheckpoint", "ProgressBar", "ReduceLROnPlateau", "TerminateOnNaN", "TrainingCheckpoint",
+           "ModelCheckpoint", "ProgressBar", "ReduceLROnPlateau", "TensorBoard", "TerminateOnNaN", "TrainingCheckpoint",
            "read_csv_log"]
