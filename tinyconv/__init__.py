@@ -14,5 +14,5 @@ from .model import Model, Sequential
 
 # Keras's module names, so that ``import tinyconv as keras`` reads as Keras: keras.layers.Dense,
 # keras.Input, keras.optimizers.RMSprop, keras.utils.to_categorical, ...
-from . import callbacks, layers, losses, metrics, models, optimizers, preprocessing, regularizers, utils
+from . import callbacks, layers, losses, metrics, models, optimizers, preprocessing, regularizers, saving, utils
 from .layers import Input

@@ -20,6 +20,7 @@ from .layers.base import Input, InputLayer, Layer, SymbolicTensor, snake_case, u
 from .layers.linear import LinearLayer
 from .layers.merge import Merge
 from .diagnostics.summary import print_summary
+from .storage import keras_file
 from .storage import weights as weights_file
 from .training.loop import Trainable
 
@@ -224,16 +225,38 @@ class Model(Trainable):
             layer.set_weights(weights[i:i + len(layer.weights)])
             i += len(layer.weights)
 
-    # --- weights on disk (the format: storage/weights.py) -----------------------------------------
-    def save_weights(self, path: str | os.PathLike) -> None:
-        """Write the weights to ``path`` (.npz) atomically: a kill mid-write leaves the old file intact."""
+    # --- files: weights (storage/weights.py, storage/keras_file.py) and whole models ---------------------
+    def save_weights(self, filepath: str | os.PathLike, overwrite: bool = True) -> None:
+        """Write the weights atomically (a kill mid-write leaves the old file intact): ``.weights.h5`` in
+        Keras 3's layout (with the optimizer's state), any other name as tinyconv's ``.npz``."""
         self.require_built("save_weights")
-        weights_file.save_weights(self, path)
+        _check_overwrite(filepath, overwrite, "save_weights")
+        if _weights_format(filepath, "save_weights") == "keras":
+            keras_file.save_weights(self, filepath)
+        else:
+            weights_file.save_weights(self, filepath)
 
-    def load_weights(self, path: str | os.PathLike) -> None:
-        """Read weights written by ``save_weights``; everything is checked before any layer changes."""
+    def load_weights(self, filepath: str | os.PathLike) -> None:
+        """Read weights written by ``save_weights`` (or by Keras 3, for ``.weights.h5``); everything is
+        checked before any layer changes."""
         self.require_built("load_weights")
-        weights_file.load_weights(self, path)
+        if _weights_format(filepath, "load_weights") == "keras":
+            if not os.path.exists(filepath):
+                raise FileNotFoundError(f"load_weights: {os.fspath(filepath)}: no such weights file")
+            keras_file.load_weights(self, os.fspath(filepath), source=os.fspath(filepath))
+        else:
+            weights_file.load_weights(self, filepath)
+
+    def save(self, filepath: str | os.PathLike, overwrite: bool = True) -> None:
+        """The whole model (architecture, weights, compile settings, optimizer state) as a ``.keras``
+        file, Keras 3's format: ``tinyconv.models.load_model`` and Keras 3's read it."""
+        self.require_built("save")
+        path = os.fspath(filepath)
+        if not path.endswith(".keras"):
+            raise ValueError(f"save: {path}: a whole model is saved as a .keras file (Keras 3's format; Keras 2's "
+                             ".h5 models are not written); for weights alone use save_weights")
+        _check_overwrite(path, overwrite, "save")
+        keras_file.save_model(self, path)
 
     # --- training checkpoints (see checkpoint.py) -----------------------------------------------------
     def training_state(self) -> dict:
@@ -315,6 +338,22 @@ class Sequential(Model):
         if self.input_tensor is None and hasattr(x, "shape"):
             self.build(tuple(x.shape[1:]))
         return super().prepare_input(x)
+
+
+def _weights_format(filepath, owner: str) -> str:
+    """``"keras"`` for a ``.weights.h5`` name, ``"npz"`` otherwise; a bare ``.h5`` is Keras 2's, refused."""
+    path = os.fspath(filepath)
+    if path.endswith(".weights.h5"):
+        return "keras"
+    if path.endswith((".h5", ".hdf5")):
+        raise ValueError(f"{owner}: {path}: Keras 3 names its HDF5 weights files '*.weights.h5' (Keras 2's .h5 "
+                         "layout is not written or read); use that suffix, or .npz for tinyconv's own format")
+    return "npz"
+
+
+def _check_overwrite(filepath, overwrite: bool, owner: str) -> None:
+    if not overwrite and os.path.exists(filepath):
+        raise FileExistsError(f"{owner}: {os.fspath(filepath)} exists and overwrite=False")
 
 
 def check_unique_names(layers: list[Layer], owner: str) -> None:
