@@ -215,7 +215,9 @@ def _checked_optimizer_state(model, h5, source: str) -> dict | None:
     optimizer, params = model.optimizer, model.trainable_params()
     kind = type(optimizer).__name__
     slots = values[2:]
-    state = {"iterations": int(values[0]), "learning_rate": float(values[1]),
+    # The file holds the rate in float32; the compile_config's exact value, when it rounds to it, is kept.
+    rate = optimizer.learning_rate if np.float32(optimizer.learning_rate) == values[1] else float(values[1])
+    state = {"iterations": int(values[0]), "learning_rate": rate,
              "slots": {name: [] for name in optimizer.slot_names}}
     if slots:
         if kind in ("Adam", "AdamW") and len(slots) == 2 * len(params):

@@ -337,7 +337,9 @@ def _epoch_of(row: list[str]) -> int | None:
 
 
 class ModelCheckpoint(Callback):
-    """Save the weights (``.npz``) after each epoch, or only when ``monitor`` improves.
+    """Save the model after each epoch, or only when ``monitor`` improves; the file name decides what,
+    as in Keras 3: ``.keras`` the whole model (``model.save``), ``.weights.h5`` the weights in Keras's
+    layout, ``.npz`` the weights in tinyconv's (``model.save_weights``).
 
     ``filepath`` may hold format fields: ``"weights-{epoch:02d}-{val_loss:.3f}.npz"`` (``epoch``
     counted from 1, as Keras names the files). A diverged epoch (NaN or inf in the loss or the
@@ -345,9 +347,21 @@ class ModelCheckpoint(Callback):
     """
 
     def __init__(self, filepath: str | os.PathLike, monitor: str = "val_loss", verbose: int = 0,
-                 save_best_only: bool = False, mode: str = "auto"):
+                 save_best_only: bool = False, save_weights_only: bool = False, mode: str = "auto",
+                 save_freq="epoch", initial_value_threshold: float | None = None):
         super().__init__()
         self.filepath = arguments.path(filepath, "filepath", "ModelCheckpoint")
+        self.save_weights_only = arguments.boolean(save_weights_only, "save_weights_only", "ModelCheckpoint")
+        if self.filepath.endswith(".keras") and self.save_weights_only:
+            raise ValueError(f"ModelCheckpoint: {self.filepath!r} names a whole model (.keras) but "
+                             "save_weights_only=True; name the file '*.weights.h5' (or .npz) for weights alone")
+        if self.filepath.endswith((".h5", ".hdf5")) and not self.filepath.endswith(".weights.h5"):
+            raise ValueError(f"ModelCheckpoint: {self.filepath!r}: Keras 3 writes '*.keras' (the whole model) or "
+                             "'*.weights.h5' (weights); Keras 2's .h5 files are not written (tinyconv's own weights "
+                             "files are .npz)")
+        if save_freq != "epoch":
+            raise ValueError(f"ModelCheckpoint: save_freq={save_freq!r}: tinyconv saves at the end of epochs "
+                             "('epoch'); for batch-level safety use TrainingCheckpoint, which also saves on Ctrl-C")
         try:
             list(string.Formatter().parse(self.filepath))
         except ValueError as error:
@@ -358,6 +372,8 @@ class ModelCheckpoint(Callback):
         self.verbose = arguments.integer(verbose, "verbose", "ModelCheckpoint", low=0)
         self.save_best_only = arguments.boolean(save_best_only, "save_best_only", "ModelCheckpoint")
         self.best = np.inf if self.monitor_op is np.less else -np.inf
+        if initial_value_threshold is not None:  # Keras's: only a value better than this is saved
+            self.best = arguments.number(initial_value_threshold, "initial_value_threshold", "ModelCheckpoint")
 
     def check_params(self, params):
         if self.save_best_only:
@@ -383,9 +399,12 @@ class ModelCheckpoint(Callback):
         if diverged(self.model, logs):
             print(f"ModelCheckpoint: epoch {epoch + 1} diverged (NaN or inf); not saving {path}", file=sys.stderr)
             return
-        self.model.save_weights(path)
+        if path.endswith(".keras"):
+            self.model.save(path)
+        else:
+            self.model.save_weights(path)
         if self.verbose > 0:
-            print(f"Epoch {epoch + 1}: saved weights to {path}")
+            print(f"Epoch {epoch + 1}: saved {'the model' if path.endswith('.keras') else 'weights'} to {path}")
 
     def get_state(self) -> dict:
         return {"best": self.best}
