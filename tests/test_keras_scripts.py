@@ -256,3 +256,32 @@ def test_the_rewrite_touches_imports_only():
     assert as_tinyconv(source) == ('import tinyconv as keras\nfrom tinyconv.layers import Dense\nprint("keras")\n'
                                    'keras.layers.Dense(1)\n')
     assert as_tinyconv("import tensorflow.keras as keras\n") == "import tinyconv as keras\n"
+
+
+SAVE_AND_LOAD = '''
+import numpy as np
+from tensorflow import keras
+from tensorflow.keras.models import load_model
+
+model = keras.Sequential([
+    keras.layers.Dense(16, activation="relu", input_shape=(8,)),
+    keras.layers.Dense(3, activation="softmax"),
+])
+model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+history = model.fit(x, y, epochs=3, batch_size=16, verbose=0,
+                    callbacks=[keras.callbacks.ModelCheckpoint("best.keras", monitor="loss", save_best_only=True)])
+model.save("my_model.keras")
+restored = load_model("my_model.keras")
+np.testing.assert_allclose(restored.predict(x), model.predict(x), rtol=1e-6)
+best = load_model("best.keras")
+restored.fit(x, y, epochs=1, verbose=0)
+# (8+1)*16 + (16+1)*3
+assert model.count_params() == 144 + 51
+'''
+
+
+def test_save_and_load_model(tmp_path, monkeypatch, rng):
+    x = rng.standard_normal((48, 8)).astype("float32")
+    out = run(SAVE_AND_LOAD, tmp_path, monkeypatch, x=x, y=(x[:, 0] > 0).astype(int) + (x[:, 1] > 0))
+    assert out["history"].history["loss"][-1] < out["history"].history["loss"][0]
+    assert (tmp_path / "my_model.keras").exists() and (tmp_path / "best.keras").exists()
