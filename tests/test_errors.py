@@ -566,7 +566,8 @@ def test_a_monitor_the_logs_never_hold_is_refused_before_training(tmp_path):
     for callback, owner in ((EarlyStopping(monitor="val_loss"), "EarlyStopping"),
                             (ModelCheckpoint(tmp_path / "w.npz", save_best_only=True), "ModelCheckpoint")):
         with pytest.raises(ValueError, match=rf"{owner}: monitor 'val_loss' will not be in this run's logs "
-                                             r"\['loss', 'accuracy'\] \(val_ values need validation_data\)"):
+                                             r"\['loss', 'accuracy'\] \(val_ values need validation_data or validation_split\); "
+                                             r"Keras would train on and only warn"):
             model.fit(x, y, verbose=0, callbacks=[callback])
     with pytest.raises(ValueError, match=r"monitor 'val_auc' will not be in this run's logs \['loss', 'accuracy', "
                                          r"'val_loss', 'val_accuracy'\]"):

@@ -285,3 +285,42 @@ def test_save_and_load_model(tmp_path, monkeypatch, rng):
     out = run(SAVE_AND_LOAD, tmp_path, monkeypatch, x=x, y=(x[:, 0] > 0).astype(int) + (x[:, 1] > 0))
     assert out["history"].history["loss"][-1] < out["history"].history["loss"][0]
     assert (tmp_path / "my_model.keras").exists() and (tmp_path / "best.keras").exists()
+
+
+FLOW_FROM_DIRECTORY = '''
+from keras.preprocessing.image import ImageDataGenerator
+from keras.models import Sequential
+from keras.layers import Conv2D, MaxPooling2D, Flatten, Dense
+from keras.callbacks import ReduceLROnPlateau
+
+datagen = ImageDataGenerator(rescale=1.0 / 255, validation_split=0.25, rotation_range=10, horizontal_flip=True)
+train_generator = datagen.flow_from_directory(data_dir, target_size=(16, 16), batch_size=8,
+                                              class_mode="categorical", subset="training")
+validation_generator = datagen.flow_from_directory(data_dir, target_size=(16, 16), batch_size=8,
+                                                   class_mode="categorical", subset="validation")
+model = Sequential([
+    Conv2D(8, (3, 3), activation="relu", input_shape=(16, 16, 3)),
+    MaxPooling2D(2, 2),
+    Flatten(),
+    Dense(train_generator.num_classes, activation="softmax"),
+])
+model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"])
+history = model.fit(train_generator, epochs=4, validation_data=validation_generator,
+                    callbacks=[ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=1)])
+# (27+1)*8 + (7*7*8+1)*3
+assert model.count_params() == 224 + 1179
+'''
+
+
+def test_flow_from_directory_script(tmp_path, monkeypatch, rng):
+    from PIL import Image
+    for k, name in enumerate(["red", "green", "blue"]):
+        (tmp_path / "data" / name).mkdir(parents=True)
+        for i in range(8):
+            pixels = rng.integers(0, 90, (20, 20, 3)).astype(np.uint8)
+            pixels[..., k] += 150
+            Image.fromarray(pixels).save(tmp_path / "data" / name / f"{i}.png")
+    out = run(FLOW_FROM_DIRECTORY, tmp_path, monkeypatch, data_dir=str(tmp_path / "data"))
+    history = out["history"].history
+    assert history["loss"][-1] < history["loss"][0] and "learning_rate" in history
+    assert out["train_generator"].samples == 18 and out["validation_generator"].samples == 6

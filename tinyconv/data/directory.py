@@ -57,6 +57,7 @@ class DirectoryIterator(BatchIterator):
         self.interpolation, self.keep_aspect_ratio = interpolation, keep_aspect_ratio
         names = _class_names(root, classes)
         self.class_indices = {name: i for i, name in enumerate(names)}
+        self.num_classes = len(names)
         if class_mode == "binary" and len(names) != 2:
             raise ValueError(f"{_OWNER}: class_mode='binary' needs exactly 2 class folders in {root}, found "
                              f"{len(names)}: {names}; use 'categorical' or 'sparse' for more")

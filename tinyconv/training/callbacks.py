@@ -95,8 +95,10 @@ def check_monitor(monitor: str, params: dict, owner: str) -> None:
     """A monitored value that the run's logs will never hold is a mistake found before training."""
     keys = params.get("metrics")
     if keys is not None and monitor not in keys:
-        hint = " (val_ values need validation_data)" if monitor.startswith("val_") else ""
-        raise ValueError(f"{owner}: monitor {monitor!r} will not be in this run's logs {keys}{hint}")
+        hint = " (val_ values need validation_data or validation_split)" if monitor.startswith("val_") else ""
+        raise ValueError(f"{owner}: monitor {monitor!r} will not be in this run's logs {keys}{hint}; Keras would "
+                         "train on and only warn at each epoch's end, with the callback doing nothing: monitor "
+                         "one of the logged values instead")
 
 
 def diverged(model, logs: dict | None) -> bool:
