@@ -368,3 +368,18 @@ def test_sequential_layers_leave_out_the_input_layer_as_keras():
     inputs = Input((3,))
     functional = Model(inputs, Dense(1)(inputs))
     assert type(functional.layers[0]).__name__ == "InputLayer"  # Keras's functional models list it
+
+
+@pytest.mark.parametrize("name, std, bound", [
+    ("he_uniform", np.sqrt(2 / 600), np.sqrt(6 / 600)), ("glorot_normal", np.sqrt(2 / 1000), None),
+    ("lecun_normal", np.sqrt(1 / 600), None), ("lecun_uniform", np.sqrt(1 / 600), np.sqrt(3 / 600)),
+    ("random_normal", 0.05, None), ("random_uniform", 0.05 / np.sqrt(3), 0.05), ("truncated_normal", None, 0.1)])
+def test_keras_initializers_have_keras_variances(name, std, bound):
+    """Kernel (600, 400): fan_in 600, fan_out 400. Truncated normals are cut at two (corrected) stds."""
+    values = tinyconv.initializers.INITIALIZERS[name]((600, 400))
+    if std is not None:
+        assert values.std() == pytest.approx(std, rel=0.01)
+    if bound is not None:
+        assert np.abs(values).max() <= bound
+    assert abs(values.mean()) < 0.01 * (std or 0.05)
+    Dense(3, kernel_initializer=name)  # accepted by name, as in Keras
