@@ -37,6 +37,7 @@ import numpy as np
 
 import tinyconv
 from tinyconv import Model
+from tinyconv.storage import atomic
 from tinyconv.training import checkpoint, runs
 from tinyconv.diagnostics import metrics, plots
 from tinyconv.callbacks import (CSVLogger, EarlyStopping, ModelCheckpoint, TerminateOnNaN, TrainingCheckpoint,
@@ -44,7 +45,7 @@ from tinyconv.callbacks import (CSVLogger, EarlyStopping, ModelCheckpoint, Termi
 from tinyconv.data import ImageDataGenerator, cells, load_images, split
 from tinyconv.data.baseline import logistic_regression_baseline
 from tinyconv.diagnostics.feature_maps import feature_maps
-from tinyconv.layers import Conv2D, Dense, Dropout, Flatten, Input, LeakyReLU, MaxPooling2D
+from tinyconv.layers import Conv2D, Dense, Dropout, Flatten, Input, LeakyReLU, MaxPooling2D, Normalization
 from tinyconv.optimizers import Adam
 from tinyconv.diagnostics.saliency import saliency_map
 
@@ -150,9 +151,11 @@ def make_generator() -> ImageDataGenerator:
 
 # --- 4: the seed's CNN -----------------------------------------------------------------------------
 
-def build_model(input_shape: tuple, n_labels: int) -> Model:
+def build_model(input_shape: tuple, n_labels: int, preprocessing=None) -> Model:
+    """The seed's CNN, compiled; ``preprocessing`` (a layer) first when given (see ``model_file``)."""
     inputs = Input(shape=input_shape)
-    x = Conv2D(filters=64, kernel_size=(3, 3), padding='same')(inputs)
+    x = inputs if preprocessing is None else preprocessing(inputs)
+    x = Conv2D(filters=64, kernel_size=(3, 3), padding='same')(x)
     x = LeakyReLU()(x)
     x = Conv2D(filters=64, kernel_size=(3, 3), padding='same')(x)
     x = LeakyReLU()(x)
@@ -170,6 +173,20 @@ def build_model(input_shape: tuple, n_labels: int) -> Model:
     model = Model(inputs=inputs, outputs=outputs)
     model.compile(optimizer=Adam(lr=0.001), loss='binary_crossentropy', metrics=['accuracy'])
     return model
+
+
+def model_file(model: Model, generator: ImageDataGenerator, folder: Path, names: list[str]) -> Path:
+    """``<run>/model.keras``: the trained network behind a Normalization layer that holds the training
+    images' statistics, so it takes images as ``load_images`` returns them and needs nothing else (a
+    Keras 3 ``load_model`` reads it too); the label names, one per line, in ``labels.txt``."""
+    # The generator divides by std + 1e-6: a variance of (std + 1e-6)^2 makes the layer divide alike.
+    standardize = Normalization(mean=generator.mean.ravel(), variance=(generator.std.ravel() + 1e-6) ** 2)
+    deployable = build_model(model.input_shape[1:], model.output_shape[-1], preprocessing=standardize)
+    deployable.set_weights(model.get_weights())
+    deployable.save(folder / "model.keras")
+    text = "".join(f"{name}\n" for name in names).encode("utf-8")
+    atomic.write_file(folder / "labels.txt", lambda f: f.write(text), "labels.txt")
+    return folder / "model.keras"
 
 
 def warm_up(model: Model, generator: ImageDataGenerator, images: np.ndarray) -> None:
@@ -301,6 +318,8 @@ def main(argv=None) -> int:
         print(f"Training diverged; the last good state is in {folder}", file=sys.stderr)
         return 1
     model.save_weights(folder / "model.weights.npz")
+    print(f"Wrote {model_file(model, generator, folder, names)} (predict on new images: "
+          f"python examples/predict_cells.py {folder} --images DIR)")
 
     test_loss, test_accuracy = model.evaluate(x_test_std, y_test, batch_size=args.batch_size)
     p_test = model.predict(x_test_std, batch_size=args.batch_size)

@@ -13,7 +13,7 @@ pytestmark = pytest.mark.example
 SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "train_cells.py"
 PLOTS = ("learning_curves.png", "label_auc.png", "test_predictions.png", "first_layer_filters.png", "saliency.png",
          "feature_maps.png")
-FILES = ("config.json", "history.csv", "checkpoint.npz", "model.weights.npz", "best.weights.npz",
+FILES = ("config.json", "history.csv", "checkpoint.npz", "model.weights.npz", "best.weights.npz", "model.keras", "labels.txt",
          "report.csv", "report.md")
 
 

@@ -293,7 +293,7 @@ def test_dtype_range_needs_integer_pixels(tmp_path):
 
 
 def test_missing_folder_and_csv(tmp_path):
-    with pytest.raises(FileNotFoundError, match="is not a folder"):
+    with pytest.raises(FileNotFoundError, match="none: no such folder"):
         load_images(tmp_path / "none", tmp_path / "l.csv")
     with pytest.raises(FileNotFoundError, match=r"labels CSV .*l\.csv not found"):
         load_images(tmp_path, tmp_path / "l.csv")

@@ -200,3 +200,25 @@ def test_model_checkpoint_follows_the_file_name_as_keras_3(tmp_path, rng):
         ModelCheckpoint(tmp_path / "w.h5")
     with pytest.raises(ValueError, match="save_weights_only=True"):
         ModelCheckpoint(tmp_path / "m.keras", save_weights_only=True)
+
+
+def test_preprocessing_layers_travel_both_ways(tmp_path, rng):
+    keras = keras3()
+    x = (rng.random((6, 5, 5, 3)) * 255).astype(np.float32)
+    inputs = L.Input((5, 5, 3))
+    adapted = L.Normalization()
+    adapted.adapt(x / 255)
+    scaled = L.Rescaling(1 / 255)(inputs)
+    outputs = L.Dense(2)(L.Flatten()(L.Normalization(mean=[0.5, 0.4, 0.3], variance=[0.1, 0.2, 0.3])(adapted(scaled))))
+    model = Model(inputs, outputs)
+    model.save(tmp_path / "p.keras")
+    theirs = keras.saving.load_model(tmp_path / "p.keras")
+    np.testing.assert_allclose(theirs.predict(x, verbose=0), model.predict(x), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(load_model(tmp_path / "p.keras").predict(x), model.predict(x), rtol=1e-6)
+    K = keras.layers
+    norm = K.Normalization()
+    norm.adapt(x)
+    kmodel = keras.Sequential([keras.Input((5, 5, 3)), norm, K.Rescaling(0.5, offset=1.0), K.Flatten(), K.Dense(1)])
+    kmodel.save(tmp_path / "k.keras")
+    np.testing.assert_allclose(load_model(tmp_path / "k.keras").predict(x), kmodel.predict(x, verbose=0),
+                               rtol=1e-5, atol=1e-5)

@@ -383,3 +383,36 @@ def test_keras_initializers_have_keras_variances(name, std, bound):
         assert np.abs(values).max() <= bound
     assert abs(values.mean()) < 0.01 * (std or 0.05)
     Dense(3, kernel_initializer=name)  # accepted by name, as in Keras
+
+
+# --- Rescaling and Normalization ------------------------------------------------------------------------
+@pytest.mark.gradcheck
+def test_rescaling_and_normalization_follow_their_formulas_and_gradient_check(float64, rng):
+    x = rng.standard_normal((3, 4, 5, 2)) * [2.0, 0.5] + [1.0, -3.0]
+    rescale = tinyconv.layers.Rescaling(1 / 255, offset=-1.0)
+    rescale.build(x.shape[1:])
+    np.testing.assert_allclose(rescale.forward(x), x / 255 - 1, rtol=1e-14)
+    assert check_layer(rescale, x).passed()
+    adapted = tinyconv.layers.Normalization()
+    adapted.adapt(x)
+    mean, variance = x.reshape(-1, 2).mean(axis=0), x.reshape(-1, 2).var(axis=0)
+    np.testing.assert_allclose(adapted.get_weights()[0], mean, rtol=1e-12)
+    np.testing.assert_allclose(adapted.get_weights()[1], variance, rtol=1e-12)
+    np.testing.assert_allclose(adapted.forward(x), (x - mean) / np.sqrt(variance), rtol=1e-10)
+    assert check_layer(adapted, x).passed()
+    given = tinyconv.layers.Normalization(mean=[1.0, 2.0], variance=[4.0, 0.0])
+    given.build(x.shape[1:])
+    assert given.weights == {}  # constants of the configuration, as in Keras
+    np.testing.assert_allclose(given.forward(x), (x - [1.0, 2.0]) / [2.0, 1e-7], rtol=1e-12)
+
+
+@pytest.mark.errors
+def test_normalization_refuses_what_it_cannot_do():
+    for kwargs, pattern in [({"mean": [1.0]}, "give both mean and variance"), ({"axis": 1}, "axis must be -1"),
+                            ({"invert": True}, "invert=True"), ({"mean": [0.0], "variance": [-1.0]}, "variance >= 0")]:
+        with pytest.raises(ValueError, match=pattern):
+            tinyconv.layers.Normalization(**kwargs)
+    with pytest.raises(ValueError, match="was given its mean and variance"):
+        tinyconv.layers.Normalization(mean=[0.0], variance=[1.0]).adapt(np.zeros((2, 3)))
+    with pytest.raises(ValueError, match="finite numeric array"):
+        tinyconv.layers.Normalization().adapt(np.array([[np.nan, 1.0]]))

@@ -62,19 +62,20 @@ TIFF_SUFFIXES = (".tif", ".tiff")
 SUFFIXES = PIL_SUFFIXES + TIFF_SUFFIXES
 
 
-def load_images(folder, labels_csv, image_size: int | tuple[int, int] | None = 32,
+def load_images(folder, labels_csv=None, image_size: int | tuple[int, int] | None = 32,
                 channels: int | Sequence[int] | None = None, *,
                 percentiles: tuple[float, float] | None = None,
                 intensity_range: tuple[float, float] | str | None = None,
                 fit: str = "resize", channel_axis: int | None = None,
                 ignore_unlisted: bool = False, save_to=None, overwrite: bool = False) -> Dataset:
-    """Read the images a labels CSV lists, normalised and sized for training.
+    """Read the images a labels CSV lists, normalised and sized for training; without a CSV, every
+    image below ``folder`` (or the one file ``folder`` names), to predict on.
 
     Parameters
     ----------
-    folder : the folder the CSV's file names are relative to
+    folder : the folder the CSV's file names are relative to (without a CSV: a folder or one image file)
     labels_csv : the CSV (header ``file,<label>,...``; a relative path is taken from the
-        current directory, then from ``folder``)
+        current directory, then from ``folder``); None: no labels
     image_size : output height and width (int or pair); None keeps the files' size
     channels : None (all), a count the images must have, or the indices of the channels to keep
     percentiles : (low, high) per-image percentiles mapped to 0 and 1; default (1, 99.8)
@@ -89,11 +90,17 @@ def load_images(folder, labels_csv, image_size: int | tuple[int, int] | None = 3
     -------
     Dataset(images float32 (N, H, W, C) in [0, 1], labels uint8 (N, L), meta) in the CSV's row
     order; meta holds ``label_names`` (the CSV header), ``files``, ``source`` and the settings.
+    Without a CSV: labels None, ``label_names`` None, and the files in sorted order (``/`` between
+    sub-folders; hidden files left out).
     """
     folder = Path(folder)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"load_images: folder {folder} is not a folder")
-    csv_path = _find_csv(folder, labels_csv)
+    single = labels_csv is None and folder.is_file()
+    if single:
+        folder, only = folder.parent, folder.name
+    elif not folder.is_dir():
+        raise FileNotFoundError(f"load_images: {folder}: no such folder" + ("" if labels_csv is not None
+                                                                          else " or image file"))
+    csv_path = None if labels_csv is None else _find_csv(folder, labels_csv)
     size = _check_size(image_size)
     normalize = _normalizer(percentiles, intensity_range)
     if fit not in ("resize", "crop"):
@@ -104,8 +111,16 @@ def load_images(folder, labels_csv, image_size: int | tuple[int, int] | None = 3
     if save_to is not None and Path(save_to).exists() and not overwrite:
         raise FileExistsError(f"load_images: save_to={save_to} exists; pass overwrite=True to replace it")
 
-    names, files, labels, row_numbers = read_labels_csv(csv_path)
-    _check_files_match(folder, csv_path, files, row_numbers, ignore_unlisted)
+    if csv_path is None:
+        if save_to is not None:
+            raise ValueError("load_images: save_to needs labels (a data set folder holds them); pass labels_csv")
+        names, labels = None, None
+        files = [only] if single else image_files(folder)
+        if not files:
+            raise ValueError(f"load_images: {folder} holds no images ({', '.join(SUFFIXES)})")
+    else:
+        names, files, labels, row_numbers = read_labels_csv(csv_path)
+        _check_files_match(folder, csv_path, files, row_numbers, ignore_unlisted)
 
     images, channel_count = [], None
     for file in files:
@@ -123,7 +138,8 @@ def load_images(folder, labels_csv, image_size: int | tuple[int, int] | None = 3
     if odd:  # only with image_size=None
         raise ValueError(f"load_images: image_size=None needs images of one size, but {folder / files[0]} is "
                          f"{images[0].shape[:2]} and {folder / files[odd[0]]} is {images[odd[0]].shape[:2]}")
-    meta = {"label_names": names, "files": files, "source": {"folder": str(folder), "labels_csv": str(csv_path)},
+    meta = {"label_names": names, "files": files,
+            "source": {"folder": str(folder), "labels_csv": None if csv_path is None else str(csv_path)},
             "normalization": normalize.description, "fit": fit,
             "channels": list(channels) if isinstance(channels, tuple) else channels}
     dataset = Dataset(np.stack(images).astype(np.float32), labels, meta)
@@ -223,12 +239,16 @@ def _check_files_match(folder: Path, csv_path: Path, files: list[str], row_numbe
     if ignore_unlisted:
         return
     listed = set(first_row)
-    unlisted = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*")
-                      if p.suffix.lower() in SUFFIXES and p.is_file() and not p.name.startswith(".")
-                      and p.resolve() not in listed)
+    unlisted = [file for file in image_files(folder) if (folder / file).resolve() not in listed]
     if unlisted:
         raise ValueError(f"{csv_path}: {len(unlisted)} images in {folder} have no row: {', '.join(unlisted[:10])}"
                          + (" ..." if len(unlisted) > 10 else "") + "; add rows or pass ignore_unlisted=True")
+
+
+def image_files(folder: Path) -> list[str]:
+    """The image files below ``folder`` (hidden ones left out), relative with ``/``, sorted."""
+    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*")
+                  if p.suffix.lower() in SUFFIXES and p.is_file() and not p.name.startswith("."))
 
 
 # --- one image -------------------------------------------------------------------------------------

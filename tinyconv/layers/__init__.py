@@ -11,9 +11,10 @@ from .merge import Add, Concatenate, add, concatenate
 from .normalization import BatchNormalization
 from .pooling import GlobalAveragePooling2D, MaxPooling2D
 from .reshape import Reshape
+from .standardization import Normalization, Rescaling
 from .upsampling import UpSampling2D
 
 __all__ = ["Activation", "Add", "AveragePooling2D", "BatchNormalization", "Concatenate", "Conv2D", "Conv2DTranspose", "Dense",
            "Dropout", "Flatten", "GlobalAveragePooling2D", "Input", "InputLayer", "Layer", "LeakyReLU",
-           "MaxPooling2D", "ReLU", "Reshape", "Sigmoid", "Softmax", "SymbolicTensor", "Tanh", "UpSampling2D",
+           "MaxPooling2D", "Normalization", "ReLU", "Rescaling", "Reshape", "Sigmoid", "Softmax", "SymbolicTensor", "Tanh", "UpSampling2D",
            "add", "concatenate", "reset_names"]

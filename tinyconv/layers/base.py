@@ -103,6 +103,7 @@ class Layer:
         self.non_trainable_params: dict[str, object] = {}  # state such as BatchNorm's moving mean
         self.regularizers: dict[str, object] = {}  # weight name -> its penalty (regularizers.py)
         self.built = False
+        self.in_graph = False  # whether a graph holds it (see join_graph)
         self.input_shape: tuple | None = None
         self.output_shape: tuple | None = None
         self.declared_input_shape = input_shape
@@ -130,8 +131,7 @@ class Layer:
 
     def __call__(self, tensor: SymbolicTensor) -> SymbolicTensor:
         self.require_symbolic(tensor)
-        self.require_unbuilt()
-        self.build(tensor.shape[1:])
+        self.join_graph(tensor.shape[1:])
         return SymbolicTensor(self.output_shape, self, [tensor])
 
     def require_symbolic(self, tensor) -> None:
@@ -142,10 +142,18 @@ class Layer:
                 f"layer {self.name!r}: calling a layer builds the graph and needs a symbolic tensor "
                 f"(from Input(...)), got {type(tensor).__name__}{hint}; use layer.forward(x) for arrays")
 
-    def require_unbuilt(self) -> None:
+    def join_graph(self, input_shape) -> None:
+        """Become a node of a graph on inputs of ``input_shape``: built now, or already built for that
+        shape (a Normalization adapted first, as Keras allows)."""
         # One call per layer: a layer is one node of the graph (share a tensor, not a layer).
-        if self.built:
+        if self.in_graph:
             raise ValueError(f"layer {self.name!r} is already part of a graph; create a new layer instead")
+        if not self.built:
+            self.build(input_shape)
+        elif tuple(self.input_shape) != tuple(input_shape):
+            raise ValueError(f"layer {self.name!r} was built for inputs of shape {(None, *self.input_shape)}, "
+                             f"and is called on {(None, *input_shape)}")
+        self.in_graph = True
 
     # --- checks -----------------------------------------------------------------------------
     def check_input(self, x) -> None:

@@ -33,8 +33,7 @@ class Merge(Layer):
                             f"got {type(tensors).__name__}")
         for tensor in tensors:
             self.require_symbolic(tensor)
-        self.require_unbuilt()
-        self.build([tensor.shape[1:] for tensor in tensors])
+        self.join_graph([tuple(tensor.shape[1:]) for tensor in tensors])
         return SymbolicTensor(self.output_shape, self, list(tensors))
 
     def build(self, input_shapes) -> None:

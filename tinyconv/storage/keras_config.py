@@ -70,6 +70,11 @@ EXPORT = {
     "UpSampling2D": lambda l, o: {"size": list(l.size), "data_format": "channels_last",
                                   "interpolation": l.interpolation},
     "Reshape": lambda l, o: {"target_shape": list(l.target_shape)},
+    "Rescaling": lambda l, o: {"scale": l.scale, "offset": l.offset},
+    # given statistics are configuration, adapted ones weights (mean, variance, count), as in Keras
+    "Normalization": lambda l, o: {"axis": [-1], "invert": False,
+                                   "mean": None if l.given is None else l.given[0].tolist(),
+                                   "variance": None if l.given is None else l.given[1].tolist()},
 }
 KERAS_CLASS = {"Sigmoid": "Activation", "Tanh": "Activation"}  # a bare activation layer is Keras's Activation
 
@@ -187,6 +192,9 @@ IMPORT = {
                                   L.UpSampling2D(c.get("size", (2, 2)), interpolation=c.get("interpolation", "nearest"),
                                                  name=c["name"]))[1],
     "Reshape": lambda c, o: L.Reshape(tuple(c["target_shape"]), name=c["name"]),
+    "Rescaling": lambda c, o: L.Rescaling(c["scale"], offset=c.get("offset", 0.0), name=c["name"]),
+    "Normalization": lambda c, o: (_off(c, o, axis=([-1], -1, (-1,)), invert=False),
+                                   L.Normalization(mean=c.get("mean"), variance=c.get("variance"), name=c["name"]))[1],
 }
 
 

@@ -197,9 +197,10 @@ def _checked_layer_weights(model, h5, source: str) -> list:
             raise ValueError(f"{source}: layer {layer.name!r} ({type(layer).__name__}) expects weights of shapes "
                              f"{expected}, the file has {[a.shape for a in arrays]}")
         for array in arrays:
-            if array.dtype.kind != "f" or not np.isfinite(array).all():
+            # numbers, finite (Keras keeps a Normalization's sample count as an integer)
+            if array.dtype.kind not in "fiu" or not np.isfinite(array).all():
                 raise ValueError(f"{source}: layer {layer.name!r} holds {array.dtype} or non-finite weights; "
-                                 "expected finite floating-point values")
+                                 "expected finite numbers")
         found.append((layer, arrays))
     return found
 
