@@ -20,7 +20,7 @@ from .layers.base import Input, InputLayer, Layer, SymbolicTensor, snake_case, u
 from .layers.linear import LinearLayer
 from .layers.merge import Merge
 from .diagnostics.summary import print_summary
-from .storage import keras_file
+from .storage import keras_file, onnx_export
 from .storage import weights as weights_file
 from .training.loop import Trainable
 
@@ -257,6 +257,15 @@ class Model(Trainable):
                              ".h5 models are not written); for weights alone use save_weights")
         _check_overwrite(path, overwrite, "save")
         keras_file.save_model(self, path)
+
+    def export(self, filepath: str | os.PathLike, format: str = "onnx", verbose=None) -> None:
+        """The model for inference elsewhere: ``format="onnx"`` writes an ONNX graph (NHWC in and out;
+        storage/onnx_export.py). Keras's other formats (TensorFlow SavedModel, ...) need TensorFlow."""
+        self.require_built("export")
+        if format != "onnx":
+            raise ValueError(f"export: format={format!r}: tinyconv exports 'onnx' (Keras's 'tf_saved_model' and "
+                             "'openvino' need TensorFlow or OpenVINO); use format='onnx'")
+        onnx_export.export(self, filepath)
 
     # --- training checkpoints (see checkpoint.py) -----------------------------------------------------
     def training_state(self) -> dict:
