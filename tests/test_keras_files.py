@@ -222,3 +222,20 @@ def test_preprocessing_layers_travel_both_ways(tmp_path, rng):
     kmodel.save(tmp_path / "k.keras")
     np.testing.assert_allclose(load_model(tmp_path / "k.keras").predict(x), kmodel.predict(x, verbose=0),
                                rtol=1e-5, atol=1e-5)
+
+
+def test_the_seed_cnn_written_by_keras_3_predicts_the_same_here(tmp_path, rng):
+    keras = keras3()
+    K = keras.layers
+    inputs = keras.Input(shape=(32, 32, 3))
+    x = inputs
+    for filters in (64, 64, None, 128, 128, None):
+        x = K.MaxPooling2D((2, 2))(x) if filters is None else K.LeakyReLU()(K.Conv2D(filters, (3, 3), padding="same")(x))
+    x = K.Dropout(0.5)(K.LeakyReLU()(K.Dense(128)(K.Flatten()(x))))
+    theirs = keras.Model(inputs, K.Dense(18, activation="sigmoid")(x))
+    theirs.compile(keras.optimizers.Adam(learning_rate=0.001), "binary_crossentropy", metrics=["accuracy"])
+    theirs.save(tmp_path / "seed.keras")
+    mine = load_model(tmp_path / "seed.keras")
+    images = rng.standard_normal((4, 32, 32, 3)).astype(np.float32)
+    assert mine.count_params() == 1_311_186
+    np.testing.assert_allclose(mine.predict(images), theirs.predict(images, verbose=0), rtol=1e-5, atol=1e-6)
