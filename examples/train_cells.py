@@ -206,29 +206,52 @@ def warm_up(model: Model, generator: ImageDataGenerator, images: np.ndarray) -> 
 
 # --- 6: report -----------------------------------------------------------------------------------
 
-def write_report(rows: list[dict], baseline_auc: np.ndarray, folder: Path) -> None:
-    """Print the per-label table and save it as report.csv and report.md."""
+REPORT_NOTES = """\
+How to read this table (the test split: images the network never trained on):
+
+- prevalence: the fraction of test images that have the label;
+- binary accuracy: the fraction of test images whose call (probability > 0.5) is right; a label present in
+  5% of images scores 0.95 by always answering "no", so read it beside the prevalence;
+- ROC AUC: the probability that a random image with the label gets a higher score than a random image
+  without it (0.5 is chance, 1 is perfect); "n/a (one class only)" when the test images all have the
+  label, or all lack it, so no such pair exists;
+- F1 at 0.5: the harmonic mean of precision and recall of the calls; n/a when the label is never present
+  and never called;
+- baseline AUC: a logistic regression on each image's global channel statistics (mean, std, percentiles),
+  trained on the same split: what the label's brightness alone tells. A CNN that does not beat it has
+  learnt nothing about shape.
+"""
+
+
+def _value(x: float, missing: str = "n/a") -> str:
+    return missing if not np.isfinite(x) else f"{x:.3f}"
+
+
+def write_report(rows: list[dict], baseline_auc: np.ndarray, folder: Path, test_loss: float,
+                 test_accuracy: float) -> None:
+    """Print the per-label table and save it as report.csv and report.md (with what each column means)."""
     header = ["label", "prevalence", "accuracy", "auc", "f1", "baseline_auc"]
-    table = [{**row, "baseline_auc": float(b)} for row, b in
-             zip(rows, [*baseline_auc, np.nanmean(baseline_auc)])]
+    table = [{**row, "baseline_auc": float(b)} for row, b in zip(rows, [*baseline_auc, metrics.finite_mean(baseline_auc)])]
     with open(folder / "report.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=header)
         writer.writeheader()
         writer.writerows(table)
-    lines = ["| label | prevalence | binary accuracy | ROC AUC | F1 at 0.5 | baseline AUC |",
+    lines = [f"Test loss (binary cross-entropy) {test_loss:.4f}, binary accuracy {test_accuracy:.4f}.", "",
+             "| label | prevalence | binary accuracy | ROC AUC | F1 at 0.5 | baseline AUC |",
              "|---|---:|---:|---:|---:|---:|"]
+    one_class = "n/a (one class only)"
     for row in table:
         name = f"**{row['label']}**" if row["label"] == "mean" else row["label"]
-        lines.append(f"| {name} | {row['prevalence']:.3f} | {row['accuracy']:.3f} | {row['auc']:.3f} | "
-                     f"{row['f1']:.3f} | {row['baseline_auc']:.3f} |")
-    (folder / "report.md").write_text("\n".join(lines) + "\n")
+        lines.append(f"| {name} | {row['prevalence']:.3f} | {row['accuracy']:.3f} | {_value(row['auc'], one_class)} | "
+                     f"{_value(row['f1'])} | {_value(row['baseline_auc'], one_class)} |")
+    (folder / "report.md").write_text("\n".join(lines) + "\n\n" + REPORT_NOTES)
     width = max(len(r["label"]) for r in table)
     print(f"\n{'label':<{width}}  prev.   acc.    AUC     F1     baseline AUC")
     for row in table:
         if row["label"] == "mean":
             print("-" * (width + 48))
-        print(f"{row['label']:<{width}}  {row['prevalence']:.3f}  {row['accuracy']:.3f}  {row['auc']:.3f}  "
-              f"{row['f1']:.3f}  {row['baseline_auc']:.3f}")
+        print(f"{row['label']:<{width}}  {row['prevalence']:.3f}  {row['accuracy']:.3f}  {_value(row['auc']):>5}  "
+              f"{_value(row['f1']):>5}  {_value(row['baseline_auc']):>5}")
 
 
 def make_plots(model, x_test, x_test_std, y_test, p_test, names, channel_names, rows, baseline_auc,
@@ -325,11 +348,12 @@ def main(argv=None) -> int:
     p_test = model.predict(x_test_std, batch_size=args.batch_size)
     rows = metrics.per_label_report(y_test, p_test, names)
     baseline_auc = metrics.roc_auc(y_test, logistic_regression_baseline(x_train, y_train, x_test))
-    write_report(rows, baseline_auc, folder)
-    mean = rows[-1]
-    print(f"\nTest: loss {test_loss:.4f}, binary accuracy {test_accuracy:.4f}, mean AUC {mean['auc']:.4f} "
-          f"(lowest {np.nanmin([r['auc'] for r in rows[:-1]]):.4f}), mean F1 {mean['f1']:.4f}; "
-          f"baseline mean AUC {np.nanmean(baseline_auc):.4f}")
+    write_report(rows, baseline_auc, folder, test_loss, test_accuracy)
+    mean, aucs = rows[-1], np.array([r["auc"] for r in rows[:-1]])
+    lowest = _value(aucs[np.isfinite(aucs)].min()) if np.isfinite(aucs).any() else "n/a"
+    print(f"\nTest: loss {test_loss:.4f}, binary accuracy {test_accuracy:.4f}, mean AUC {_value(mean['auc'])} "
+          f"(lowest {lowest}), mean F1 {_value(mean['f1'])}; baseline mean AUC "
+          f"{_value(metrics.finite_mean(baseline_auc))}")
     for path in make_plots(model, x_test, x_test_std, y_test, p_test, names, channel_names, rows,
                            baseline_auc, folder):
         print(f"Wrote {path}")

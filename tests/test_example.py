@@ -72,7 +72,10 @@ def test_quick_run_report_and_falling_loss(quick_run):
     aucs = [float(r["auc"]) for r in report[:-1]]
     assert float(report[-1]["auc"]) == pytest.approx(np.nanmean(aucs), abs=1e-9)
     markdown = (folder / "report.md").read_text().splitlines()
-    assert markdown[0].startswith("| label |") and len(markdown) == 2 + 19
+    assert markdown[0].startswith("Test loss (binary cross-entropy) ")
+    table = [line for line in markdown if line.startswith("|")]
+    assert table[0].startswith("| label |") and len(table) == 2 + 19
+    assert any(line.startswith("- ROC AUC:") for line in markdown)  # the columns are explained
     assert "mean AUC" in out and "baseline mean AUC" in out
 
 
@@ -220,3 +223,20 @@ def test_two_runs_started_together_on_one_data_dir_share_it(tmp_path):
     from tinyconv.data import cells, load_dataset
     x, _ = cells.generate(300, image_size=32, seed=0)
     np.testing.assert_array_equal(load_dataset(tmp_path / "cache").images, x)
+
+
+def test_a_label_with_one_class_reports_n_a_without_numpy_warnings(tmp_path):
+    import importlib.util
+    import warnings
+    spec = importlib.util.spec_from_file_location("train_cells", SCRIPT)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    from tinyconv.diagnostics import metrics
+    y = np.array([[1, 0], [1, 1], [1, 0]], dtype=np.float32)  # label "a" is present in every image
+    p = np.array([[0.9, 0.2], [0.8, 0.7], [0.6, 0.4]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a "Mean of empty slice" would fail here
+        rows = metrics.per_label_report(y, p, ["a", "b"])
+        example.write_report(rows, np.array([np.nan, 0.5]), tmp_path, 0.3, 0.9)
+    table = (tmp_path / "report.md").read_text()
+    assert "| a | 1.000 | 1.000 | n/a (one class only) |" in table and "| b | 0.333 | 1.000 | 1.000 |" in table

@@ -107,5 +107,13 @@ def per_label_report(y_true, y_prob, names: list[str] | None = None,
     }
     rows = [{"label": name, **{key: float(values[i]) for key, values in columns.items()}}
             for i, name in enumerate(names)]
-    rows.append({"label": "mean", **{key: float(np.nanmean(values)) for key, values in columns.items()}})
+    rows.append({"label": "mean", **{key: finite_mean(values) for key, values in columns.items()}})
     return rows
+
+
+def finite_mean(values) -> float:
+    """The mean of the finite values; NaN, without NumPy's warning, when there are none (a tiny test
+    split where every label has one class)."""
+    values = np.asarray(values, dtype=float)
+    finite = values[np.isfinite(values)]
+    return float(finite.mean()) if finite.size else float("nan")

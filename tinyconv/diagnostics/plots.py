@@ -185,12 +185,11 @@ def plot_label_auc(aucs, label_names, path, baseline_aucs=None) -> Path:
         baseline_aucs = np.asarray(baseline_aucs, dtype=float)
         ax.barh(rows + height, baseline_aucs, height=height, color="tab:gray",
                 label=f"baseline (mean {np.nanmean(baseline_aucs):.3f})")
-    ax.axvline(0.5, color="k", lw=0.8, ls=":")
+    ax.axvline(0.5, color="k", lw=0.8, ls=":", label="chance (0.5)")
     ax.set_yticks(rows + (height / 2 if baseline_aucs is not None else 0), label_names, fontsize=8)
     ax.invert_yaxis()
-    lowest = np.nanmin(np.r_[aucs, baseline_aucs if baseline_aucs is not None else []])
-    ax.set_xlim(min(0.4, np.floor(lowest * 10) / 10), 1.0)
-    ax.set_xlabel("test ROC AUC")
+    ax.set_xlim(0.0, 1.0)  # from 0: bar lengths compare honestly; a missing bar is "n/a (one class only)"
+    ax.set_xlabel("test ROC AUC (no bar: n/a, the test split has one class of that label)")
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
     return _save(fig, plt, path)
@@ -200,8 +199,9 @@ def plot_predictions(images, labels, probabilities, label_names, path, ncols: in
                      max_images: int = 12, threshold: float = 0.5) -> Path:
     """Test cells captioned with each label that is true or predicted (``p > threshold``).
 
-    A caption line reads ``name p``: green when right (true and predicted), red when predicted
-    but false, orange when true but missed.
+    A caption line reads ``name p``: blue when right (true and predicted), vermillion when predicted
+    but false, reddish purple when true but missed (Okabe and Ito's colours, told apart with any
+    colour vision).
     """
     images, labels, probabilities = np.asarray(images), np.asarray(labels), np.asarray(probabilities)
     if labels.shape != probabilities.shape or len(images) != len(labels):
@@ -212,7 +212,7 @@ def plot_predictions(images, labels, probabilities, label_names, path, ncols: in
     nrows = -(-count // ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(4.0 * ncols, 2.2 * nrows + 0.4), squeeze=False,
                              gridspec_kw={"wspace": 1.3})
-    colours = {(True, True): "green", (False, True): "red", (True, False): "darkorange"}
+    colours = {(True, True): "#0072B2", (False, True): "#D55E00", (True, False): "#CC79A7"}
     for k, ax in enumerate(axes.flat):
         ax.axis("off")
         if k >= count:
@@ -222,7 +222,7 @@ def plot_predictions(images, labels, probabilities, label_names, path, ncols: in
                  for name, t, p in zip(label_names, labels[k], probabilities[k]) if t or p > threshold]
         for i, (text, colour) in enumerate(lines):
             ax.text(1.04, 1 - 0.09 * i, text, color=colour, fontsize=6.5, va="top", transform=ax.transAxes)
-    fig.suptitle("test cells: green = found, red = false alarm, orange = missed (p = predicted probability)",
+    fig.suptitle("test cells: blue = found, vermillion = false alarm, purple = missed (p = predicted probability)",
                  fontsize=9)
     fig.subplots_adjust(left=0.01, right=0.9, top=0.92, bottom=0.02, hspace=0.15)
     return _save(fig, plt, path)
