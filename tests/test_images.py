@@ -489,3 +489,22 @@ def test_an_oversized_tiff_is_refused_before_decoding(tmp_path):
     tifffile.imwrite(folder / "a.tif", shape=(9000, 9000), dtype="uint16")
     with pytest.raises(ValueError, match=r"a\.tif: its header declares 9000 x 9000 pixels per plane, more than"):
         load_images(folder, labels, image_size=None)
+
+
+def test_the_samples_command_has_help_and_writes_folders_with_the_usual_permissions(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as stop:
+        samples.main(["--help"])
+    assert stop.value.code == 0 and "usage: python -m tinyconv.data.samples" in capsys.readouterr().out
+    assert list(tmp_path.iterdir()) == []  # no folder named --help
+    crops = np.zeros((2, 8, 8, 1), np.uint16)
+    measurements = {"plane": [0, 1], "label": [1, 2]}
+    monkeypatch.setattr(samples, "nuclei_crops", lambda size, planes, min_area: (crops, measurements))
+    monkeypatch.setattr(samples, "nuclei_labels", lambda m: np.zeros((2, len(samples.NUCLEI_LABELS)), np.uint8))
+    umask = os.umask(0o022)
+    try:
+        folder = samples.make_nuclei_folder(tmp_path / "nuclei")
+    finally:
+        os.umask(umask)
+    assert oct(folder.stat().st_mode & 0o777) == oct(0o755)
+    assert sorted(p.name for p in folder.iterdir()) == ["labels.csv", "z00_nucleus01.tif", "z01_nucleus02.tif"]

