@@ -22,16 +22,10 @@ array code, the same on NumPy and CuPy.
 from __future__ import annotations
 
 from ..backend import get_array_module
-from .base import WindowLayer
+from .pooling import PoolingWindow
 
 
-class AveragePooling2D(WindowLayer):
-    def __init__(self, pool_size=(2, 2), strides=None, padding: str = "valid",
-                 name: str | None = None, input_shape=None):
-        super().__init__(window=pool_size, strides=pool_size if strides is None else strides,
-                         padding=padding, window_name="pool_size", name=name, input_shape=input_shape)
-        self.pool_size = self.window
-
+class AveragePooling2D(PoolingWindow):
     def forward(self, x, training: bool = False):
         self.check_input(x)
         sums = self.window_sums(self.padded(x))

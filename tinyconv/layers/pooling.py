@@ -27,12 +27,17 @@ from ..backend import get_array_module
 from .base import Layer, WindowLayer
 
 
-class MaxPooling2D(WindowLayer):
+class PoolingWindow(WindowLayer):
+    """Keras's pooling arguments: a ``pool_size`` window whose strides default to the pool size."""
+
     def __init__(self, pool_size=(2, 2), strides=None, padding: str = "valid",
                  name: str | None = None, input_shape=None):
         super().__init__(window=pool_size, strides=pool_size if strides is None else strides,
                          padding=padding, window_name="pool_size", name=name, input_shape=input_shape)
         self.pool_size = self.window
+
+
+class MaxPooling2D(PoolingWindow):
 
     def forward(self, x, training: bool = False):
         self.check_input(x)
