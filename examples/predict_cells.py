@@ -6,8 +6,10 @@ Usage::
     python examples/predict_cells.py runs/20240101-120000 --images new_cells/a.tif --threshold 0.7
 
 The run folder is one ``train_cells.py`` wrote: its ``model.keras`` (the trained network with the
-training images' standardisation inside it), ``labels.txt`` (the label names) and ``config.json``
-(how the training images were read: their size, channels and intensity normalisation). The new
+training images' standardisation inside it), ``labels.txt`` (the label names), ``config.json``
+(how the training images were read: their size, channels and intensity normalisation) and, when
+they came from files, ``training_images.json`` (their pixel types: a new image of another bit depth
+is refused, naming it). The new
 images are read the same way (``tinyconv.data.load_images`` without a CSV: PNG, JPEG or TIFF, every
 file below the folder in sorted order, or the one file given), and the script writes
 
@@ -56,7 +58,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def read_run(folder: Path):
-    """The run's model, label names and reading settings, or an exit that says what is missing."""
+    """The run's model, label names, reading settings and training pixel types (None when unknown),
+    or an exit that says what is missing."""
     if not folder.is_dir():
         sys.exit(f"predict_cells.py: {folder}: no such run folder")
     missing = [name for name in ("model.keras", "labels.txt", "config.json") if not (folder / name).is_file()]
@@ -72,11 +75,20 @@ def read_run(folder: Path):
     if len(names) != model.output_shape[-1]:
         sys.exit(f"predict_cells.py: {folder / 'labels.txt'} names {len(names)} labels, the model has "
                  f"{model.output_shape[-1]} outputs")
-    return model, names, settings
+    described = folder / "training_images.json"  # absent for a run on simulated cells
+    trained_on = json.loads(described.read_text(encoding="utf-8"))["pixel_types"] if described.is_file() else None
+    return model, names, settings, trained_on
 
 
-def read_images(path: Path, model, settings: dict):
-    """The new images, read as the training images were; an image that does not fit the model is refused."""
+def bit_depth(pixel_type: str) -> str:
+    """``uint16`` -> ``16-bit``, ``int16`` -> ``16-bit signed``, ``float32`` -> ``32-bit float``."""
+    dtype = np.dtype(pixel_type)
+    return f"{8 * dtype.itemsize}-bit" + {"u": "", "i": " signed", "f": " float"}.get(dtype.kind, f" {dtype.kind}")
+
+
+def read_images(path: Path, model, settings: dict, trained_on: list[str] | None):
+    """The new images, read as the training images were; an image that does not fit the model (its
+    channel count) or the training images (its bit depth, when they came from files) is refused."""
     height, width, channels = model.input_shape[1:]
     try:
         images, _, meta = load_images(path, image_size=(height, width), channels=settings.get("channels"),
@@ -88,6 +100,14 @@ def read_images(path: Path, model, settings: dict):
         first = meta["files"][0]
         sys.exit(f"predict_cells.py: {Path(meta['source']['folder']) / first} has {images.shape[-1]} channels, but "
                  f"the run's model takes {channels} (pass images like the training ones, or train on these)")
+    # A pixel of another bit depth means another intensity scale (a fixed --intensity-range, 'dtype')
+    # and another noise and saturation level even under per-image percentiles: not the images it learnt.
+    for file, pixel_type in zip(meta["files"], meta["pixel_types"]):
+        if trained_on is not None and pixel_type not in trained_on:
+            sys.exit(f"predict_cells.py: {Path(meta['source']['folder']) / file} has {bit_depth(pixel_type)} pixels "
+                     f"({pixel_type}), but the run was trained on "
+                     f"{' and '.join(f'{bit_depth(t)} ({t})' for t in trained_on)} images: convert it as the "
+                     "training images were acquired, or train on images like it")
     return images, meta["files"]
 
 
@@ -112,9 +132,8 @@ def write_gallery(path: Path, images, probabilities, names) -> Path:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    model, names, settings = read_run(Path(args.run))
-    images_path = Path(args.images)
-    images, files = read_images(images_path, model, settings)
+    model, names, settings, trained_on = read_run(Path(args.run))
+    images, files = read_images(Path(args.images), model, settings, trained_on)
     probabilities = model.predict(images, batch_size=256)
     out = Path(args.out)
     write_predictions(out, files, probabilities, names, args.threshold)

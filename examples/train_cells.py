@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import sys
 import time
 from pathlib import Path
@@ -114,15 +115,17 @@ def fill_defaults(args: argparse.Namespace) -> None:
 
 # --- 1-3: data ------------------------------------------------------------------------------------
 
-def load_or_simulate(args) -> tuple[np.ndarray, np.ndarray, list[str], list[str] | None]:
-    """Images (N, H, W, C) float32, labels (N, L), label names and channel names."""
+def load_or_simulate(args) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Images (N, H, W, C) float32, labels (N, L), and what describes them: ``label_names``,
+    ``channel_names`` (the simulator's) and ``pixel_types`` (the files' bit depths; None when simulated)."""
     if args.images:
         images, labels, meta = load_images(args.images, args.labels, image_size=args.image_size,
                                            channels=args.channels, intensity_range=args.intensity_range,
                                            fit=args.fit)
         print(f"Data: {args.images} holds {len(images)} images listed in {args.labels}, read as "
               f"{images.shape[1:]} with {labels.shape[1]} labels")
-        return images, labels.astype(np.float32), meta["label_names"], None
+        return images, labels.astype(np.float32), {"label_names": meta["label_names"], "channel_names": None,
+                                                   "pixel_types": sorted(set(meta["pixel_types"]))}
     # The simulator's version is part of the cache's name: a new simulator never reuses old images.
     folder = Path(args.data_dir or f"data/cells-v{cells.VERSION}-n{args.n_samples}-{args.image_size}px-seed{args.seed}")
     # An existing data set is read as it is; two runs started together on an empty cache share it.
@@ -131,7 +134,8 @@ def load_or_simulate(args) -> tuple[np.ndarray, np.ndarray, list[str], list[str]
     print(f"Data: {folder} holds {len(images)} images of shape {images.shape[1:]} with {labels.shape[1]} labels")
     images = np.asarray(images, dtype=np.float32) / (255.0 if images.dtype == np.uint8 else 1.0)
     names = meta.get("label_names") or [f"label_{i}" for i in range(labels.shape[1])]
-    return images, labels.astype(np.float32), names, meta.get("channel_names")
+    return images, labels.astype(np.float32), {"label_names": names, "channel_names": meta.get("channel_names"),
+                                               "pixel_types": None}
 
 
 def make_generator() -> ImageDataGenerator:
@@ -175,17 +179,22 @@ def build_model(input_shape: tuple, n_labels: int, preprocessing=None) -> Model:
     return model
 
 
-def model_file(model: Model, generator: ImageDataGenerator, folder: Path, names: list[str]) -> Path:
+def model_file(model: Model, generator: ImageDataGenerator, folder: Path, about: dict) -> Path:
     """``<run>/model.keras``: the trained network behind a Normalization layer that holds the training
     images' statistics, so it takes images as ``load_images`` returns them and needs nothing else (a
-    Keras 3 ``load_model`` reads it too); the label names, one per line, in ``labels.txt``."""
+    Keras 3 ``load_model`` reads it too); the label names, one per line, in ``labels.txt``; and for
+    images read from files, their pixel types in ``training_images.json``, which ``predict_cells.py``
+    holds new images to."""
     # The generator divides by std + 1e-6: a variance of (std + 1e-6)^2 makes the layer divide alike.
     standardize = Normalization(mean=generator.mean.ravel(), variance=(generator.std.ravel() + 1e-6) ** 2)
     deployable = build_model(model.input_shape[1:], model.output_shape[-1], preprocessing=standardize)
     deployable.set_weights(model.get_weights())
     deployable.save(folder / "model.keras")
-    text = "".join(f"{name}\n" for name in names).encode("utf-8")
+    text = "".join(f"{name}\n" for name in about["label_names"]).encode("utf-8")
     atomic.write_file(folder / "labels.txt", lambda f: f.write(text), "labels.txt")
+    if about["pixel_types"] is not None:
+        described = json.dumps({"pixel_types": about["pixel_types"]}).encode("utf-8")
+        atomic.write_file(folder / "training_images.json", lambda f: f.write(described), "training_images.json")
     return folder / "model.keras"
 
 
@@ -268,7 +277,8 @@ def make_plots(model, x_test, x_test_std, y_test, p_test, names, channel_names, 
     shows = np.flatnonzero(y_test[:, [names.index(n) for n in chosen]].sum(1) > 0)[:4]
     maps = {name: saliency_map(model, x_test_std[shows], names.index(name)) for name in chosen}
     probabilities = {name: p_test[shows, names.index(name)] for name in chosen}
-    paths.append(plots.plot_saliency(x_test[shows], maps, plot_dir / "saliency.png", probabilities))
+    truth = {name: y_test[shows, names.index(name)] for name in chosen}
+    paths.append(plots.plot_saliency(x_test[shows], maps, plot_dir / "saliency.png", probabilities, truth))
     cell = shows[0] if len(shows) else 0
     paths.append(plots.plot_feature_maps(x_test[cell], feature_maps(model, x_test_std[cell]),
                                          plot_dir / "feature_maps.png"))
@@ -314,7 +324,8 @@ def main(argv=None) -> int:
     tinyconv.set_device(args.device)
     print(f"Run folder: {folder}" + (" (resuming)" if args.resume else ""))
 
-    images, labels, names, channel_names = load_or_simulate(args)
+    images, labels, about = load_or_simulate(args)
+    names = about["label_names"]
     (x_train, y_train), (x_valid, y_valid), (x_test, y_test) = split(images, labels, random_state=42)
     print(f"Split: {len(x_train)} train, {len(x_valid)} valid, {len(x_test)} test")
     generator = make_generator()
@@ -341,7 +352,7 @@ def main(argv=None) -> int:
         print(f"Training diverged; the last good state is in {folder}", file=sys.stderr)
         return 1
     model.save_weights(folder / "model.weights.npz")
-    print(f"Wrote {model_file(model, generator, folder, names)} (predict on new images: "
+    print(f"Wrote {model_file(model, generator, folder, about)} (predict on new images: "
           f"python examples/predict_cells.py {folder} --images DIR)")
 
     test_loss, test_accuracy = model.evaluate(x_test_std, y_test, batch_size=args.batch_size)
@@ -354,7 +365,7 @@ def main(argv=None) -> int:
     print(f"\nTest: loss {test_loss:.4f}, binary accuracy {test_accuracy:.4f}, mean AUC {_value(mean['auc'])} "
           f"(lowest {lowest}), mean F1 {_value(mean['f1'])}; baseline mean AUC "
           f"{_value(metrics.finite_mean(baseline_auc))}")
-    for path in make_plots(model, x_test, x_test_std, y_test, p_test, names, channel_names, rows,
+    for path in make_plots(model, x_test, x_test_std, y_test, p_test, names, about["channel_names"], rows,
                            baseline_auc, folder):
         print(f"Wrote {path}")
     print(f"Everything is in {folder} ({time.perf_counter() - started:.0f} s)")

@@ -313,11 +313,12 @@ def test_train_cells_reads_a_folder(tmp_path):
     args = example.parse_args(["--images", str(folder), "--labels", str(labels_csv), "--channels", "4", "0",
                                "--intensity-range", "0", "4095", "--fit", "crop", "--image-size", "8"])
     example.fill_defaults(args)
-    images, labels, names, _ = example.load_or_simulate(args)
+    images, labels, about = example.load_or_simulate(args)
     expected = load_images(folder, labels_csv, image_size=8, channels=[4, 0], intensity_range=(0, 4095), fit="crop")
     np.testing.assert_array_equal(images, expected.images)
     np.testing.assert_array_equal(labels, expected.labels)
-    assert names == ["a", "b"] and images.shape == (3, 8, 8, 2)
+    assert about["label_names"] == ["a", "b"] and images.shape == (3, 8, 8, 2)
+    assert about["pixel_types"] == ["uint16"] and expected.meta["pixel_types"] == ["uint16"] * 3
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tifffile
 from PIL import Image
 
 from tinyconv.data import ImageDataGenerator, load_images, split
@@ -100,6 +101,18 @@ def test_one_file_and_clear_refusals(finished_run, tmp_path):
     Image.fromarray(np.zeros((20, 20), np.uint8)).save(grey / "g.png")
     result = run("predict_cells.py", cwd, str(folder), "--images", str(grey), ok=False)
     assert result.returncode != 0 and "g.png has 1 channels, but the run's model takes 3" in result.stderr
+    assert '"uint8"' in (folder / "training_images.json").read_text()
+    deep = tmp_path / "deep"
+    deep.mkdir()
+    Image.fromarray(np.full((20, 20, 3), 60, np.uint8)).save(deep / "a.png")
+    tifffile.imwrite(deep / "b.tif", np.full((20, 20, 3), 900, np.uint16))
+    result = run("predict_cells.py", cwd, str(folder), "--images", str(deep), "--out", str(tmp_path / "deep.csv"),
+                 ok=False)
+    assert "b.tif has 16-bit pixels (uint16), but the run was trained on 8-bit (uint8) images" in result.stderr
+    assert result.returncode != 0 and not (tmp_path / "deep.csv").exists()
+    tifffile.imwrite(deep / "b.tif", np.full((20, 20, 3), 0.5, np.float32))
+    result = run("predict_cells.py", cwd, str(folder), "--images", str(deep / "b.tif"), ok=False)
+    assert "b.tif has 32-bit float pixels (float32)" in result.stderr
     empty = tmp_path / "run"
     empty.mkdir()
     result = run("predict_cells.py", cwd, str(empty), "--images", "new", ok=False)

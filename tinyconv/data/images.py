@@ -89,7 +89,8 @@ def load_images(folder, labels_csv=None, image_size: int | tuple[int, int] | Non
     Returns
     -------
     Dataset(images float32 (N, H, W, C) in [0, 1], labels uint8 (N, L), meta) in the CSV's row
-    order; meta holds ``label_names`` (the CSV header), ``files``, ``source`` and the settings.
+    order; meta holds ``label_names`` (the CSV header), ``files``, ``pixel_types`` (each file's
+    pixel type as read, e.g. ``"uint16"``: its bit depth), ``source`` and the settings.
     Without a CSV: labels None, ``label_names`` None, and the files in sorted order (``/`` between
     sub-folders; hidden files left out).
     """
@@ -122,10 +123,11 @@ def load_images(folder, labels_csv=None, image_size: int | tuple[int, int] | Non
         names, files, labels, row_numbers = read_labels_csv(csv_path)
         _check_files_match(folder, csv_path, files, row_numbers, ignore_unlisted)
 
-    images, channel_count = [], None
+    images, pixel_types, channel_count = [], [], None
     for file in files:
         path = folder / file
         image = read_image(path, channel_axis=channel_axis)
+        pixel_types.append(image.dtype.name)
         image = _select_channels(image, channels, path)
         if channel_count is None:
             channel_count, first = image.shape[2], path
@@ -138,7 +140,7 @@ def load_images(folder, labels_csv=None, image_size: int | tuple[int, int] | Non
     if odd:  # only with image_size=None
         raise ValueError(f"load_images: image_size=None needs images of one size, but {folder / files[0]} is "
                          f"{images[0].shape[:2]} and {folder / files[odd[0]]} is {images[odd[0]].shape[:2]}")
-    meta = {"label_names": names, "files": files,
+    meta = {"label_names": names, "files": files, "pixel_types": pixel_types,
             "source": {"folder": str(folder), "labels_csv": None if csv_path is None else str(csv_path)},
             "normalization": normalize.description, "fit": fit,
             "channels": list(channels) if isinstance(channels, tuple) else channels}

@@ -260,11 +260,13 @@ def plot_filters(kernel, path, channel_names=None) -> Path:
     return _save(fig, plt, path)
 
 
-def plot_saliency(images, maps: dict, path, probabilities: dict | None = None) -> Path:
+def plot_saliency(images, maps: dict, path, probabilities: dict | None = None, labels: dict | None = None) -> Path:
     """Each image (a row) next to its saliency map for each label (columns).
 
     ``maps`` maps a label name to (N, H, W) saliency maps of the N ``images``; ``probabilities``
-    (optional) maps the same names to (N,) predicted probabilities, shown in the titles.
+    and ``labels`` (optional) map the same names to (N,) predicted probabilities and true 0/1
+    labels, shown in the titles: a map of a label the cell does not have shows what would have
+    raised its score, not where the feature is.
     """
     images = np.asarray(images)
     names = list(maps)
@@ -277,11 +279,13 @@ def plot_saliency(images, maps: dict, path, probabilities: dict | None = None) -
         for j, name in enumerate(names):
             ax = axes[i, j + 1]
             ax.imshow(maps[name][i], cmap="inferno", interpolation="nearest")
-            p = f"\np = {probabilities[name][i]:.2f}" if probabilities else ""
-            ax.set_title(f"{name}{p}", fontsize=7)
+            said = [f"p = {probabilities[name][i]:.2f}"] if probabilities else []
+            said += [f"true: {'yes' if labels[name][i] else 'no'}"] if labels else []
+            ax.set_title("\n".join([name, ", ".join(said)] if said else [name]), fontsize=7)
         for ax in axes[i]:
             ax.axis("off")
-    fig.suptitle("saliency: |d score / d pixel| (brighter = the label's score changes more)", fontsize=9)
+    key = "; p: predicted probability, true: the label in the data" if probabilities or labels else ""
+    fig.suptitle(f"saliency: |d score / d pixel| (brighter = the label's score changes more){key}", fontsize=9)
     fig.tight_layout()
     return _save(fig, plt, path)
 
