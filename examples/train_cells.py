@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -37,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 import tinyconv
-from tinyconv import Model
+from tinyconv import Model, distributed
 from tinyconv.storage import atomic
 from tinyconv.training import checkpoint, runs
 from tinyconv.diagnostics import metrics, plots
@@ -98,6 +99,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                                                 "augmentation and dropout (default 0)")
     parser.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its checkpoint")
     parser.add_argument("--quick", action="store_true", help="tiny data and 2 epochs, for smoke tests")
+    parser.add_argument("--distributed", action="store_true",
+                        help="train on every rank of an MPI job: mpiexec -n K python examples/train_cells.py "
+                             "--distributed (the mpi extra; docs/data-parallel.md)")
     args = parser.parse_args(argv)
     if bool(args.images) != bool(args.labels):
         parser.error("--images and --labels go together")
@@ -287,6 +291,11 @@ def make_plots(model, x_test, x_test_std, y_test, p_test, names, channel_names, 
 
 # --- the run ---------------------------------------------------------------------------------------
 
+def settings_of(args) -> dict:
+    """What config.json keeps: the run's settings, not where its folder is nor how many ranks ran it."""
+    return {k: v for k, v in vars(args).items() if k not in ("resume", "out", "distributed")}
+
+
 def run_folder(args) -> Path:
     """A new ``<out>/<timestamp>/`` with the run's settings in config.json; or, with ``--resume``, the
     old folder, whose settings come back (the data and model must be the same: a different value is
@@ -294,7 +303,9 @@ def run_folder(args) -> Path:
     try:
         if not args.resume:
             fill_defaults(args)
-            return runs.create(args.out, {k: v for k, v in vars(args).items() if k not in ("resume", "out")})
+            # Rank 0 names the folder; the others train without writing into it.
+            folder = runs.create(args.out, settings_of(args)) if distributed.distribution().is_writer else ""
+            return Path(distributed.distribution().broadcast_text(str(folder)))
         folder = Path(args.resume)
         if not (folder / "checkpoint.npz").is_file():
             sys.exit(f"--resume {folder}: no checkpoint.npz there; nothing to resume")
@@ -302,7 +313,7 @@ def run_folder(args) -> Path:
             done = checkpoint.read(folder / "checkpoint.npz")["epoch"]
         except ValueError as exc:
             sys.exit(f"--resume {folder}: {exc}")
-        given = {k: v for k, v in vars(args).items() if k not in ("resume", "out") and v not in (None, False)}
+        given = {k: v for k, v in settings_of(args).items() if v not in (None, False)}
         saved = runs.resumed_settings(folder, given, changeable=("epochs", "device"))
     except runs.RunFolderError as exc:
         sys.exit(str(exc))
@@ -318,6 +329,13 @@ def run_folder(args) -> Path:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.distributed:
+        try:
+            distributed.set_distribution(distributed.DataParallel())
+        except ImportError as exc:
+            sys.exit(f"--distributed: {exc}")
+        if not distributed.distribution().is_writer:
+            sys.stdout = open(os.devnull, "w")  # one rank reports; the others train
     folder = run_folder(args)
     started = time.perf_counter()
     tinyconv.set_seed(args.seed)
@@ -337,8 +355,10 @@ def main(argv=None) -> int:
     model.summary()
     warm_up(model, generator, x_train)
 
-    resume_command = f"python {sys.argv[0] if sys.argv[0].endswith('.py') else 'examples/train_cells.py'} " \
-                     f"--resume {folder}"
+    ranks = distributed.distribution().num_ranks
+    resume_command = (f"mpiexec -n {ranks} " if args.distributed else "") + \
+        f"python {sys.argv[0] if sys.argv[0].endswith('.py') else 'examples/train_cells.py'} --resume {folder}" + \
+        (" --distributed" if args.distributed else "")
     callbacks = [EarlyStopping(monitor="val_loss", patience=10),
                  CSVLogger(folder / "history.csv"),
                  ModelCheckpoint(folder / "best.weights.npz", monitor="val_loss", save_best_only=True),
@@ -349,8 +369,12 @@ def main(argv=None) -> int:
     if history.interrupted:
         return 130
     if history.diverged:  # fit said where and why; the checkpoint holds the last finished epoch
-        print(f"Training diverged; the last good state is in {folder}", file=sys.stderr)
+        if distributed.distribution().is_writer:
+            print(f"Training diverged; the last good state is in {folder}", file=sys.stderr)
         return 1
+    if not distributed.distribution().is_writer:
+        return 0  # rank 0 holds the same weights and reports alone
+    distributed.set_distribution(None)
     model.save_weights(folder / "model.weights.npz")
     print(f"Wrote {model_file(model, generator, folder, about)} (predict on new images: "
           f"python examples/predict_cells.py {folder} --images DIR)")

@@ -303,10 +303,13 @@ class ImageDataGenerator:
                                  seed=seed, follow_links=follow_links, subset=subset,
                                  interpolation=interpolation, keep_aspect_ratio=keep_aspect_ratio)
 
-    def augment_batch(self, batch: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """Randomly warp (and flip) an (N, H, W, C) batch with draws from ``rng``, then standardize."""
-        params = self._draw(rng, batch.shape[0], batch.shape[1:])
-        return self.standardize(self._warp(batch, params))
+    def augment_batch(self, batch: np.ndarray, rng: np.random.Generator, rows: slice = slice(None),
+                      size: int | None = None) -> np.ndarray:
+        """Randomly warp (and flip) an (N, H, W, C) batch with draws from ``rng``, then standardize.
+        ``batch`` may be the ``rows`` of a batch of ``size`` samples (data-parallel training): the
+        draws are made for all ``size`` and each sample gets its own."""
+        params = self._draw(rng, batch.shape[0] if size is None else size, batch.shape[1:])
+        return self.standardize(self._warp(batch, {key: value[rows] for key, value in params.items()}))
 
 
 class NumpyArrayIterator(BatchIterator):

@@ -102,11 +102,11 @@ class DirectoryIterator(BatchIterator):
             labels = None
         return images, labels
 
-    def __getitem__(self, index: int):
-        batch = super().__getitem__(index)
+    def part_of(self, index: int, part):
+        batch, rows, size = super().part_of(index, part)
         if self.class_mode == "input":  # the target is the (augmented) input itself
-            return batch, batch.copy()
-        return batch
+            return (batch, batch.copy()), rows, size
+        return batch, rows, size
 
 
 def _class_names(root: Path, classes) -> list[str]:

@@ -47,21 +47,31 @@ class BatchIterator:
         return self
 
     def __next__(self):
+        return self.next_part(tc_random.whole_batch)[0]
+
+    def next_part(self, part):
+        """The next batch as ``(batch, rows, size)``: of its ``size`` samples, only the ``rows = part(size)``
+        (a slice) this process trains on (``tinyconv.distributed``), augmented with the draws of the
+        whole batch."""
         if self.batch_index >= len(self):
             self.set_epoch(self.epoch + 1)
-        batch = self[self.batch_index]
+        result = self.part_of(self.batch_index, part)
         self.batch_index += 1
-        return batch
+        return result
 
     def __getitem__(self, index: int):
         """Batch ``index`` of the current epoch (the same whenever asked)."""
+        return self.part_of(index, tc_random.whole_batch)[0]
+
+    def part_of(self, index: int, part):
         if not 0 <= index < len(self):
             raise IndexError(f"{type(self).__name__}: batch index {index} out of range [0, {len(self)})")
-        rows = self.index_array[index * self.batch_size:(index + 1) * self.batch_size]
+        samples = self.index_array[index * self.batch_size:(index + 1) * self.batch_size]
+        rows = part(len(samples))
         rng = np.random.default_rng([self.augment_seed, self.epoch, index])
-        images, labels = self.read(rows)
-        x_batch = self.generator.augment_batch(np.asarray(images, dtype=np.float32), rng)
-        return x_batch if labels is None else (x_batch, labels)
+        images, labels = self.read(samples[rows])
+        x_batch = self.generator.augment_batch(np.asarray(images, dtype=np.float32), rng, rows, len(samples))
+        return (x_batch if labels is None else (x_batch, labels)), rows, len(samples)
 
     def set_epoch(self, epoch: int) -> None:
         """Go to the start of ``epoch`` (0-based) and draw its permutation."""

@@ -85,6 +85,10 @@ class SymbolicTensor:
 class Layer:
     """Base class: naming, building, input checks, weights access and the functional call."""
 
+    # Non-trainable weights that a training forward pass moves (BatchNorm's): data-parallel training
+    # averages them over the ranks after each step.
+    moving_statistics: tuple[str, ...] = ()
+
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         for forward, backward in (("forward", "backward"), ("forward_logits", "backward_logits")):

@@ -8,7 +8,8 @@ Shapes are kept. With a mask ``m`` of independent Bernoulli(1 - rate) draws:
 Scaling at training time keeps the expected activation equal in both modes, so nothing has to
 change at inference. The mask is drawn on the host from the seeded "dropout" generator (or the
 layer's own, when ``seed`` is given) and moved to the array's device, so a seed fixes it on
-either device.
+either device; a sample's mask is the same however many processes share its batch
+(``random.per_sample_uniform``).
 """
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ class Dropout(Layer):
             self.scaled_mask = None
             return x
         rng = self.generator if self.generator is not None else random.generator("dropout")
-        keep = rng.random(x.shape) >= self.rate
+        keep = random.per_sample_uniform(rng, x.shape) >= self.rate
         xp = get_array_module(x)
         self.scaled_mask = xp.asarray(keep, dtype=x.dtype) * x.dtype.type(1 / (1 - self.rate))
         return x * self.scaled_mask

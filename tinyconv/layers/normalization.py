@@ -35,6 +35,8 @@ from .base import Layer, constructor_owner, feature_axis_argument
 
 
 class BatchNormalization(Layer):
+    moving_statistics = ("moving_mean", "moving_variance")
+
     def __init__(self, axis: int = -1, momentum: float = 0.99, epsilon: float = 1e-3, center: bool = True,
                  scale: bool = True, beta_initializer="zeros", gamma_initializer="ones",
                  moving_mean_initializer="zeros", moving_variance_initializer="ones",

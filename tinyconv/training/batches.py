@@ -73,11 +73,18 @@ class ArrayIterator:
         return self
 
     def __next__(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.next_part(random.whole_batch)[0]
+
+    def next_part(self, part):
+        """The next batch as ``(batch, rows, size)``: of its ``size`` samples only the ``rows = part(size)``
+        (a slice), the share of this process in data-parallel training (``tinyconv.distributed``)."""
         if self.position == 0 and self.shuffle:
             self.order = random.generator("shuffle").permutation(self.n)
-        index = self.order[self.position * self.batch_size:(self.position + 1) * self.batch_size]
+        samples = self.order[self.position * self.batch_size:(self.position + 1) * self.batch_size]
         self.position = (self.position + 1) % len(self)
-        return self.x[index] if self.y is None else (self.x[index], self.y[index])
+        rows = part(len(samples))
+        index = samples[rows]
+        return (self.x[index] if self.y is None else (self.x[index], self.y[index])), rows, len(samples)
 
     def get_state(self) -> dict:
         return {"order": self.order.copy(), "position": self.position}

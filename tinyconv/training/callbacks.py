@@ -38,7 +38,13 @@ class Callback:
     ``params`` holds ``epochs``, ``steps``, ``verbose``, ``initial_epoch``, ``data`` (the training
     iterator), ``callbacks`` (all callbacks of the run, in order) and ``metrics`` (the keys of the
     epoch logs: ``loss``, the metrics, and their ``val_`` versions when there is validation data).
+
+    ``writes_files``: a callback that writes files or prints (a log, a checkpoint, progress) runs on
+    one rank only in data-parallel training; the others (early stopping, learning-rate schedules)
+    run on every rank, where they see the same logs and so decide alike.
     """
+
+    writes_files = False
 
     def __init__(self):
         self._model = None
@@ -188,6 +194,8 @@ class CSVLogger(Callback):
     Each row is flushed when written. ``append=True`` continues an existing file; a resumed run
     (restored from a checkpoint) always appends, first dropping rows of epochs it will redo.
     """
+
+    writes_files = True
 
     def __init__(self, filename: str | os.PathLike, separator: str = ",", append: bool = False):
         super().__init__()
@@ -348,6 +356,8 @@ class ModelCheckpoint(Callback):
     weights) is never written, so the last good file stays in place.
     """
 
+    writes_files = True
+
     def __init__(self, filepath: str | os.PathLike, monitor: str = "val_loss", verbose: int = 0,
                  save_best_only: bool = False, save_weights_only: bool = False, mode: str = "auto",
                  save_freq="epoch", initial_value_threshold: float | None = None):
@@ -450,6 +460,8 @@ class TrainingCheckpoint(Callback):
     restore : resume from ``filepath`` when it exists (a missing file starts the run afresh).
     """
 
+    writes_files = True
+
     def __init__(self, filepath: str | os.PathLike, resume_command: str | None = None, restore: bool = False):
         super().__init__()
         self.filepath = arguments.path(filepath, "filepath", "TrainingCheckpoint")
@@ -515,6 +527,8 @@ class ProgressBar(Callback):
 
     A bar redraws itself with carriage returns, which a log file or a CI log keeps as hundreds of
     lines per epoch: when the output is not a terminal, ``verbose=1`` writes the one line instead."""
+
+    writes_files = True
 
     def __init__(self, verbose: int = 1, file=None):
         super().__init__()

@@ -34,6 +34,7 @@ import numpy as np
 
 from .. import arguments, backend, losses, optimizers, random
 from .. import metrics as metrics_module
+from ..distributed.current import distribution
 from .batches import ArrayIterator, check_images
 from .callbacks import Callback, ProgressBar, TrainingCheckpoint
 from .console import StopOnSignals, check_verbose, progress, summary_line
@@ -130,7 +131,21 @@ class Trainable:
         x, y = unpack_batch(data, f"model {self.name!r}: train_step")
         y = self.to_model_device(y)
         put_back = keep_step_state(self.layers)
-        # Overflow is caught below, and said once.
+        moving = [layer.non_trainable_params[key] for layer in self.layers for key in layer.moving_statistics]
+        # One process: one pass over the batch. Data-parallel: a pass per part, summed over the ranks.
+        gradients, logs = distribution().step(self._gradients_and_logs, x, y, moving, put_back)
+        gradients_finite = math.isfinite(logs.pop("gradients"))
+        if math.isfinite(logs["loss"]) and gradients_finite:
+            self.optimizer.step(self.trainable_params(), gradients)
+        else:
+            put_back()
+            logs["loss"] = refused_loss(logs["loss"])
+        return logs
+
+    def _gradients_and_logs(self, x, y) -> tuple[list, dict[str, float]]:
+        """Forward and backward on a batch: the gradients (the layers' ``grads``) and the logs, with
+        ``"gradients"``: the sum of every gradient (non-finite when one of them is)."""
+        # Overflow is caught by the caller, and said once.
         with np.errstate(over="ignore", invalid="ignore"):
             loss, predictions, extra = self._loss_on_device(x, y, training=True)
             if self.fuse_output:
@@ -142,14 +157,7 @@ class Trainable:
         xp = self.array_module
         # One sum per gradient: NaN or inf anywhere makes it non-finite.
         extra["gradients"] = sum(g.sum() for g in gradients) if gradients else xp.zeros(())
-        logs = self._read_back(loss, predictions, y, extra)
-        gradients_finite = math.isfinite(logs.pop("gradients"))
-        if math.isfinite(logs["loss"]) and gradients_finite:
-            self.optimizer.step(self.trainable_params(), gradients)
-        else:
-            put_back()
-            logs["loss"] = refused_loss(logs["loss"])
-        return logs
+        return gradients, self._read_back(loss, predictions, y, extra)
 
     def test_step(self, data) -> dict[str, float]:
         """The logs of a batch ``data = (x, y)`` with dropout off and nothing updated; ``evaluate``
@@ -281,6 +289,8 @@ class Trainable:
                   "metrics": metrics + ([f"val_{m}" for m in metrics] if validation_data is not None else [])}
         for callback in user:
             callback.check_params(params)  # e.g. a file name template naming a metric that never comes
+        shared = distribution()
+        shared.check(data, owner, training=True, custom_step=type(self).train_step is not Trainable.train_step)
         savers = [cb for cb in user if isinstance(cb, TrainingCheckpoint)]
         resumed = [saver.saved_state(epochs) for saver in savers]  # checked here, restored below
 
@@ -295,6 +305,9 @@ class Trainable:
         for saver, state in zip(savers, resumed):
             if state is not None:
                 initial_epoch = params["initial_epoch"] = saver.restore(state)
+        shared.begin(self)
+        # Every rank runs the callbacks that decide (their logs are the same everywhere), one writes.
+        ordered = [callback for callback in ordered if shared.is_writer or not callback.writes_files]
 
         self.stop_training = False
         with StopOnSignals() as ctrl_c:
@@ -305,6 +318,8 @@ class Trainable:
                     for callback in ordered:
                         callback.on_epoch_begin(epoch)
                     logs, bad_batch = self._train_epoch(data, steps, ordered, ctrl_c, stop_on_nan)
+                    if bad_batch is not None and not shared.is_writer:
+                        break
                     if bad_batch is not None:
                         history.diverged = True
                         message = _divergence_message(self.name, epoch, bad_batch, steps, logs)
@@ -314,7 +329,7 @@ class Trainable:
                                         "last checkpoint.")
                         print(message, file=sys.stderr, flush=True)
                         break
-                    if ctrl_c.requested:  # also when pressed during the last validation: no batch ran
+                    if shared.agree(ctrl_c.requested):  # also when pressed during the last validation
                         history.interrupted = True
                         for callback in ordered:
                             callback.on_interrupt(epoch)
@@ -325,7 +340,7 @@ class Trainable:
                         logs.update({f"val_{key}": value for key, value in val.items()})
                     for callback in ordered:  # one dict: what a callback adds, the later ones see
                         callback.on_epoch_end(epoch, logs)
-                    if ctrl_c.requested:  # pressed during the validation: the epoch is complete and saved
+                    if shared.agree(ctrl_c.requested):  # pressed in the validation: the epoch is complete
                         history.interrupted = True
                         for callback in ordered:
                             callback.on_interrupt(epoch)
@@ -343,21 +358,22 @@ class Trainable:
         sums: dict[str, float] = {}
         seen = 0
         logs: dict[str, float] = {}
+        shared = distribution()
         for step in range(steps):
-            if self.stop_training or ctrl_c.requested:
+            if self.stop_training or shared.agree(ctrl_c.requested):
                 break
             # Stopping at a refused batch puts the data back before it too (its position, and the
             # shuffling and augmentation draws that made it): a checkpoint saved now retries it.
             before = (_generator_states(self.layers), data.get_state()) if stop_on_nan and hasattr(data, "get_state") \
                 else None
-            batch = self._next_batch(data, "fit")
-            results = self.train_step(batch)
+            batch, rows, n = self._next_batch(data, "fit", shared.part)
+            with random.global_batch(rows, n):  # n: the whole batch's samples, of which this rank has rows
+                results = self.train_step(batch)
             if stop_on_nan and not all(math.isfinite(value) for value in results.values()):
                 if before is not None:
                     _set_generator_states(self.layers, before[0])
                     data.set_state(before[1])
                 return results, step
-            n = len(batch[0] if isinstance(batch, tuple) else batch)
             seen += n
             for key, value in results.items():
                 sums[key] = sums.get(key, 0.0) + value * n
@@ -366,12 +382,22 @@ class Trainable:
                 callback.on_train_batch_end(step, dict(logs))
         return logs, None
 
-    def _next_batch(self, data, owner: str):
-        """The next batch, ``(x_batch, y_batch)`` (images alone for a model that needs no labels);
-        batches of an iterator other than fit's own are checked here (arrays were checked once, up front)."""
-        batch = next(data)
+    def _next_batch(self, data, owner: str, part=random.whole_batch):
+        """The next batch as ``(batch, rows, size)``: ``batch`` is ``(x_batch, y_batch)`` (images alone
+        for a model that needs no labels), the ``rows = part(size)`` of a batch of ``size`` samples
+        (all of them in one process). Batches of an iterator other than fit's own are checked here
+        (arrays were checked once, up front)."""
         if isinstance(data, ArrayIterator):
-            return batch
+            return data.next_part(part)
+        if hasattr(data, "next_part"):  # ImageDataGenerator's iterators
+            batch, rows, size = data.next_part(part)
+        else:  # a user's iterator: one process has all of each batch
+            batch = next(data)
+            size = len(batch[0] if isinstance(batch, tuple) else batch)
+            rows = part(size)
+        return self._checked_batch(batch, owner), rows, size
+
+    def _checked_batch(self, batch, owner: str):
         if not self.needs_labels:
             images = batch[0] if isinstance(batch, tuple) else batch
             self._check_images(images, owner)
@@ -402,24 +428,29 @@ class Trainable:
         if steps is not None:
             steps = min(arguments.integer(steps, "steps", owner, low=1), len(data))
         self._check_finite_weights("evaluate")
-        sums: dict[str, float] = {}
-        seen = 0
+        shared = distribution()
+        shared.check(data, owner)
+        names = self.metrics_names  # the keys of test_step's logs
+        sums = np.zeros(len(names) + 1)  # weighted by batch size; the last: the samples seen
         bad_batch = None
         started = time.perf_counter()
-        for batch in progress(range(steps or len(data)), verbose, "evaluate"):
-            x_batch, y_batch = self._next_batch(data, "evaluate")
-            for key, value in self.test_step((x_batch, y_batch)).items():
-                sums[key] = sums.get(key, 0.0) + value * len(x_batch)
-            seen += len(x_batch)
-            if bad_batch is None and not math.isfinite(sums["loss"]):
+        for batch in progress(range(steps or len(data)), verbose if shared.is_writer else 0, "evaluate"):
+            (x_batch, y_batch), _, _ = self._next_batch(data, "evaluate", shared.part)
+            if len(x_batch) == 0:  # a batch smaller than the ranks: this one has no part of it
+                continue
+            logs = self.test_step((x_batch, y_batch))
+            sums += [*(logs[name] * len(x_batch) for name in names), len(x_batch)]
+            if bad_batch is None and not math.isfinite(sums[0]):
                 bad_batch = batch
-        results = {key: total / seen for key, total in sums.items()}
-        if bad_batch is not None:  # no accuracy either: it would be computed from NaN outputs
+        sums = shared.sum_over_ranks(sums)  # data-parallel: each rank evaluated its share of every batch
+        results = {name: float(total / sums[-1]) for name, total in zip(names, sums)}
+        if not math.isfinite(results["loss"]):  # no accuracy either: it would be computed from NaN outputs
             results = dict.fromkeys(results, math.nan)
-            warnings.warn(f"model {self.name!r}: evaluate: the outputs are NaN or inf from batch {bad_batch + 1} "
-                          "on, although the weights are finite: they are too large (the training diverged?)",
+            where = f"from batch {bad_batch + 1} on" if bad_batch is not None else "in another rank's share"
+            warnings.warn(f"model {self.name!r}: evaluate: the outputs are NaN or inf {where}, although the "
+                          "weights are finite: they are too large (the training diverged?)",
                           RuntimeWarning, stacklevel=2)
-        if verbose:
+        if verbose and shared.is_writer:
             print(summary_line(steps or len(data), time.perf_counter() - started, results), flush=True)
         if return_dict:
             return results

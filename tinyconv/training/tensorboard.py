@@ -28,6 +28,8 @@ _INSTALL = 'TensorBoard needs the tensorboard package (its event-file writer): p
 
 
 class TensorBoard(Callback):
+    writes_files = True
+
     def __init__(self, log_dir="logs", histogram_freq: int = 0, write_graph: bool = True,
                  write_images: bool = False, write_steps_per_second: bool = False, update_freq="epoch",
                  profile_batch=0, embeddings_freq: int = 0, embeddings_metadata=None):
