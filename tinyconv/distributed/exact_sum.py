@@ -44,13 +44,17 @@ def fraction_bits(count: int) -> int:
     return 62 - max(0, math.ceil(math.log2(count)))
 
 
-def to_fixed(arrays: list[np.ndarray], exps: np.ndarray, bits: int) -> np.ndarray:
-    """The arrays of one addend as one int64 buffer, segment s scaled by 2^(bits - exps[s])."""
-    parts = []
+def add_fixed(total: np.ndarray, arrays: list[np.ndarray], exps: np.ndarray, bits: int) -> None:
+    """``total`` (int64, the arrays' sizes end to end) += one addend's arrays in fixed point, segment
+    s scaled by 2^(bits - exps[s]). The arrays are scaled in place: pass copies."""
+    start = 0
     for v, e in zip(arrays, exps):
-        shift = 0 if e == EMPTY else int(bits - e)
-        parts.append(np.rint(np.ldexp(np.ravel(v).astype(np.float64), shift)).astype(np.int64))
-    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+        if e != EMPTY:
+            flat = v.reshape(-1)
+            np.ldexp(flat, int(bits - e), out=flat)  # exact: a power of two, and below 2^bits
+            np.rint(flat, out=flat)
+            total[start:start + flat.size] += flat.astype(np.int64)
+        start += v.size
 
 
 def from_fixed(total: np.ndarray, like: list[np.ndarray], exps: np.ndarray, bits: int) -> list[np.ndarray]:
