@@ -13,6 +13,9 @@
 from __future__ import annotations
 
 import ast
+import code
+import sys
+import traceback
 import re
 from pathlib import Path
 
@@ -94,6 +97,49 @@ def test_snippets_run(page: Path, tmp_path, monkeypatch):
         reset_tinyconv_state()
     left = sorted(p.name for p in set(ROOT.iterdir()) - repository_root)
     assert not left, f"{page_id(page)}: its snippets wrote {left} into the repository root"
+
+
+class RecordingConsole(code.InteractiveConsole):
+    """Python's interactive shell, fed a pasted block line by line; records what it reports."""
+
+    def __init__(self, namespace):
+        super().__init__(namespace)
+        self.errors: list[str] = []
+
+    def showsyntaxerror(self, filename=None, **kwargs):
+        self.errors.append("".join(traceback.format_exception_only(*sys.exc_info()[:2])).strip())
+
+    def showtraceback(self):
+        self.errors.append("".join(traceback.format_exception_only(*sys.exc_info()[:2])).strip())
+
+
+@pytest.mark.parametrize("page", PAGES_WITH_CODE, ids=page_id)
+def test_snippets_paste_into_a_python_shell_and_run_again(page: Path, tmp_path, monkeypatch):
+    """A student pastes each block into ``python`` (where a blank line ends an indented block), in an
+    empty folder, twice: nothing fails, and nothing is left in that folder (a snippet that writes
+    files writes them into a temporary folder of its own)."""
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder = tmp_path / "current"
+    folder.mkdir()
+    monkeypatch.chdir(folder)
+    try:
+        for attempt in ("first", "second"):
+            reset_tinyconv_state()
+            console = RecordingConsole({"__name__": "__console__"})
+            for line, code_text in python_blocks(page):
+                for text in code_text.splitlines():
+                    console.push(text)
+                console.push("")  # the Enter after the paste
+                assert not console.errors, (f"{page_id(page)} line {line}, {attempt} run: pasted into a shell, "
+                                            f"the block fails: {console.errors[0]}")
+            plt.close("all")
+    finally:
+        plt.close("all")
+        reset_tinyconv_state()
+    assert not list(folder.iterdir()), (f"{page_id(page)}: its snippets wrote {sorted(p.name for p in folder.iterdir())} "
+                                        "into the current folder")
 
 
 # --- links ------------------------------------------------------------------------------------
