@@ -3,8 +3,10 @@
 The pages are MyST Markdown read as they are (``$...$`` and ``$$...$$`` math, heading anchors);
 the math is typeset in the browser by MathJax served from the site itself (the
 sphinx-mathjax-offline package), so the site needs no network when it is read. The API pages
-render the docstrings (``autodoc``, NumPy-style sections by ``napoleon``), and ``_ext/code_pages.py``
-turns every link to the repository's code into a page of the site with line anchors.
+render the docstrings (``autodoc``, NumPy-style sections by ``napoleon``; ``_ext/plain_docstrings.py``
+reads them as the plain text they are), ``_ext/code_pages.py`` turns every link to the repository's
+code into a page of the site with line anchors, and ``_ext/notebooks.py`` runs each page's code at
+build time, shows what it printed and drew, and offers the page as a notebook.
 """
 import os
 import sys
@@ -18,7 +20,7 @@ author = "the tinyconv developers"
 copyright = "the tinyconv developers"
 root_doc = "index"
 extensions = ["myst_parser", "sphinx-mathjax-offline", "sphinx.ext.autodoc", "sphinx.ext.napoleon", "code_pages",
-              "plain_docstrings"]
+              "plain_docstrings", "notebooks"]
 myst_enable_extensions = ["dollarmath", "amsmath"]
 myst_heading_anchors = 4  # [text](page.md#a-heading) as on GitHub
 myst_url_schemes = ["http", "https", "mailto", "tinyconv-code"]  # the last: code_pages.py's links

@@ -13,7 +13,7 @@
 from __future__ import annotations
 
 import ast
-import code
+from code import InteractiveConsole
 import sys
 import traceback
 import re
@@ -30,33 +30,9 @@ pytestmark = pytest.mark.docs
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = sorted([ROOT / "README.md", *(ROOT / "docs").glob("*.md")])
+sys.path.insert(0, str(ROOT / "docs" / "_ext"))
+from markdown_blocks import PYTHON_TAGS, fenced_blocks  # noqa: E402  (one reader of fences: the site's too)
 
-FENCE = re.compile(r"^(?P<indent>[ ]{0,3})(?P<fence>`{3,}|~{3,})[ \t]*(?P<info>[^\n`]*)$")
-PYTHON_TAGS = {"python", "py", "python3"}
-
-
-def fenced_blocks(text: str, with_span: bool = False):
-    """Yield ``(info, first_line_number, code)`` for every fenced block (line numbers from 1).
-
-    With ``with_span``, yield ``(first, last)`` 0-based indices of the fence lines instead.
-    """
-    lines = text.splitlines()
-    i = 0
-    while i < len(lines):
-        match = FENCE.match(lines[i])
-        if not match:
-            i += 1
-            continue
-        fence, indent = match["fence"], len(match["indent"])
-        info = match["info"].strip().split()[0].lower() if match["info"].strip() else ""
-        start = i + 1
-        j = start
-        while j < len(lines) and not (lines[j].strip().startswith(fence[0] * len(fence))
-                                      and set(lines[j].strip()) == {fence[0]}):
-            j += 1
-        body = [line[indent:] if line[:indent].isspace() else line for line in lines[start:j]]
-        yield (i, j) if with_span else (info, start + 1, "\n".join(body) + "\n")
-        i = j + 1
 
 
 def python_blocks(path: Path):
@@ -99,7 +75,7 @@ def test_snippets_run(page: Path, tmp_path, monkeypatch):
     assert not left, f"{page_id(page)}: its snippets wrote {left} into the repository root"
 
 
-class RecordingConsole(code.InteractiveConsole):
+class RecordingConsole(InteractiveConsole):
     """Python's interactive shell, fed a pasted block line by line; records what it reports."""
 
     def __init__(self, namespace):

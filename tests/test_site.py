@@ -1,9 +1,12 @@
-"""The course site: docs/ built by Sphinx with warnings as errors, then every page opened in headless
-Chromium, offline: no console errors, every formula typeset by MathJax (no TeX left in the visible
-text), every image loaded, every link inside the site pointing at a file and an anchor that exist,
-and the search page finding ``im2col``. Skipped, saying what is missing, without the docs extra,
+"""The course site: docs/ built by Sphinx with warnings as errors (which runs every page's code),
+then every page opened in headless Chromium, offline: no console errors, every formula typeset by
+MathJax (no TeX left in the visible text), every image loaded, every link inside the site pointing
+at a file and an anchor that exist, and the search page finding ``im2col``; every page with code
+downloads as a notebook whose cells run top to bottom in an empty folder and leave it empty. Skipped, saying what is missing, without the docs extra,
 Selenium or Debian's ``chromium`` and ``chromium-driver``."""
 import functools
+import json
+import os
 import shutil
 import subprocess
 import sys
@@ -130,6 +133,44 @@ def test_every_page_renders_offline_in_chromium(site, browser):
         errors = [entry["message"] for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
         problems += [f"{page.name}: console: {message}" for message in errors]
     assert not problems, "\n".join(problems[:40])
+
+
+RUN_NOTEBOOK = """
+import json, sys
+cells = [c for c in json.load(open(sys.argv[1]))["cells"] if c["cell_type"] == "code"]
+namespace = {"__name__": "__main__"}
+for number, cell in enumerate(cells):
+    exec(compile("".join(cell["source"]), f"cell {number + 1}", "exec"), namespace)
+"""
+
+
+def pages_with_code() -> list[Path]:
+    sys.path.insert(0, str(ROOT / "docs" / "_ext"))
+    from markdown_blocks import PYTHON_TAGS, fenced_blocks
+    return [p for p in sorted((ROOT / "docs").glob("*.md"))
+            if any(info in PYTHON_TAGS for info, _, _ in fenced_blocks(p.read_text()))]
+
+
+def test_every_tutorial_page_downloads_as_a_notebook_that_runs(site, tmp_path):
+    for page in pages_with_code():
+        notebook_path = site / "_notebooks" / f"{page.stem}.ipynb"
+        assert notebook_path.is_file(), f"{page.name}: no notebook"
+        assert f'href="_notebooks/{page.stem}.ipynb"' in (site / f"{page.stem}.html").read_text()
+        notebook = json.loads(notebook_path.read_text())
+        assert notebook["nbformat"] == 4 and notebook["cells"][0]["cell_type"] == "markdown"
+        folder = tmp_path / page.stem
+        folder.mkdir()
+        result = subprocess.run([sys.executable, "-c", RUN_NOTEBOOK, str(notebook_path)], cwd=folder,
+                                capture_output=True, text=True, timeout=600, env={**os.environ, "MPLBACKEND": "Agg"})
+        assert result.returncode == 0, f"{page.name}'s notebook fails: {result.stderr[-2000:]}"
+        assert not list(folder.iterdir()), f"{page.name}'s notebook wrote into the folder it ran in"
+
+
+def test_the_site_shows_what_the_code_printed(site):
+    """conv2d.md's blocks print (the output size, the gradients checked); its page shows it."""
+    page = (site / "conv2d.html").read_text()
+    assert page.count('class="cell-output') >= 1
+    assert "Download this page as a notebook" in page
 
 
 def test_the_search_finds_im2col(site, browser):
