@@ -39,6 +39,37 @@ def test_summary_table_with_receptive_fields():
         assert rows[name].rstrip().endswith(field), rows[name]
 
 
+def test_summary_counts_each_layers_flops_and_output_bytes_as_by_hand():
+    """A hand count, layer by layer, for a batch of 8 (float32, 4 bytes a value)."""
+    from tinyconv.layers import AveragePooling2D, Conv2DTranspose
+    inputs = Input((6, 6, 2))
+    conv = Conv2D(4, (3, 3))(inputs)                        # valid: 4x4x4 out
+    act = LeakyReLU()(conv)
+    pool = MaxPooling2D((2, 2))(act)                          # 2x2x4
+    up = Conv2DTranspose(3, (2, 2), strides=2)(pool)          # 4x4x3, each of 2x2 inputs paints 2x2x3x4
+    avg = AveragePooling2D((2, 2))(up)                        # 2x2x3
+    out = Dense(5)(Flatten()(avg))                            # 12 -> 5
+    lines = []
+    Model(inputs, out).summary(print_fn=lines.append, batch_size=8)
+    rows = {line.split()[0]: line for line in lines if "(" in line and "Layer" not in line and "Model" not in line}
+    hand = {  # FLOPs for the batch (2 per multiply-add; 1 per element or window element), output bytes
+        "conv2d": (8 * 2 * (4 * 4) * (3 * 3 * 2 * 4), 8 * 4 * 4 * 4 * 4),
+        "leaky_re_lu": (8 * 4 * 4 * 4, 8 * 4 * 4 * 4 * 4),
+        "max_pooling2d": (8 * (2 * 2 * 4) * 4, 8 * 2 * 2 * 4 * 4),
+        "conv2d_transpose": (8 * 2 * (2 * 2) * (2 * 2 * 3 * 4), 8 * 4 * 4 * 3 * 4),
+        "average_pooling2d": (8 * (2 * 2 * 3) * 4, 8 * 2 * 2 * 3 * 4),
+        "flatten": (0, 8 * 12 * 4),
+        "dense": (8 * 2 * 12 * 5, 8 * 5 * 4),
+    }
+    from tinyconv.diagnostics.cost import readable
+    for name, (flops, output_bytes) in hand.items():
+        assert f" {readable(flops, 'FLOPs')} " in rows[name] and rows[name].rstrip().endswith(readable(output_bytes, "B", 1024)), \
+            (name, rows[name])
+    total = sum(f for f, _ in hand.values())
+    assert any(line.startswith(f"Forward pass, batch 8: {readable(total, 'FLOPs')}") for line in lines), lines[-3:]
+    assert readable(2304, "FLOPs") == "2.3 KFLOPs" and readable(3 * 2 ** 20, "B", 1024) == "3 MiB"
+
+
 def test_seed_forward_backward_float32_batch32(rng):
     model = seed_cnn((32, 32, 3))
     x = rng.random((32, 32, 32, 3)).astype(np.float32)

@@ -281,11 +281,12 @@ class Model(Trainable):
 
     # --- summary (the table: diagnostics/summary.py) ---------------------------------------------
     def summary(self, line_length=None, positions=None, print_fn=None, expand_nested=False,
-                show_trainable=False, layer_range=None) -> None:
+                show_trainable=False, layer_range=None, batch_size=None) -> None:
         """Keras's table of the layers, with each one's receptive field (arguments as Keras's:
-        see diagnostics/summary.py)."""
+        see diagnostics/summary.py); ``batch_size`` adds each layer's FLOPs and output bytes."""
         self.require_built("summary")
-        print_summary(self, line_length, positions, print_fn, expand_nested, show_trainable, layer_range)
+        print_summary(self, line_length, positions, print_fn, expand_nested, show_trainable, layer_range,
+                      batch_size)
 
 
 class Sequential(Model):

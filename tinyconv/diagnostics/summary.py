@@ -1,4 +1,5 @@
-"""``model.summary()``: Keras's table of layers, with a receptive-field column.
+"""``model.summary()``: Keras's table of layers, with a receptive-field column (and, for a batch
+size, each layer's forward FLOPs and activation bytes: ``cost.py``).
 
 The receptive field of a layer is the region of the input that one of its output pixels sees
 (docs/receptive-field.md). A graph also gets Keras's "Connected to" column (``name[0][0]``: the
@@ -8,10 +9,12 @@ from __future__ import annotations
 
 from .. import arguments
 from ..layers.merge import Merge
+from . import cost
 
 
 def print_summary(model, line_length: int | None = None, positions=None, print_fn=None,
-                  expand_nested: bool = False, show_trainable: bool = False, layer_range=None) -> None:
+                  expand_nested: bool = False, show_trainable: bool = False, layer_range=None,
+                  batch_size: int | None = None) -> None:
     """Print ``model``'s table through ``print_fn`` (default ``print``), one line per call.
 
     Keras's arguments: ``line_length`` (the table's width), ``positions`` (each column's right edge,
@@ -19,6 +22,8 @@ def print_summary(model, line_length: int | None = None, positions=None, print_f
     the receptive field, as Keras's table has it), ``show_trainable`` (a "Trainable" column),
     ``layer_range`` (the names of the first and last layer to show). A cell too long for its column
     is cut, as in Keras. ``expand_nested`` is accepted: tinyconv models hold no nested models.
+    tinyconv's own ``batch_size`` adds each layer's forward FLOPs and output bytes for a batch of that
+    size, and their totals (what they count: ``diagnostics/cost.py``).
     """
     owner = f"model {model.name!r}: summary"
     print_fn = print if print_fn is None else print_fn
@@ -26,6 +31,9 @@ def print_summary(model, line_length: int | None = None, positions=None, print_f
         line_length = arguments.integer(line_length, "line_length", owner, low=20)
     arguments.boolean(expand_nested, "expand_nested", owner)
     show_trainable = arguments.boolean(show_trainable, "show_trainable", owner)
+    if batch_size is not None:
+        batch_size = arguments.integer(batch_size, "batch_size", owner, low=1)
+    costs = cost.layer_costs(model, batch_size or 1)
     first, last = _layer_range(model, layer_range, owner)
     fields = []
     rows = []
@@ -37,11 +45,15 @@ def print_summary(model, line_length: int | None = None, positions=None, print_f
             continue
         rf = "whole input" if field is None else f"{field[0]}x{field[1]}"
         connected = [f"{model.graph_layers[j].name}[0][0]" for j in sources] or [""]
+        flops, activations = costs[index]
         cells = [f"{layer.name} ({type(layer).__name__})", str((None, *layer.output_shape)),
-                 f"{layer.count_params():,}", connected[0], rf, "Y"]
-        rows.append([cells] + [["", "", "", more, "", ""] for more in connected[1:]])
-    header = ["Layer (type)", "Output Shape", "Param #", "Connected to", "Receptive field", "Trainable"]
-    dropped = [i for i, wanted in ((3, not model.chain), (5, show_trainable)) if not wanted]
+                 f"{layer.count_params():,}", connected[0], rf, "Y",
+                 cost.readable(flops, "FLOPs"), cost.readable(activations, "B", 1024)]
+        rows.append([cells] + [["", "", "", more, "", "", "", ""] for more in connected[1:]])
+    header = ["Layer (type)", "Output Shape", "Param #", "Connected to", "Receptive field", "Trainable",
+              f"FLOPs (batch {batch_size})", "Output bytes"]
+    dropped = [i for i, wanted in ((3, not model.chain), (5, show_trainable), (6, batch_size is not None),
+                                   (7, batch_size is not None)) if not wanted]
     # as Keras: a plain stack needs no "Connected to"
     if positions is not None and len(positions) == len(header) - len(dropped) - 1:
         dropped.append(4)  # Keras's own columns only
@@ -66,6 +78,10 @@ def print_summary(model, line_length: int | None = None, positions=None, print_f
     print_fn(f"Total params: {n:,}")
     print_fn(f"Trainable params: {trainable:,}")
     print_fn(f"Non-trainable params: {n - trainable:,}")
+    if batch_size is not None:
+        flops, activations = (sum(column) for column in zip(*costs))
+        print_fn(f"Forward pass, batch {batch_size}: {cost.readable(flops, 'FLOPs')} (a training step about 3x: "
+                 f"{cost.readable(3 * flops, 'FLOPs')}); layer outputs {cost.readable(activations, 'B', 1024)}")
     print_fn("_" * total)
 
 
