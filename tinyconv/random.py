@@ -82,10 +82,11 @@ def global_batch_part() -> tuple[slice, int] | None:
 
 
 def per_sample_uniform(rng: np.random.Generator, shape) -> np.ndarray:
-    """``rng.random(shape)`` for a batch of ``shape[0]`` samples; inside ``global_batch``, drawn for
-    the whole batch and cut to this process's rows, so the draws do not depend on the split."""
+    """``rng.random(shape)`` for a batch of ``shape[0]`` samples; inside ``global_batch``, for the
+    rows it names, drawn for the whole batch and cut to those rows, so the draws do not depend on
+    the split (an array of another length, such as a GAN's generated batch, is drawn as it is)."""
     part = _global_batch.get()
-    if part is None:
+    if part is None or len(range(*part[0].indices(part[1]))) != shape[0]:  # not the batch fit shared out
         return rng.random(shape)
     rows, size = part
     return rng.random((size, *shape[1:]))[rows]

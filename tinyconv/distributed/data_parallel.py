@@ -145,7 +145,7 @@ class DataParallel(SingleProcess):
         agreed = np.empty_like(exps)
         self._wait(self.comm.Iallreduce(exps, agreed, op=self.MPI.MAX), "agreeing on the gradients' scale")
         if (agreed == exact_sum.NOT_FINITE).any():  # the step is refused: nothing to sum
-            return gradients, {**dict.fromkeys(names, math.nan)}
+            return gradients, dict.fromkeys(names, math.nan)
         bits = exact_sum.fraction_bits(self.parts)
         mine_total = np.zeros(sum(v.size for v in addends[0]), dtype=np.int64)
         like = [np.empty_like(v) for v in addends[0]]  # the shapes and dtypes to come back in
