@@ -25,11 +25,10 @@ import math
 from ..layers.base import InputLayer, WindowLayer
 from ..layers.conv import Conv2D
 from ..layers.conv_transpose import Conv2DTranspose
-from ..layers.dense import Dense
+from ..layers.dense import Dense, Flatten
 from ..layers.merge import Add, Merge
 from ..layers.pooling import GlobalAveragePooling2D
 from ..layers.reshape import Reshape
-from ..layers.dense import Flatten
 from ..layers.upsampling import UpSampling2D
 
 MOVES_DATA_ONLY = (InputLayer, Flatten, Reshape, UpSampling2D)

@@ -148,12 +148,12 @@ class DataParallel(SingleProcess):
             return gradients, dict.fromkeys(names, math.nan)
         bits = exact_sum.fraction_bits(self.parts)
         mine_total = np.zeros(sum(v.size for v in addends[0]), dtype=np.int64)
-        like = [np.empty_like(v) for v in addends[0]]  # the shapes and dtypes to come back in
         for arrays in addends:
             exact_sum.add_fixed(mine_total, arrays, agreed, bits)
         total = np.empty_like(mine_total)
         self._wait(self.comm.Iallreduce(mine_total, total, op=self.MPI.SUM), "summing the gradients")
-        summed = exact_sum.from_fixed(total, like, agreed, bits)
+        # Scaled in place, the addends still have the shapes and dtypes the sums come back in.
+        summed = exact_sum.from_fixed(total, addends[0], agreed, bits)
         for target, value in zip(moving, summed[len(gradients):-1]):
             target[...] = value
         return summed[:len(gradients)], dict(zip(names, summed[-1].tolist()))

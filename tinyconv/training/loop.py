@@ -318,16 +318,15 @@ class Trainable:
                     for callback in ordered:
                         callback.on_epoch_begin(epoch)
                     logs, bad_batch = self._train_epoch(data, steps, ordered, ctrl_c, stop_on_nan)
-                    if bad_batch is not None and not shared.is_writer:
-                        break
                     if bad_batch is not None:
                         history.diverged = True
-                        message = _divergence_message(self.name, epoch, bad_batch, steps, logs)
-                        bad_weight = self._first_non_finite_weight()
-                        if bad_weight is not None:  # the update before overflowed, not the loss
-                            message += (f" The weights already hold NaN or inf ({bad_weight}): restore the "
-                                        "last checkpoint.")
-                        print(message, file=sys.stderr, flush=True)
+                        if shared.is_writer:  # one rank says it
+                            message = _divergence_message(self.name, epoch, bad_batch, steps, logs)
+                            bad_weight = self._first_non_finite_weight()
+                            if bad_weight is not None:  # the update before overflowed, not the loss
+                                message += (f" The weights already hold NaN or inf ({bad_weight}): restore the "
+                                            "last checkpoint.")
+                            print(message, file=sys.stderr, flush=True)
                         break
                     if shared.agree(ctrl_c.requested):  # also when pressed during the last validation
                         history.interrupted = True
