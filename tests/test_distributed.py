@@ -127,11 +127,15 @@ def test_train_cells_on_two_ranks_writes_one_run_equal_to_one_rank(tmp_path):
 
 
 def test_refusals_name_what_cannot_be_shared(tmp_path):
+    """Every rank refuses, with the same message. Each writes its own file: the ranks' stdout reaches
+    mpiexec's in pieces that may interleave inside a line."""
     mpiexec()
     script = tmp_path / "refusals.py"
     script.write_text(
-        "import numpy as np, tinyconv\n"
+        "import sys, numpy as np, tinyconv\n"
+        "from mpi4py import MPI\n"
         "from tinyconv import distributed, layers as L\n"
+        "sys.stdout = open(sys.argv[1] + f'/rank{MPI.COMM_WORLD.Get_rank()}.txt', 'w')\n"
         "try:\n"
         "    distributed.DataParallel(parts=1)\n"
         "except ValueError as e: print('parts:', e)\n"
@@ -145,13 +149,15 @@ def test_refusals_name_what_cannot_be_shared(tmp_path):
         "                    ('step', lambda: model.train_step((x, y)))]:\n"
         "    try: call()\n"
         "    except Exception as e: print(label + ':', type(e).__name__, e)\n")
-    result = launch(2, script)
+    result = launch(2, script, tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
-    out = result.stdout
-    assert "parts: DataParallel: parts=1 is fewer than the 2 ranks" in out
-    assert "batch: ValueError model 'model" in out and "a batch of 1 samples" in out and "cannot be cut into the 4 parts" in out
-    assert "iterator: TypeError" in out and "needs arrays, ImageDataGenerator.flow or flow_from_directory" in out
-    assert "step: RuntimeError DataParallel: train_step runs inside fit" in out
+    for rank in (0, 1):
+        out = (tmp_path / f"rank{rank}.txt").read_text()
+        assert "parts: DataParallel: parts=1 is fewer than the 2 ranks" in out
+        assert "batch: ValueError model 'model" in out and "a batch of 1 samples" in out, out
+        assert "cannot be cut into the 4 parts" in out
+        assert "iterator: TypeError" in out and "needs arrays, ImageDataGenerator.flow or flow_from_directory" in out
+        assert "step: RuntimeError DataParallel: train_step runs inside fit" in out
 
 
 @settings(max_examples=50, deadline=None)
