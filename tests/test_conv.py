@@ -101,6 +101,33 @@ def test_winograd_backward_equals_im2col_backward(algorithm, rng):
         np.testing.assert_allclose(winograd.grads[name], im2col.grads[name], rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("keep_tiles", [True, False], ids=["tiles kept", "tiles transformed again"])
+@pytest.mark.parametrize("reference_kernels", [False, True], ids=["numba", "reference"])
+@pytest.mark.usefixtures("float64")
+def test_winograd_in_groups_of_images_equals_im2col(keep_tiles, reference_kernels, rng, monkeypatch):
+    """Large layers run Winograd over groups of images (and may transform their input again in
+    backward instead of keeping the tiles): 20 images in groups of 7, 7 and 6, against im2col, in
+    float64 so that only a wrong slice or sum could differ."""
+    from tinyconv.layers import winograd
+    monkeypatch.setattr(winograd, "GROUP_BYTES", 1)
+    monkeypatch.setattr(winograd, "MIN_GROUP_IMAGES", 7)
+    monkeypatch.setattr(winograd, "KEPT_TILES_BYTES", 1 << 40 if keep_tiles else 0)
+    assert winograd.image_groups(20, 1) == [slice(0, 7), slice(7, 14), slice(14, 20)]
+    x = rng.standard_normal((20, 9, 7, 4))
+    dy = rng.standard_normal((20, 9, 7, 5))
+    weights = [rng.standard_normal((3, 3, 4, 5)), rng.standard_normal(5)]
+    results = []
+    with kernels.reference_kernels(reference_kernels):
+        for name in ("im2col", "winograd"):
+            layer = Conv2D(5, 3, padding="same", algorithm=name)
+            layer.build((9, 7, 4))
+            layer.set_weights(weights)
+            y = layer.forward(x)
+            results.append((y, layer.backward(dy), layer.grads["kernel"], layer.grads["bias"]))
+    for winograd_result, im2col_result in zip(results[1], results[0]):
+        np.testing.assert_allclose(winograd_result, im2col_result, rtol=1e-10, atol=1e-10)
+
+
 def test_winograd_needs_a_3x3_stride_1_kernel():
     with pytest.raises(ValueError, match=r"Winograd algorithm needs a 3x3 kernel with strides 1"):
         Conv2D(2, 3, strides=2, algorithm="winograd")

@@ -28,6 +28,15 @@ reverse order, given ``dy``:
     dM[k] = (A dy A^T)[k]          output transform, adjoint
     dU[k] = V[k]^T @ dM[k]         -> dK = G^T dU G (per (c, f)), db = sum of dy
     dV[k] = dM[k] @ U[k]^T         -> dx = sum over the tiles covering a pixel of B dV B^T
+
+Memory. The tiles V are 2.25 times the input for F(4x4) (36 entries for every 16 outputs), and
+dM, dV are as large again. Backward therefore runs over groups of images, so that dM and dV exist
+for one group at a time, and dU adds up the groups' products in their order (a fixed order: the
+groups depend on the shapes only, so the bits do not depend on the thread count). Forward keeps V
+for backward while a layer's tiles are small; a layer with larger tiles keeps its input instead
+(which the layer before holds anyway), runs forward group by group too and transforms each group's
+input again in backward: one more input transform, instead of holding the tiles (at 128x128 px
+the seed CNN's tiles would take 500 MiB, more than all its activations).
 """
 from __future__ import annotations
 
@@ -101,26 +110,71 @@ def kernel_transform_adjoint(du, transforms: TileTransforms):
     return (g.T @ cols.reshape(a, 3 * c * f)).reshape(3, 3, c, f)  # G^T (dU G)
 
 
+# A group of images whose tiles weigh about this much (at least MIN_GROUP_IMAGES images, so that
+# the kernels' loops over images still have work for every thread).
+GROUP_BYTES = 16 << 20
+MIN_GROUP_IMAGES = 8
+# Forward keeps the tiles for backward while they weigh at most this much (per layer and batch).
+KEPT_TILES_BYTES = 128 << 20
+
+
+def image_groups(n: int, bytes_per_image: int) -> list[slice]:
+    """The batch's ``n`` images cut into consecutive groups of even size whose tiles weigh about
+    ``GROUP_BYTES``; depends on the shapes only."""
+    per_group = max(MIN_GROUP_IMAGES, GROUP_BYTES // max(bytes_per_image, 1))
+    size = -(-n // -(-n // per_group))
+    return [slice(start, min(n, start + size)) for start in range(0, n, size)]
+
+
+def _tile_bytes_per_image(tiles, a: int, channels: int, dtype) -> int:
+    return a * a * tiles[0] * tiles[1] * channels * np.dtype(dtype).itemsize
+
+
 def forward(x, kernel, bias, padding, out_shape, transforms: TileTransforms):
     """The convolution of ``x`` (N, H, W, C); returns ``(y, cache)`` for ``backward``."""
     tiles = winograd_tiles(out_shape[1], out_shape[2], transforms.m)
     bt, at = transforms.bt.astype(x.dtype), transforms.at.astype(x.dtype)
-    v = kernels.winograd_input_transform(x, padding, tiles, bt)
     u = kernel_transform(kernel, transforms)
-    products = kernels.matmul(v, u)
-    y = kernels.winograd_output_transform(products, out_shape, bias, at)
-    return y, (v, u, x.shape, padding, tiles, transforms)
+    per_image = _tile_bytes_per_image(tiles, bt.shape[0], max(x.shape[3], out_shape[3]), x.dtype)
+    if x.shape[0] * per_image <= KEPT_TILES_BYTES:
+        v = kernels.winograd_input_transform(x, padding, tiles, bt)
+        y = kernels.winograd_output_transform(kernels.matmul(v, u), out_shape, bias, at)
+        return y, (v, None, u, x.shape, padding, tiles, transforms)
+    y = np.empty(out_shape, dtype=x.dtype)
+    for group in image_groups(x.shape[0], per_image):
+        v = kernels.winograd_input_transform(x[group], padding, tiles, bt)
+        y[group] = kernels.winograd_output_transform(kernels.matmul(v, u), y[group].shape, bias, at)
+    return y, (None, x, u, x.shape, padding, tiles, transforms)
 
 
 def backward(dy, cache, input_gradient: bool = True):
     """Returns ``(dkernel, dbias, dx)`` for the upstream gradient ``dy`` (N, OH, OW, F); dx is
     None when ``input_gradient`` is False."""
-    v, u, x_shape, padding, tiles, transforms = cache
-    dm = kernels.winograd_output_transform_adjoint(dy, transforms.at.astype(dy.dtype))
-    dkernel = kernel_transform_adjoint(kernels.matmul(v.transpose(0, 2, 1), dm), transforms)
+    v, x, u, x_shape, padding, tiles, transforms = cache
+    bt, at = transforms.bt.astype(dy.dtype), transforms.at.astype(dy.dtype)
+    per_image = _tile_bytes_per_image(tiles, bt.shape[0], max(x_shape[3], dy.shape[3]), dy.dtype)
+    groups = image_groups(x_shape[0], per_image)
+    tiles_per_image = tiles[0] * tiles[1]
+    du, dx = None, None
+    if input_gradient and len(groups) > 1:
+        dx = np.empty(x_shape, dtype=dy.dtype)
+    for group in groups:
+        dm = kernels.winograd_output_transform_adjoint(dy[group], at)
+        if v is not None:
+            v_group = v[:, group.start * tiles_per_image:group.stop * tiles_per_image]
+        else:
+            v_group = kernels.winograd_input_transform(x[group], padding, tiles, bt)
+        du_group = kernels.matmul(v_group.transpose(0, 2, 1), dm)
+        du = du_group if du is None else np.add(du, du_group, out=du)
+        if input_gradient:
+            dv = kernels.matmul(dm, u.transpose(0, 2, 1))
+            del dm  # the group's largest arrays go before the next group's come
+            dx_group = kernels.winograd_input_transform_adjoint(dv, (group.stop - group.start, *x_shape[1:]),
+                                                                padding, tiles, bt)
+            if len(groups) == 1:
+                dx = dx_group
+            else:
+                dx[group] = dx_group
+    dkernel = kernel_transform_adjoint(du, transforms)
     dbias = dy.reshape(-1, dy.shape[-1]).sum(axis=0)
-    if not input_gradient:
-        return dkernel, dbias, None
-    dv = kernels.matmul(dm, u.transpose(0, 2, 1))
-    dx = kernels.winograd_input_transform_adjoint(dv, x_shape, padding, tiles, transforms.bt.astype(dy.dtype))
     return dkernel, dbias, dx
