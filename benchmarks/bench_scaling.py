@@ -3,53 +3,26 @@
 Usage: python benchmarks/bench_scaling.py [--batches 8 16 32 64 128 256] [--sizes 24 32 48 64 96]
        [--repeats 5] [--plot docs/figures/scaling.png]
 
-Prints markdown tables (ms per step, ms per image, achieved GFLOP/s, and PyTorch's time when it is
-installed) and saves a plot. Peak memory of training is measured in a fresh child process (its
-``VmHWM``, the high-water mark of resident memory) so that nothing else this script allocated counts.
+Prints markdown tables (ms per step, ms per image, achieved GFLOP/s and the FLOPs per image, PyTorch's
+time when it is installed, and each engine's training growth of memory) and saves a plot of time and
+memory against both. Times come from the two engines taking turns in this process; memory from
+``bench_memory``: each engine and point in a fresh process of its own, the peak resident memory of 3
+training steps minus the process before them (libraries, model and batch), so that neither engine's
+libraries and nothing else this script allocated count.
 """
 from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import (interleaved_medians, markdown_table, random_batch, seed_cnn_flops, torch_available,
                     torch_seed_cnn_calls, write_result)
 
+import bench_memory
 import tinyconv
 from tinyconv.zoo import seed_cnn
-
-MEMORY_PROBE = """
-import sys
-sys.path.insert(0, {bench!r})
-from common import random_batch
-import tinyconv
-from tinyconv.zoo import seed_cnn
-
-def high_water_mb():
-    for line in open("/proc/self/status"):
-        if line.startswith("VmHWM"):
-            return int(line.split()[1]) / 1024
-
-size, batch = {size}, {batch}
-model = seed_cnn((size, size, 3)); model.compile("adam", "binary_crossentropy")
-x, y = random_batch(batch, size)
-before = high_water_mb()
-for _ in range(3):
-    model.train_step((x, y))
-print(before, high_water_mb())
-"""
-
-
-def peak_memory_mb(size: int, batch: int) -> tuple[float, float]:
-    """(peak resident MB of a process training the seed CNN, the part reached after the model was built)."""
-    code = MEMORY_PROBE.format(bench=os.path.dirname(os.path.abspath(__file__)), size=size, batch=batch)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    before, after = (float(v) for v in out.split())
-    return after, after - before
-
 
 def step_candidates(size: int, batch: int, with_torch: bool) -> dict:
     x, y = random_batch(batch, size)
@@ -64,16 +37,51 @@ def step_candidates(size: int, batch: int, with_torch: bool) -> dict:
 
 def sweep(points, repeats, with_torch):
     rows, series = [], {}
+    engines = ["tinyconv"] + (["PyTorch"] if with_torch else [])
     for size, batch in points:
         medians = interleaved_medians(step_candidates(size, batch, with_torch), repeats, warmup=1)
+        memory = {}
+        for engine in engines:
+            got = bench_memory.measure(engine, size, batch, 3)
+            memory[engine] = got["peak"] - got["footprint"]
         t = medians["tinyconv"]
         flops = seed_cnn_flops(size, batch=batch)["step"]
-        row = [f"{size}x{size}", batch, f"{t * 1e3:.0f}", f"{t / batch * 1e3:.2f}", f"{flops / t / 1e9:.1f}"]
+        row = [f"{size}x{size}", batch, f"{t * 1e3:.0f}", f"{t / batch * 1e3:.2f}", f"{flops / t / 1e9:.1f}",
+               f"{flops / batch / 1e9:.2f}", f"{memory['tinyconv']:.0f}"]
         if with_torch:
-            row += [f"{medians['PyTorch'] * 1e3:.0f}", f"{t / medians['PyTorch']:.2f}"]
+            row += [f"{medians['PyTorch'] * 1e3:.0f}", f"{t / medians['PyTorch']:.2f}", f"{memory['PyTorch']:.0f}"]
         rows.append(row)
-        series[(size, batch)] = (t / batch, medians.get("PyTorch", float("nan")) / batch)
+        print(" | ".join(map(str, row)), flush=True)
+        series[(size, batch)] = {engine: (medians[engine] / batch, memory[engine]) for engine in engines}
     return rows, series
+
+
+def plot(path, batch_series, size_series):
+    """Time per image (top) and training growth of memory (bottom) against batch and image size."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(2, 2, figsize=(10, 7), sharex="col")
+    for column, series, key, label in ((0, batch_series, 1, "batch size (32x32x3)"),
+                                       (1, size_series, 0, "image size (batch 32)")):
+        xs = [k[key] for k in series]
+        for row, (measure, unit) in enumerate((("time", "ms per image (training step)"),
+                                               ("memory", "training growth of memory, MiB"))):
+            ax = axes[row, column]
+            for engine, style in (("tinyconv", "o-"), ("PyTorch", "s--")):
+                if all(engine in point for point in series.values()):
+                    values = [point[engine][row] * (1e3 if row == 0 else 1) for point in series.values()]
+                    ax.plot(xs, values, style, label=engine)
+            ax.set_ylabel(unit)
+            ax.set_xscale("log", base=2)
+            ax.set_xticks(xs, [str(v) for v in xs])
+            ax.minorticks_off()
+            ax.grid(alpha=0.3)
+            ax.legend()
+        axes[1, column].set_xlabel(label)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    print("plot saved to", path)
 
 
 def main() -> None:
@@ -88,40 +96,19 @@ def main() -> None:
         import torch
         torch.set_num_threads(2)
 
-    header = ["input", "batch", "tinyconv ms/step", "ms/image", "GFLOP/s"]
+    header = ["input", "batch", "tinyconv ms/step", "ms/image", "GFLOP/s", "GFLOP/image", "tinyconv MiB"]
     if with_torch:
-        header += ["PyTorch ms/step", "tinyconv / PyTorch"]
+        header += ["PyTorch ms/step", "tinyconv / PyTorch", "PyTorch MiB"]
     batch_rows, batch_series = sweep([(32, b) for b in args.batches], args.repeats, with_torch)
     size_rows, size_series = sweep([(s, 32) for s in args.sizes], args.repeats, with_torch)
-    peak, growth = peak_memory_mb(48, 32)
     text = "\n\n".join([
         "Training step against batch size (32x32x3)", markdown_table(header, batch_rows),
         "Training step against image size (batch 32)", markdown_table(header, size_rows),
-        f"Peak resident memory of a process training at batch 32, 48x48x3: {peak:.0f} MB "
-        f"({growth:.0f} MB of it reached during the training steps)"])
+        "MiB: the training growth of memory (peak resident memory of 3 steps minus the process before them)"])
     print(text)
     print("written to", write_result("scaling.md", text))
     if args.plot:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-        fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-        for ax, series, key, label in ((axes[0], batch_series, 1, "batch size (32x32x3)"),
-                                       (axes[1], size_series, 0, "image size (batch 32)")):
-            xs = [k[key] for k in series]
-            ax.plot(xs, [v[0] * 1e3 for v in series.values()], "o-", label="tinyconv")
-            if with_torch:
-                ax.plot(xs, [v[1] * 1e3 for v in series.values()], "s--", label="PyTorch")
-            ax.set_xlabel(label)
-            ax.set_ylabel("ms per image (training step)")
-            ax.set_xscale("log", base=2)
-            ax.set_xticks(xs, [str(v) for v in xs])
-            ax.minorticks_off()
-            ax.grid(alpha=0.3)
-            ax.legend()
-        fig.tight_layout()
-        fig.savefig(args.plot, dpi=110)
-        print("plot saved to", args.plot)
+        plot(args.plot, batch_series, size_series)
 
 
 if __name__ == "__main__":
