@@ -30,13 +30,14 @@ reverse order, given ``dy``:
     dV[k] = dM[k] @ U[k]^T         -> dx = sum over the tiles covering a pixel of B dV B^T
 
 Memory. The tiles V are 2.25 times the input for F(4x4) (36 entries for every 16 outputs), and
-dM, dV are as large again. Backward therefore runs over groups of images, so that dM and dV exist
-for one group at a time, and dU adds up the groups' products in their order (a fixed order: the
-groups depend on the shapes only, so the bits do not depend on the thread count). Forward keeps V
-for backward while a layer's tiles are small; a layer with larger tiles keeps its input instead
-(which the layer before holds anyway), runs forward group by group too and transforms each group's
-input again in backward: one more input transform, instead of holding the tiles (at 128x128 px
-the seed CNN's tiles would take 500 MiB, more than all its activations).
+M, dM and dV are as large again. Forward and backward therefore run over groups of images, so that
+those arrays exist for one group at a time (and stay in the caches between the passes that write and
+read them), and dU adds up the groups' products in their order (a fixed order: the groups depend on
+the shapes only, so the bits do not depend on the thread count). Forward keeps each group's V for
+backward while a layer's tiles are small; a layer with larger tiles keeps its input instead (which
+the layer before holds anyway) and transforms each group's input again in backward: one more input
+transform, instead of holding the tiles (at 128x128 px the seed CNN's tiles would take 500 MiB,
+more than all its activations).
 """
 from __future__ import annotations
 
@@ -136,35 +137,37 @@ def forward(x, kernel, bias, padding, out_shape, transforms: TileTransforms):
     bt, at = transforms.bt.astype(x.dtype), transforms.at.astype(x.dtype)
     u = kernel_transform(kernel, transforms)
     per_image = _tile_bytes_per_image(tiles, bt.shape[0], max(x.shape[3], out_shape[3]), x.dtype)
-    if x.shape[0] * per_image <= KEPT_TILES_BYTES:
-        v = kernels.winograd_input_transform(x, padding, tiles, bt)
-        y = kernels.winograd_output_transform(kernels.matmul(v, u), out_shape, bias, at)
-        return y, (v, None, u, x.shape, padding, tiles, transforms)
-    y = np.empty(out_shape, dtype=x.dtype)
-    for group in image_groups(x.shape[0], per_image):
+    groups = image_groups(x.shape[0], per_image)
+    keep_tiles = x.shape[0] * per_image <= KEPT_TILES_BYTES
+    y = np.empty(out_shape, dtype=x.dtype) if len(groups) > 1 else None
+    kept = []  # each group's tiles, while they are small enough to keep
+    for group in groups:
         v = kernels.winograd_input_transform(x[group], padding, tiles, bt)
-        y[group] = kernels.winograd_output_transform(kernels.matmul(v, u), y[group].shape, bias, at)
-    return y, (None, x, u, x.shape, padding, tiles, transforms)
+        y_group = kernels.winograd_output_transform(kernels.matmul(v, u), (group.stop - group.start, *out_shape[1:]),
+                                                    bias, at)
+        if y is None:
+            y = y_group
+        else:
+            y[group] = y_group
+        if keep_tiles:
+            kept.append(v)
+    return y, (kept if keep_tiles else None, None if keep_tiles else x, u, x.shape, padding, tiles, transforms)
 
 
 def backward(dy, cache, input_gradient: bool = True):
     """Returns ``(dkernel, dbias, dx)`` for the upstream gradient ``dy`` (N, OH, OW, F); dx is
     None when ``input_gradient`` is False."""
-    v, x, u, x_shape, padding, tiles, transforms = cache
+    kept, x, u, x_shape, padding, tiles, transforms = cache
     bt, at = transforms.bt.astype(dy.dtype), transforms.at.astype(dy.dtype)
     per_image = _tile_bytes_per_image(tiles, bt.shape[0], max(x_shape[3], dy.shape[3]), dy.dtype)
     groups = image_groups(x_shape[0], per_image)
-    tiles_per_image = tiles[0] * tiles[1]
     du, dx = None, None
     if input_gradient and len(groups) > 1:
         dx = np.empty(x_shape, dtype=dy.dtype)
-    for group in groups:
+    for index, group in enumerate(groups):
         dm = kernels.winograd_output_transform_adjoint(dy[group], at)
-        if v is not None:
-            v_group = v[:, group.start * tiles_per_image:group.stop * tiles_per_image]
-        else:
-            v_group = kernels.winograd_input_transform(x[group], padding, tiles, bt)
-        du_group = kernels.matmul(v_group.transpose(0, 2, 1), dm)
+        v = kept[index] if kept is not None else kernels.winograd_input_transform(x[group], padding, tiles, bt)
+        du_group = kernels.matmul(v.transpose(0, 2, 1), dm)
         du = du_group if du is None else np.add(du, du_group, out=du)
         if input_gradient:
             dv = kernels.matmul(dm, u.transpose(0, 2, 1))
