@@ -29,7 +29,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench_memory
 import bench_shared
-from common import markdown_table, write_result
+from common import markdown_table, report
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -122,9 +122,7 @@ def main() -> None:
     note = (f"seed CNN, float32, each engine in its own process, 2 threads each; training steps at batch 32 "
             f"(median over {args.seconds:g} s after warm-up, {args.rounds} round(s)); {os.cpu_count()} cores; "
             f"tinyconv's OpenBLAS kernel {', '.join(sorted(kernels))}")
-    print(table)
-    print(note)
-    print("written to", write_result("goals.md", table + "\n\n" + note))
+    report("goals.md", table, note)
 
 
 if __name__ == "__main__":

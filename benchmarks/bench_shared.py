@@ -31,7 +31,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import markdown_table, write_result
+from common import markdown_table, report
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -189,9 +189,7 @@ def main() -> None:
     note = (f"batch 32, float32, each engine in its own process, median step over {args.seconds:g} s after "
             f"warm-up, median of {args.rounds} rounds; {os.cpu_count()} cores; PyTorch {args.threads} threads; "
             f"OpenBLAS kernel {', '.join(sorted(kernels))}")
-    print(table)
-    print(note)
-    print("written to", write_result("shared.md", table + "\n\n" + note))
+    report("shared.md", table, note)
 
 
 if __name__ == "__main__":

@@ -143,6 +143,13 @@ def write_result(name: str, text: str, folder: str | None = None) -> str:
     return path
 
 
+def report(name: str, table: str, note: str) -> None:
+    """Print a result table and its note, and write both to benchmarks/results/``name``."""
+    print(table)
+    print(note)
+    print("written to", write_result(name, table + "\n\n" + note))
+
+
 def random_batch(batch: int, size: int, channels: int = 3, labels: int = 18, seed: int = 0):
     rng = np.random.default_rng(seed)
     x = rng.random((batch, size, size, channels)).astype(np.float32)
