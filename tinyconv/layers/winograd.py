@@ -131,6 +131,17 @@ def _tile_bytes_per_image(tiles, a: int, channels: int, dtype) -> int:
     return a * a * tiles[0] * tiles[1] * channels * np.dtype(dtype).itemsize
 
 
+def _place(whole, group: slice, part, shape):
+    """``part``, the rows ``group`` of an array of ``shape``, written into ``whole`` (made on the first
+    call); a group of the whole batch is returned as it is, without a copy."""
+    if group == slice(0, shape[0]):
+        return part
+    if whole is None:
+        whole = np.empty(shape, dtype=part.dtype)
+    whole[group] = part
+    return whole
+
+
 def forward(x, kernel, bias, padding, out_shape, transforms: TileTransforms):
     """The convolution of ``x`` (N, H, W, C); returns ``(y, cache)`` for ``backward``."""
     tiles = winograd_tiles(out_shape[1], out_shape[2], transforms.m)
@@ -139,31 +150,24 @@ def forward(x, kernel, bias, padding, out_shape, transforms: TileTransforms):
     per_image = _tile_bytes_per_image(tiles, bt.shape[0], max(x.shape[3], out_shape[3]), x.dtype)
     groups = image_groups(x.shape[0], per_image)
     keep_tiles = x.shape[0] * per_image <= KEPT_TILES_BYTES
-    y = np.empty(out_shape, dtype=x.dtype) if len(groups) > 1 else None
-    kept = []  # each group's tiles, while they are small enough to keep
+    y, kept = None, []  # kept: each group's tiles, while they are small enough to keep
     for group in groups:
         v = kernels.winograd_input_transform(x[group], padding, tiles, bt)
         y_group = kernels.winograd_output_transform(kernels.matmul(v, u), (group.stop - group.start, *out_shape[1:]),
                                                     bias, at)
-        if y is None:
-            y = y_group
-        else:
-            y[group] = y_group
+        y = _place(y, group, y_group, out_shape)
         if keep_tiles:
             kept.append(v)
-    return y, (kept if keep_tiles else None, None if keep_tiles else x, u, x.shape, padding, tiles, transforms)
+    tiles_or_input = (kept, None) if keep_tiles else (None, x)
+    return y, (*tiles_or_input, groups, u, x.shape, padding, tiles, transforms)
 
 
 def backward(dy, cache, input_gradient: bool = True):
     """Returns ``(dkernel, dbias, dx)`` for the upstream gradient ``dy`` (N, OH, OW, F); dx is
     None when ``input_gradient`` is False."""
-    kept, x, u, x_shape, padding, tiles, transforms = cache
+    kept, x, groups, u, x_shape, padding, tiles, transforms = cache
     bt, at = transforms.bt.astype(dy.dtype), transforms.at.astype(dy.dtype)
-    per_image = _tile_bytes_per_image(tiles, bt.shape[0], max(x_shape[3], dy.shape[3]), dy.dtype)
-    groups = image_groups(x_shape[0], per_image)
     du, dx = None, None
-    if input_gradient and len(groups) > 1:
-        dx = np.empty(x_shape, dtype=dy.dtype)
     for index, group in enumerate(groups):
         dm = kernels.winograd_output_transform_adjoint(dy[group], at)
         v = kept[index] if kept is not None else kernels.winograd_input_transform(x[group], padding, tiles, bt)
@@ -174,10 +178,7 @@ def backward(dy, cache, input_gradient: bool = True):
             del dm  # the group's largest arrays go before the next group's come
             dx_group = kernels.winograd_input_transform_adjoint(dv, (group.stop - group.start, *x_shape[1:]),
                                                                 padding, tiles, bt)
-            if len(groups) == 1:
-                dx = dx_group
-            else:
-                dx[group] = dx_group
+            dx = _place(dx, group, dx_group, x_shape)
     dkernel = kernel_transform_adjoint(du, transforms)
     dbias = dy.reshape(-1, dy.shape[-1]).sum(axis=0)
     return dkernel, dbias, dx
