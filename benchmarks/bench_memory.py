@@ -5,9 +5,9 @@ Usage: python benchmarks/bench_memory.py [--sizes 32 64 96 128] [--batch 32] [--
 Each engine trains in a process of its own, one size per process. The process records its resident
 memory once the engine is imported, the model built and the batch made (the *footprint*: libraries,
 weights, the batch), then runs ``--steps`` training steps and reads its peak resident memory
-(``VmHWM``, the high-water mark of this process's memory map:
-``ru_maxrss`` would start from the resident size of a large parent process). The table shows both and the *training growth* (peak minus footprint), which
-compares what each engine's step needs whatever its libraries weigh: PyTorch's own libraries take
+(``VmHWM``, the high-water mark of this process's own memory map; ``ru_maxrss`` would start from the
+resident size of a large parent process). The table shows both and the *training growth* (peak
+minus footprint), which compares what each engine's step needs whatever its libraries weigh: PyTorch's own libraries take
 a few hundred MB that tinyconv does not load, so the peaks favour tinyconv at small sizes.
 """
 from __future__ import annotations

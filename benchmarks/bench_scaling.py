@@ -65,14 +65,13 @@ def plot(path, batch_series, size_series):
     for column, series, key, label in ((0, batch_series, 1, "batch size (32x32x3)"),
                                        (1, size_series, 0, "image size (batch 32)")):
         xs = [k[key] for k in series]
-        for row, (measure, unit) in enumerate((("time", "ms per image (training step)"),
-                                               ("memory", "training growth of memory, MiB"))):
+        for row, (ylabel, scale) in enumerate((("ms per image (training step)", 1e3),
+                                               ("training growth of memory, MiB", 1))):
             ax = axes[row, column]
             for engine, style in (("tinyconv", "o-"), ("PyTorch", "s--")):
                 if all(engine in point for point in series.values()):
-                    values = [point[engine][row] * (1e3 if row == 0 else 1) for point in series.values()]
-                    ax.plot(xs, values, style, label=engine)
-            ax.set_ylabel(unit)
+                    ax.plot(xs, [point[engine][row] * scale for point in series.values()], style, label=engine)
+            ax.set_ylabel(ylabel)
             ax.set_xscale("log", base=2)
             ax.set_xticks(xs, [str(v) for v in xs])
             ax.minorticks_off()
