@@ -7,8 +7,8 @@ Prints markdown tables (ms per step, ms per image, achieved GFLOP/s and the FLOP
 time when it is installed, and each engine's training growth of memory) and saves a plot of time and
 memory against both. Times come from the two engines taking turns in this process; memory from
 ``bench_memory``: each engine and point in a fresh process of its own, the peak resident memory of 3
-training steps minus the process before them (libraries, model and batch), so that neither engine's
-libraries and nothing else this script allocated count.
+training steps minus the process before them (libraries, the code loaded by a warm-up step, model
+and batch), so that neither engine's libraries and nothing else this script allocated count.
 """
 from __future__ import annotations
 
@@ -103,7 +103,8 @@ def main() -> None:
     text = "\n\n".join([
         "Training step against batch size (32x32x3)", markdown_table(header, batch_rows),
         "Training step against image size (batch 32)", markdown_table(header, size_rows),
-        "MiB: the training growth of memory (peak resident memory of 3 steps minus the process before them)"])
+        "MiB: the training growth of memory (peak resident memory of 3 steps minus the process before them, "
+        "after a warm-up step of a small model: see bench_memory)"])
     print(text)
     print("written to", write_result("scaling.md", text))
     if args.plot:

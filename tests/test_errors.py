@@ -361,8 +361,14 @@ def layers_to_check():
 def test_backward_before_forward_names_the_layer(kind, make, x_shape, y_shape):
     layer = make()
     layer.build(x_shape[1:])
-    with pytest.raises(RuntimeError, match=rf"layer '{layer.name}' \({type(layer).__name__}\): backward was "
-                                           r"called before forward; call forward\(x\) first"):
+    message = (rf"layer '{layer.name}' \({type(layer).__name__}\): backward was called before forward \(or "
+               r"again after one backward\); call forward\(x\) first")
+    with pytest.raises(RuntimeError, match=message):
+        layer.backward(np.ones(y_shape, np.float32))
+    layer.forward(np.ones(x_shape, np.float32), training=True)
+    layer.backward(np.ones(y_shape, np.float32))
+    assert layer.cache is None  # let go by backward
+    with pytest.raises(RuntimeError, match=message):  # one forward serves one backward
         layer.backward(np.ones(y_shape, np.float32))
 
 

@@ -45,9 +45,9 @@ def test_conv_loops_equal_im2col_forward_and_backward(n, h, w, c, f, kh, kw, sh,
     layer.set_weights([kernel, bias])
     x = rng.standard_normal((n, h, w, c))
     z = layer.forward(x)
+    assert layer.cache[0] == "im2col"
     dz = rng.standard_normal(z.shape)
     dx = layer.backward(dz)
-    assert layer.cache[0] == "im2col"
 
     np.testing.assert_allclose(loops.conv2d_forward(x, kernel, bias, layer.geometry), z, atol=1e-12)
     dkernel, dbias, dx_loops = loops.conv2d_backward(dz, x, kernel, layer.geometry)
@@ -108,15 +108,15 @@ def test_switch_runs_the_layers_on_the_loop_kernels(rng):
     x = rng.standard_normal((2, 6, 6, 4)).astype(np.float32)
     conv, pool = Conv2D(3, 3, padding="same", algorithm="winograd"), MaxPooling2D(3, strides=2, padding="same")
     fast_y = pool.forward(conv.forward(x))
+    assert conv.cache[0] == "winograd"
     dy = rng.standard_normal(fast_y.shape).astype(np.float32)
     fast_dx = conv.backward(pool.backward(dy))
     fast_dkernel = conv.grads["kernel"]
-    assert conv.cache[0] == "winograd"
     with kernels.loop_kernels():
         assert kernels.using_loop_kernels() and not kernels.using_reference_kernels()
         y = pool.forward(conv.forward(x))
-        dx = conv.backward(pool.backward(dy))
         assert conv.cache[0] == "loops"
+        dx = conv.backward(pool.backward(dy))
     assert not kernels.using_loop_kernels()
     np.testing.assert_allclose(y, fast_y, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(dx, fast_dx, rtol=1e-4, atol=1e-4)

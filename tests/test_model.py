@@ -106,9 +106,73 @@ def test_backward_without_input_gradient_gives_the_same_parameter_gradients(firs
         for name in ("col2im", "winograd_input_transform_adjoint"):
             monkeypatch.setattr(kernels, name, lambda *args: pytest.fail(f"{name} ran"))
     assert dx.shape == x.shape
+    model.forward(x, training=True)  # backward let the caches go: one forward serves one backward
     assert model.backward(dy, input_gradient=False) is None
     for a, b in zip(model.gradients(), full):
         np.testing.assert_array_equal(a, b)
+
+
+class RecordingLeakyReLU(LeakyReLU):
+    """A LeakyReLU that writes down, when its backward starts, which layers still hold a cache."""
+
+    def __init__(self, model_layers, seen, **kwargs):
+        super().__init__(**kwargs)
+        self.model_layers, self.seen = model_layers, seen
+
+    def backward(self, dy):
+        self.seen[self.name] = [layer.name for layer in self.model_layers if layer.cache is not None]
+        return super().backward(dy)
+
+
+@pytest.mark.parametrize("graph", ["chain", "branches"])
+def test_backward_lets_each_cache_go_before_the_layers_below_run(graph, rng):
+    """One forward's caches serve one backward, and each goes as soon as its layer's backward has
+    run: when a layer starts its backward, no layer above it holds anything (what bounds the
+    training step's peak memory)."""
+    layers, seen = [], {}
+    inputs = Input((6, 6, 2))
+    x = RecordingLeakyReLU(layers, seen, name="low")(Conv2D(4, 3, padding="same", name="conv_a")(inputs))
+    x = MaxPooling2D(name="pool")(x)
+    above = Conv2D(4, 3, padding="same", name="conv_b")(x)
+    if graph == "branches":
+        above = tinyconv.layers.Add(name="add")([above, x])
+    x = RecordingLeakyReLU(layers, seen, name="high")(above)
+    model = Model(inputs, Dense(3, name="head")(Flatten(name="flat")(x)))
+    layers.extend(model.layers)
+    model.forward(rng.standard_normal((2, 6, 6, 2)).astype(np.float32), training=True)
+    assert {layer.name for layer in layers if layer.cache is not None} >= {"conv_a", "low", "pool", "conv_b", "high", "head"}
+    model.backward(np.ones((2, 3), np.float32))
+    assert seen["high"] == ["conv_a", "low", "pool", "conv_b", "high"]
+    assert seen["low"] == ["conv_a", "low"]
+    assert all(layer.cache is None for layer in layers)
+    with pytest.raises(RuntimeError, match=r"layer 'head' \(Dense\): backward was called before forward \(or "
+                                           r"again after one backward\)"):
+        model.backward(np.ones((2, 3), np.float32))
+
+
+def caches_held(model) -> list[str]:
+    """The layers (and activations inside Conv2D or Dense) holding a forward's cache."""
+    inner = [(f"{layer.name}/activation", layer.activation) for layer in model.layers
+             if getattr(layer, "activation", None) is not None]
+    return [name for name, layer in [(layer.name, layer) for layer in model.layers] + inner if layer.cache is not None]
+
+
+@pytest.mark.training
+def test_predict_and_evaluate_keep_no_caches(rng):
+    """No backward follows predict or evaluate: each layer's cache goes as soon as it has run, and
+    the outputs are those of a forward that keeps them."""
+    model = seed_cnn((8, 8, 3))
+    model.compile("adam", "binary_crossentropy")
+    x = rng.standard_normal((5, 8, 8, 3)).astype(np.float32)
+    y = (rng.random((5, 18)) > 0.5).astype(np.float32)
+    kept = model.forward(x)
+    assert "dense_1/activation" in caches_held(model) and len(caches_held(model)) >= 10
+    predicted = model.predict(x, batch_size=5)  # one batch, as the forward above: the same products
+    assert caches_held(model) == []
+    np.testing.assert_array_equal(predicted, kept)
+    model.forward(x)
+    model.evaluate(x, y, batch_size=2, verbose=0)  # fused with the loss: forward_logits
+    assert caches_held(model) == []
 
 
 def test_sequential_equals_functional(rng):

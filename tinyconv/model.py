@@ -108,16 +108,23 @@ class Model(Trainable):
                             f"{getattr(x, 'dtype', type(x).__name__)}")
         return self.to_model_device(x)
 
-    def forward(self, x, training: bool = False):
-        """(N, *input_shape) -> (N, *output_shape)."""
-        return self.run_layers(self.prepare_input(x), len(self.graph_layers), training)
+    def forward(self, x, training: bool = False, keep_caches: bool = True):
+        """(N, *input_shape) -> (N, *output_shape).
 
-    def run_layers(self, x, count: int, training: bool = False):
+        Each layer keeps what its backward needs; with ``keep_caches=False`` (``predict``,
+        ``evaluate``: no backward follows) it lets that go as soon as the next layer has its input,
+        so that a forward holds about two layers' arrays at a time instead of the whole network's.
+        """
+        return self.run_layers(self.prepare_input(x), len(self.graph_layers), training, keep_caches)
+
+    def run_layers(self, x, count: int, training: bool = False, keep_caches: bool = True):
         """Run the first ``count`` layers (in topological order) on the model input ``x``;
         returns the output of layer ``count - 1``."""
         if self.chain:
             for layer in self.graph_layers[:count]:
                 x = layer.forward(x, training)
+                if not keep_caches:
+                    layer.release_cache()
             return x
         outputs = [None] * count
         for i in range(count):
@@ -128,6 +135,8 @@ class Model(Trainable):
                 outputs[i] = layer.forward([outputs[j] for j in sources], training)
             else:
                 outputs[i] = layer.forward(outputs[sources[0]], training)
+            if not keep_caches:
+                layer.release_cache()
             for j in self.release_after[i]:
                 if j != count - 1:
                     outputs[j] = None
@@ -138,11 +147,15 @@ class Model(Trainable):
         without Input is built)."""
         return self.graph_layers[0].input_shape if self.graph_layers else None
 
-    def forward_logits(self, x, training: bool = False):
-        """Forward pass that stops before the final sigmoid or softmax: returns its input z."""
+    def forward_logits(self, x, training: bool = False, keep_caches: bool = True):
+        """Forward pass that stops before the final sigmoid or softmax: returns its input z
+        (``keep_caches`` as in ``forward``)."""
         # The last layer reads the one before it (see model.topological_order).
-        x = self.run_layers(self.prepare_input(x), len(self.graph_layers) - 1, training)
-        return self.graph_layers[-1].forward_logits(x, training)
+        x = self.run_layers(self.prepare_input(x), len(self.graph_layers) - 1, training, keep_caches)
+        z = self.graph_layers[-1].forward_logits(x, training)
+        if not keep_caches:
+            self.graph_layers[-1].release_cache()
+        return z
 
     def backward_logits(self, dz, input_gradient: bool = True):
         """Backward pass from dL/dz, the gradient at the final activation's input (see ``backward``)."""

@@ -52,7 +52,7 @@ def feature_maps(model, image: np.ndarray, layers=None) -> dict[str, np.ndarray]
     for layer in layers:
         layer.forward = recording(layer)  # an instance attribute shadows the class's method
     try:
-        model.forward(image[None], training=False)
+        model.forward(image[None], training=False, keep_caches=False)
     finally:
         for layer in layers:
             del layer.forward

@@ -37,12 +37,14 @@ class LeakyReLU(Layer):
 
     def forward(self, x, training: bool = False):
         self.check_input(x)
-        self.y = kernels.leaky_relu_forward(x, self.alpha)
-        return self.y
+        y = kernels.leaky_relu_forward(x, self.alpha)
+        self.cache = y
+        return y
 
     def backward(self, dy):
         # y > 0 exactly where x > 0 (alpha >= 0), so the output is all backward needs.
-        return kernels.leaky_relu_backward(dy, self.y, self.alpha)
+        y = self.cache
+        return kernels.leaky_relu_backward(dy, y, self.alpha)
 
 
 class ReLU(LeakyReLU):
@@ -58,11 +60,13 @@ class Sigmoid(Layer):
         xp = get_array_module(x)
         # exp of a non-positive number never overflows; both branches equal 1 / (1 + exp(-x)).
         e = xp.exp(-xp.abs(x))
-        self.y = xp.where(x >= 0, 1 / (1 + e), e / (1 + e))
-        return self.y
+        y = xp.where(x >= 0, 1 / (1 + e), e / (1 + e))
+        self.cache = y
+        return y
 
     def backward(self, dy):
-        return dy * self.y * (1 - self.y)
+        y = self.cache
+        return dy * y * (1 - y)
 
     def forward_logits(self, x, training: bool = False):
         self.check_input(x)
@@ -75,11 +79,13 @@ class Sigmoid(Layer):
 class Tanh(Layer):
     def forward(self, x, training: bool = False):
         self.check_input(x)
-        self.y = get_array_module(x).tanh(x)
-        return self.y
+        y = get_array_module(x).tanh(x)
+        self.cache = y
+        return y
 
     def backward(self, dy):
-        return dy * (1 - self.y * self.y)
+        y = self.cache
+        return dy * (1 - y * y)
 
 
 class Softmax(Layer):
@@ -110,11 +116,13 @@ class Softmax(Layer):
         self.check_input(x)
         xp = get_array_module(x)
         e = xp.exp(x - x.max(axis=self.axis, keepdims=True))
-        self.y = e / e.sum(axis=self.axis, keepdims=True)
-        return self.y
+        y = e / e.sum(axis=self.axis, keepdims=True)
+        self.cache = y
+        return y
 
     def backward(self, dy):
-        return self.y * (dy - (dy * self.y).sum(axis=self.axis, keepdims=True))
+        y = self.cache
+        return y * (dy - (dy * y).sum(axis=self.axis, keepdims=True))
 
 
 # Identifiers accepted by ``activation=`` and ``Activation(...)``; None and "linear" mean no activation.
@@ -152,6 +160,11 @@ class Activation(Layer):
 
     def backward(self, dy):
         return dy if self.function is None else self.function.backward(dy)
+
+    def release_cache(self) -> None:
+        super().release_cache()
+        if self.function is not None:
+            self.function.release_cache()
 
     @property
     def ends_in_sigmoid(self) -> bool:

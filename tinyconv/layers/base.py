@@ -65,7 +65,10 @@ def _checks_gradient(backward):
     @functools.wraps(backward)
     def checked_backward(self, dy, *args, **kwargs):
         self.check_gradient(dy)
-        return backward(self, dy, *args, **kwargs)
+        dx = backward(self, dy, *args, **kwargs)
+        # Backward has read the cache: its arrays go now, before the layers below run theirs.
+        self.release_cache()
+        return dx
     return checked_backward
 
 
@@ -112,6 +115,7 @@ class Layer:
         self.output_shape: tuple | None = None
         self.declared_input_shape = input_shape
         self.forward_output_shape: tuple | None = None  # set by every forward, checked by backward
+        self.cache = None  # what forward keeps for backward; one forward's cache serves one backward
 
     # --- building -------------------------------------------------------------------------
     def build(self, input_shape: tuple) -> None:
@@ -187,11 +191,17 @@ class Layer:
                 f"(batch, height, width, channels), got (batch, {', '.join(map(str, input_shape))})")
         return tuple(input_shape)
 
+    def release_cache(self) -> None:
+        """Let go of what the last forward kept for backward (after backward, or when none follows)."""
+        self.cache = None
+        self.forward_output_shape = None
+
     def check_gradient(self, dy) -> None:
-        """Fail clearly when backward comes before forward or ``dy`` does not match forward's output."""
+        """Fail clearly when backward has no forward before it or ``dy`` does not match forward's output."""
         if getattr(self, "forward_output_shape", None) is None:  # also a subclass that skipped __init__
             raise RuntimeError(f"layer {self.name!r} ({type(self).__name__}): backward was called before "
-                               "forward; call forward(x) first, backward uses what it keeps")
+                               "forward (or again after one backward); call forward(x) first: a forward "
+                               "keeps what one backward needs, and that backward lets it go")
         if tuple(getattr(dy, "shape", ())) != self.forward_output_shape:
             got = tuple(dy.shape) if hasattr(dy, "shape") else type(dy).__name__
             raise ValueError(f"layer {self.name!r} ({type(self).__name__}): expected an upstream gradient of "

@@ -76,7 +76,7 @@ class Conv2DTranspose(WindowLayer, LinearLayer):
     def forward_linear(self, x):
         self.check_input(x)
         channels = x.shape[3]
-        self.x = x
+        self.cache = x
         painted = kernels.matmul(x.reshape(-1, channels), self.params["kernel"].reshape(-1, channels).T)
         y = kernels.col2im(painted, (x.shape[0], *self.output_shape), self.geometry)
         if self.use_bias:
@@ -84,15 +84,16 @@ class Conv2DTranspose(WindowLayer, LinearLayer):
         return y
 
     def backward_linear(self, dz, input_gradient: bool = True):
-        channels = self.x.shape[3]
+        x = self.cache
+        channels = x.shape[3]
         kernel = self.params["kernel"]
         windows = kernels.im2col(dz, self.geometry)
-        self.grads["kernel"] = kernels.matmul(windows.T, self.x.reshape(-1, channels)).reshape(kernel.shape)
+        self.grads["kernel"] = kernels.matmul(windows.T, x.reshape(-1, channels)).reshape(kernel.shape)
         if self.use_bias:
             self.grads["bias"] = dz.sum(axis=(0, 1, 2))
         if not input_gradient:
             return None
-        return kernels.matmul(windows, kernel.reshape(-1, channels)).reshape(self.x.shape)
+        return kernels.matmul(windows, kernel.reshape(-1, channels)).reshape(x.shape)
 
     def receptive_field(self, field):
         """An output pixel is painted by at most ceil(K / S) input pixels per axis, and output

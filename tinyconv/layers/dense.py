@@ -49,14 +49,15 @@ class Dense(LinearLayer):
 
     def forward_linear(self, x):
         self.check_input(x)
-        self.x = x
+        self.cache = x
         z = kernels.matmul(x, self.params["kernel"])
         if self.use_bias:
             z += self.params["bias"]
         return z
 
     def backward_linear(self, dz, input_gradient: bool = True):
-        self.grads["kernel"] = kernels.matmul(self.x.T, dz)
+        x = self.cache
+        self.grads["kernel"] = kernels.matmul(x.T, dz)
         if self.use_bias:
             self.grads["bias"] = dz.sum(axis=0)
         return kernels.matmul(dz, self.params["kernel"].T) if input_gradient else None
@@ -71,8 +72,7 @@ class Flatten(Layer):
 
     def forward(self, x, training: bool = False):
         self.check_input(x)
-        self.x_shape = x.shape
         return x.reshape(x.shape[0], -1)
 
     def backward(self, dy):
-        return dy.reshape(self.x_shape)
+        return dy.reshape(dy.shape[0], *self.input_shape)

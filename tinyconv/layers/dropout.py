@@ -31,13 +31,15 @@ class Dropout(Layer):
     def forward(self, x, training: bool = False):
         self.check_input(x)
         if not training or self.rate == 0:
-            self.scaled_mask = None
+            self.cache = None  # the identity: backward passes dy through
             return x
         rng = self.generator if self.generator is not None else random.generator("dropout")
         keep = random.per_sample_uniform(rng, x.shape) >= self.rate
         xp = get_array_module(x)
-        self.scaled_mask = xp.asarray(keep, dtype=x.dtype) * x.dtype.type(1 / (1 - self.rate))
-        return x * self.scaled_mask
+        scaled_mask = xp.asarray(keep, dtype=x.dtype) * x.dtype.type(1 / (1 - self.rate))
+        self.cache = scaled_mask
+        return x * scaled_mask
 
     def backward(self, dy):
-        return dy if self.scaled_mask is None else dy * self.scaled_mask
+        scaled_mask = self.cache
+        return dy if scaled_mask is None else dy * scaled_mask

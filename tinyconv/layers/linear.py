@@ -32,6 +32,11 @@ class LinearLayer(Layer):
         z = self.forward_linear(x)
         return z if self.activation is None else self.activation.forward(z, training)
 
+    def release_cache(self) -> None:
+        super().release_cache()
+        if self.activation is not None:
+            self.activation.release_cache()
+
     @property
     def ends_in_sigmoid(self) -> bool:
         return self.activation is not None and self.activation.ends_in_sigmoid

@@ -112,9 +112,9 @@ class GAN(Model):
     def image_shape(self) -> tuple:
         return tuple(self.discriminator.input_shape[1:])
 
-    def forward(self, x, training: bool = False):
+    def forward(self, x, training: bool = False, keep_caches: bool = True):
         """The generator's images for noise ``x`` (N, latent_dim), on the device."""
-        return self.generator.forward(x, training)
+        return self.generator.forward(x, training, keep_caches)
 
     def summary(self, *args, **kwargs) -> None:
         """The generator's table, then the discriminator's (``Model.summary``'s arguments)."""
@@ -191,7 +191,7 @@ class GAN(Model):
 
     def generate(self, noise) -> np.ndarray:
         """Images for the given latent vectors, with the generator in inference mode (host array)."""
-        return backend.to_numpy(self.generator.forward(noise, training=False))
+        return backend.to_numpy(self.generator.forward(noise, training=False, keep_caches=False))
 
     # --- checkpoints: both models and both optimizers -------------------------------------------------
     def training_state(self) -> dict:

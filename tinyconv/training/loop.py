@@ -147,7 +147,7 @@ class Trainable:
         ``"gradients"``: the sum of every gradient (non-finite when one of them is)."""
         # Overflow is caught by the caller, and said once.
         with np.errstate(over="ignore", invalid="ignore"):
-            loss, predictions, extra = self._loss_on_device(x, y, training=True)
+            loss, predictions, extra = self._loss_on_device(x, y, training=True, keep_caches=True)
             if self.fuse_output:
                 self.backward_logits(self.logits_loss.backward(), input_gradient=False)
             else:
@@ -165,7 +165,7 @@ class Trainable:
         self._require_compiled("test_step")
         x, y = unpack_batch(data, f"model {self.name!r}: test_step")
         y = self.to_model_device(y)
-        loss, predictions, extra = self._loss_on_device(x, y, training=False)
+        loss, predictions, extra = self._loss_on_device(x, y, training=False, keep_caches=False)
         return self._read_back(loss + self._penalty(add_gradients=False), predictions, y, extra)
 
     def _penalty(self, add_gradients: bool):
@@ -180,14 +180,15 @@ class Trainable:
                         layer.grads[key] = layer.grads[key] + regularizer.gradient(layer.params[key])
         return penalty
 
-    def _loss_on_device(self, x_batch, y, training: bool):
+    def _loss_on_device(self, x_batch, y, training: bool, keep_caches: bool):
         """The loss (fused with a final sigmoid or softmax when possible) as a 0-d device array, the
-        probabilities, and the device scalars still to be checked on the host."""
+        probabilities, and the device scalars still to be checked on the host; ``keep_caches``
+        when a backward follows (see ``Model.forward``)."""
         if self.fuse_output:
-            z = self.forward_logits(x_batch, training)
+            z = self.forward_logits(x_batch, training, keep_caches)
             loss = self.logits_loss.value(z, y)
             return loss, self.logits_loss.probabilities(), {}
-        predictions = self.forward(x_batch, training)
+        predictions = self.forward(x_batch, training, keep_caches)
         extra = {}
         if not self.loss.from_logits:
             extra["probabilities"] = ((predictions >= 0) & (predictions <= 1)).all() | ~self._finite(predictions)
@@ -469,7 +470,8 @@ class Trainable:
         self._check_finite_weights("predict")
         outputs = None
         for start in progress(range(0, len(x), batch_size), verbose, "predict"):
-            batch = backend.to_numpy(self.forward(x[start:start + batch_size], training=False))
+            batch = backend.to_numpy(self.forward(x[start:start + batch_size], training=False,
+                                                   keep_caches=False))
             if outputs is None:
                 outputs = np.empty((len(x), *batch.shape[1:]), dtype=batch.dtype)
             outputs[start:start + len(batch)] = batch
