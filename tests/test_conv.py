@@ -164,17 +164,3 @@ def test_pooling_output_shapes():
 def test_window_larger_than_input_is_refused():
     with pytest.raises(ValueError, match=r"5x5 window.*does not fit an input of 3x3"):
         Conv2D(1, 5)(Input((3, 3, 1)))
-
-
-def test_im2col_matrix_is_reused_from_step_to_step(rng):
-    layer = Conv2D(4, (3, 2), strides=(2, 1), padding="same", algorithm="im2col")
-    x = rng.standard_normal((3, 7, 6, 2)).astype(np.float32)
-    layer.forward(x)
-    cols = layer.cache[1][0]
-    assert cols.shape == (3 * 4 * 6, 3 * 2 * 2)
-    layer.backward(rng.standard_normal((3, 4, 6, 4)).astype(np.float32))
-    layer.forward(x[::-1].copy())
-    assert layer.cache[1][0] is cols                           # written in place: no new allocation
-    np.testing.assert_array_equal(cols, kernels.im2col(x[::-1].copy(), ((3, 2), (2, 1), layer.pads)))
-    layer.forward(x[:2])
-    assert layer.cache[1][0] is not cols and layer.cache[1][0].shape == (2 * 4 * 6, 12)   # a new batch size

@@ -24,7 +24,7 @@ flipping it would change nothing.)
 Algorithm. The code below is these formulas. Which algorithm runs is decided in one call,
 ``conv_algorithms.choose``: Winograd (4x fewer multiplications, for 3x3 stride-1 layers on the CPU,
 ``algorithm=`` picks it) or the loop kernels (when switched on) compute the same function
-otherwise; ``conv_algorithms.Im2colBuffer`` reuses the im2col matrix from step to step.
+otherwise.
 """
 from __future__ import annotations
 
@@ -58,7 +58,6 @@ class Conv2D(WindowLayer, LinearLayer):
         self.kernel_size = self.window
         self.kernel_initializer = kernel_initializer
         self.bias_initializer = bias_initializer
-        self.columns = conv_algorithms.Im2colBuffer()
 
     def output_channels(self, input_channels: int) -> int:
         return self.filters
@@ -77,7 +76,7 @@ class Conv2D(WindowLayer, LinearLayer):
             z, cache = conv_algorithms.OTHERS[algorithm].forward(self, x)
             self.cache = algorithm, cache
             return z
-        cols = self.columns.im2col(x, self.geometry)  # X
+        cols = kernels.im2col(x, self.geometry)  # X
         z = kernels.matmul(cols, self.params["kernel"].reshape(-1, self.filters)) # Z = X W
         if self.use_bias:
             z += self.params["bias"]                                              #   + b

@@ -1,4 +1,4 @@
-"""How a Conv2D layer computes its formulas: which algorithm runs, and the im2col buffer it reuses.
+"""How a Conv2D layer computes its formulas: which algorithm runs.
 
 Conv2D's own algorithm is im2col and one matrix product, written in ``conv.py`` as the math of
 docs/conv2d.md. Two other algorithms compute the same function, and ``choose`` picks one of them
@@ -18,9 +18,7 @@ Each has ``forward(layer, x) -> (z, cache)`` and ``backward(layer, dz, cache, in
 from __future__ import annotations
 
 from .. import kernels
-from ..backend import get_array_module
 from ..kernels import loops
-from ..kernels.geometry import window_output
 from . import winograd
 
 # The Winograd tile of each algorithm name; "auto" takes "winograd" where it applies, else im2col.
@@ -76,24 +74,3 @@ def choose(layer, x) -> str:
     if layer.algorithm == "auto":
         return "winograd" if layer.input_shape[2] >= WINOGRAD_MIN_CHANNELS else "im2col"
     return layer.algorithm
-
-
-class Im2colBuffer:
-    """im2col into the same (N*OH*OW, KH*KW*C) array every step.
-
-    That matrix is the step's largest array and must live from forward to backward anyway;
-    writing into last step's saves a fresh allocation. A new array is made when the batch size,
-    dtype or device changes.
-    """
-
-    def __init__(self):
-        self.array = None
-
-    def im2col(self, x, window):
-        oh, ow = window_output(x.shape, window)
-        shape = (x.shape[0] * oh * ow, window.size[0] * window.size[1] * x.shape[3])
-        xp = get_array_module(x)
-        if self.array is None or self.array.shape != shape or self.array.dtype != x.dtype or \
-                get_array_module(self.array) is not xp:
-            self.array = xp.empty(shape, dtype=x.dtype)
-        return kernels.im2col(x, window, out=self.array)
