@@ -116,7 +116,7 @@ def kernel_transform_adjoint(du, transforms: TileTransforms):
 GROUP_BYTES = 16 << 20
 MIN_GROUP_IMAGES = 8
 # Forward keeps the tiles for backward while they weigh at most this much (per layer and batch).
-KEPT_TILES_BYTES = 128 << 20
+KEPT_TILES_BYTES = 64 << 20
 
 
 def image_groups(n: int, bytes_per_image: int) -> list[slice]:
