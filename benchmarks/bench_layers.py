@@ -69,7 +69,7 @@ def im2col_pieces(layer, inputs, kinds, repeats, input_gradient):
     w = layer.params["kernel"].reshape(-1, layer.filters)
     dz = np.ones((cols.shape[0], layer.filters), dtype=cols.dtype)
     dcols = dz @ w.T
-    kinds["im2col"] += median_time(lambda: kernels.im2col(inputs, args, out=cols), repeats)
+    kinds["im2col"] += median_time(lambda: kernels.im2col(inputs, args), repeats)
     kinds["GEMM"] += median_time(lambda: cols @ w, repeats)
     kinds["GEMM"] += median_time(lambda: cols.T @ dz, repeats)
     kinds["elementwise"] += median_time(lambda: dz.sum(axis=0), repeats)  # bias gradient

@@ -216,12 +216,3 @@ def test_adam_kernel_matches_reference(dtype, rtol, rng):
         reference.adam_update(slow[0], slow[1], slow[2], slow[3], 1e-3, 0.9, 0.999, 1e-7)
     for a, b in zip(fast, slow):
         np.testing.assert_allclose(a, b, rtol=rtol)
-
-
-def test_im2col_writes_into_a_given_buffer(rng):
-    x = rng.standard_normal((2, 5, 5, 3)).astype(np.float32)
-    for module in (reference, cpu):
-        out = np.full((2 * 3 * 3, 27), np.nan, dtype=np.float32)
-        result = module.im2col(x, ((3, 3), (1, 1), (0, 0, 0, 0)), out=out)
-        assert result is out
-        np.testing.assert_array_equal(out, reference.im2col(x, ((3, 3), (1, 1), (0, 0, 0, 0))))

@@ -98,9 +98,9 @@ def matmul(a, b):
     return module_for(a).matmul(a, b)
 
 
-def im2col(x, window, out=None):
+def im2col(x, window):
     """``window``: the layer's ``geometry.Window`` (size, strides, pads), as every kernel family takes it."""
-    return module_for(x).im2col(x, window, out)
+    return module_for(x).im2col(x, window)
 
 
 def col2im(cols, x_shape, window):

@@ -122,13 +122,12 @@ def _maxpool_backward(dy, argmax, dx, ph, pw, sh, sw, top, left):
                             dx[nn, row, col, ch] += dy[nn, r, q, ch]
 
 
-def im2col(x, window, out=None):
+def im2col(x, window):
     kernel_size, strides, padding = window
     n, _, _, c = x.shape
     kh, kw = kernel_size
     oh, ow = window_output(x.shape, window)
-    if out is None:
-        out = np.empty((n * oh * ow, kh * kw * c), dtype=x.dtype)
+    out = np.empty((n * oh * ow, kh * kw * c), dtype=x.dtype)
     _im2col(np.ascontiguousarray(x), out.reshape(n, oh, ow, kh, kw, c), kh, kw, strides[0], strides[1],
             padding[0], padding[2])
     return out

@@ -326,21 +326,13 @@ def _launch(kernel, total: int, *args) -> None:
         kernel((blocks,), (threads,), kernel_args(total, *args))
 
 
-def im2col(x, window, out=None):
-    """(N, H, W, C) -> (N*OH*OW, KH*KW*C); see ``reference.im2col``.
-
-    ``out``, when given, is a C-contiguous device buffer of that shape and dtype to write into.
-    """
+def im2col(x, window):
+    """(N, H, W, C) -> (N*OH*OW, KH*KW*C); see ``reference.im2col``."""
     cp = _cupy()
     x = cp.ascontiguousarray(x)
     n, oh, ow, c = _windows_shape(x.shape, window)
     (kh, kw), (sh, sw), (top, _, left, _) = window
-    shape = (n * oh * ow, kh * kw * c)
-    if out is None:
-        out = cp.empty(shape, dtype=x.dtype)
-    elif out.shape != shape or out.dtype != x.dtype or not out.flags.c_contiguous:
-        raise ValueError(f"im2col: out must be a C-contiguous {x.dtype} array of shape {shape}, "
-                         f"got {out.dtype} {out.shape}")
+    out = cp.empty((n * oh * ow, kh * kw * c), dtype=x.dtype)
     _launch(_kernel("im2col", x.dtype), out.size, x, out,
             x.shape[1], x.shape[2], c, oh, ow, kh, kw, sh, sw, top, left)
     return out

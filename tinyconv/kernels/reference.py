@@ -28,11 +28,8 @@ def matmul(a, b):
     return get_array_module(a).matmul(a, b)
 
 
-def im2col(x, window, out=None):
-    """(N, H, W, C) -> (N*OH*OW, KH*KW*C): one row per output pixel, holding the window it sees.
-
-    ``out``, when given, is a buffer of that shape to write into (the layer reuses it every step).
-    """
+def im2col(x, window):
+    """(N, H, W, C) -> (N*OH*OW, KH*KW*C): one row per output pixel, holding the window it sees."""
     kernel_size, strides, padding = window
     kh, kw = kernel_size
     sh, sw = strides
@@ -43,10 +40,7 @@ def im2col(x, window, out=None):
         for j in range(kw):
             # Kernel tap (i, j) sees input rows i, i+sh, ..., i+sh*(oh-1) (same for columns).
             cols[:, :, :, i, j, :] = xp[:, i:i + sh * oh:sh, j:j + sw * ow:sw, :]
-    if out is None:
-        return cols.reshape(n * oh * ow, kh * kw * c)
-    out[...] = cols.reshape(n * oh * ow, kh * kw * c)
-    return out
+    return cols.reshape(n * oh * ow, kh * kw * c)
 
 
 def col2im(cols, x_shape, window):
