@@ -101,18 +101,22 @@ def test_winograd_backward_equals_im2col_backward(algorithm, rng):
         np.testing.assert_allclose(winograd.grads[name], im2col.grads[name], rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("keep_tiles", [True, False], ids=["tiles kept", "tiles transformed again"])
+@pytest.mark.parametrize("blocks", ["one image per block, 3 lanes", "one block"])
 @pytest.mark.parametrize("reference_kernels", [False, True], ids=["numba", "reference"])
 @pytest.mark.usefixtures("float64")
-def test_winograd_in_groups_of_images_equals_im2col(keep_tiles, reference_kernels, rng, monkeypatch):
-    """Large layers run Winograd over groups of images (and may transform their input again in
-    backward instead of keeping the tiles): 20 images in groups of 7, 7 and 6, against im2col, in
+def test_winograd_in_blocks_of_images_equals_im2col(blocks, reference_kernels, rng, monkeypatch):
+    """Winograd runs over blocks of images, and adds the kernel gradient's parts in lanes of blocks:
+    20 images one per block in lanes of 7, 7 and 6 blocks, or all in one block, against im2col, in
     float64 so that only a wrong slice or sum could differ."""
     from tinyconv.layers import winograd
-    monkeypatch.setattr(winograd, "GROUP_BYTES", 1)
-    monkeypatch.setattr(winograd, "MIN_GROUP_IMAGES", 7)
-    monkeypatch.setattr(winograd, "KEPT_TILES_BYTES", 1 << 40 if keep_tiles else 0)
-    assert winograd.image_groups(20, 1) == [slice(0, 7), slice(7, 14), slice(14, 20)]
+    if blocks == "one block":
+        monkeypatch.setattr(winograd, "BLOCK_BYTES", 1 << 40)
+        assert winograd.image_blocks(20, 1000) == [slice(0, 20)]
+    else:
+        monkeypatch.setattr(winograd, "BLOCK_BYTES", 1)
+        monkeypatch.setattr(winograd, "SUM_LANES", 3)
+        assert winograd.image_blocks(20, 1000) == [slice(i, i + 1) for i in range(20)]
+        assert winograd.sum_lanes(20, 1000) == [range(0, 7), range(7, 14), range(14, 20)]
     x = rng.standard_normal((20, 9, 7, 4))
     dy = rng.standard_normal((20, 9, 7, 5))
     weights = [rng.standard_normal((3, 3, 4, 5)), rng.standard_normal(5)]
@@ -126,6 +130,21 @@ def test_winograd_in_groups_of_images_equals_im2col(keep_tiles, reference_kernel
             results.append((y, layer.backward(dy), layer.grads["kernel"], layer.grads["bias"]))
     for winograd_result, im2col_result in zip(results[1], results[0]):
         np.testing.assert_allclose(winograd_result, im2col_result, rtol=1e-10, atol=1e-10)
+
+
+def test_image_blocks_and_sum_lanes_follow_the_shapes(monkeypatch):
+    """Blocks of even size within BLOCK_BYTES (one image at least), lanes within SUM_LANES and
+    PARTIAL_BYTES: counted by hand."""
+    from tinyconv.layers import winograd
+    monkeypatch.setattr(winograd, "BLOCK_BYTES", 7000)
+    assert winograd.image_blocks(20, 1000) == [slice(0, 7), slice(7, 14), slice(14, 20)]  # 7 fit: 3 blocks
+    assert winograd.image_blocks(3, 9000) == [slice(0, 1), slice(1, 2), slice(2, 3)]  # none fits: one each
+    monkeypatch.setattr(winograd, "SUM_LANES", 4)
+    monkeypatch.setattr(winograd, "PARTIAL_BYTES", 3000)
+    assert winograd.sum_lanes(10, 1000) == [range(0, 4), range(4, 8), range(8, 10)]  # 3 partials fit
+    assert winograd.sum_lanes(10, 100) == [range(0, 3), range(3, 6), range(6, 9), range(9, 10)]
+    assert winograd.sum_lanes(2, 100) == [range(0, 1), range(1, 2)]
+    assert winograd.sum_lanes(5, 10 ** 6) == [range(0, 5)]
 
 
 def test_winograd_needs_a_3x3_stride_1_kernel():

@@ -1,4 +1,5 @@
-"""numba kernels for the CPU: the same functions as ``reference.py``, parallel over the batch.
+"""numba kernels for the CPU: the same functions as ``reference.py``, parallel over the batch (the
+Winograd transforms excepted: their caller runs them in parallel, on blocks of images).
 
 Each public function has the reference signature; the ``_jit`` helpers do the work on
 preallocated outputs. The first call compiles (seconds); the machine code is kept on disk for
@@ -164,57 +165,67 @@ def maxpool_backward(dy, argmax, x_shape, window):
 
 
 # ---------------------------------------------------------------------------------------------
-# Winograd transforms, same contract as the reference ones (any tile size: the matrices are
-# arguments). Transformed tiles are viewed as (a, a, N, TH, TW, C). Per tile, each transform is
-# two small matrix products, P @ tile then tile @ Q^T, with channels innermost so they vectorize;
-# the zeros of the transform matrices are skipped.
+# Winograd transforms, same contract as the reference ones (any tile size up to TILE_TERMS: the
+# matrices are arguments). Transformed tiles are viewed as (a, a, N, TH, TW, C). Per tile, each
+# transform is two small matrix products, P @ tile then tile @ Q^T, with channels innermost so
+# they vectorize. These kernels are serial and release the GIL: Conv2D's Winograd runs them on
+# blocks of a few images from the product pool's threads (``layers/winograd.py``), so that a
+# block's tiles stay in one core's cache from the input transform to the output transform.
+#
+# Every sum in those products has TILE_TERMS terms, a constant of the compiled code: numba then
+# unrolls the sum and keeps it in a register while it vectorizes over channels (a sum of run-time
+# length stays a scalar loop, 8x slower; skipping the matrices' zeros, as an earlier version did,
+# costs a branch per term and made the transforms 1.5x slower than these full sums). A matrix
+# with fewer columns is padded with zero columns, and the tile buffers are zero past the tile, so
+# the extra terms add exact zeros: F(2x2, 3x3) and F(4x4)'s output adjoint (4 terms) do 6.
 # ---------------------------------------------------------------------------------------------
 
 from .reference import winograd_tiles  # noqa: E402  (kept beside the section that uses it)
 
+TILE_TERMS = 6  # the largest tile side a: F(4x4, 3x3)
+
 
 @njit(inline="always")
-def _left_multiply(p, tile, out):
-    """out[i, s, :] = sum_r p[i, r] * tile[r, s, :]"""
-    for i in range(p.shape[0]):
-        for s in range(tile.shape[1]):
+def _left_multiply(p, tile, out, rows, cols):
+    """out[i, s, :] = sum_r p[i, r] * tile[r, s, :] for i < rows, s < cols (r < TILE_TERMS)."""
+    for i in range(rows):
+        for s in range(cols):
             for ch in range(tile.shape[2]):
-                out[i, s, ch] = 0.0
-            for r in range(p.shape[1]):
-                coef = p[i, r]
-                if coef != 0.0:
-                    for ch in range(tile.shape[2]):
-                        out[i, s, ch] += coef * tile[r, s, ch]
+                total = p[i, 0] * tile[0, s, ch]
+                for r in range(1, TILE_TERMS):
+                    total += p[i, r] * tile[r, s, ch]
+                out[i, s, ch] = total
 
 
 @njit(inline="always")
-def _right_multiply(tile, q, out):
-    """out[i, j, :] = sum_s tile[i, s, :] * q[j, s]
+def _right_multiply(tile, q, out, rows, cols):
+    """out[i, j, :] = sum_s tile[i, s, :] * q[j, s] for i < rows, j < cols (s < TILE_TERMS).
 
     The left product on the tile's other axis, written out: calling ``_left_multiply`` on transposed
     views hides the unit channel stride from numba and made the transforms 2x slower.
     """
-    for i in range(tile.shape[0]):
-        for j in range(q.shape[0]):
+    for i in range(rows):
+        for j in range(cols):
             for ch in range(tile.shape[2]):
-                out[i, j, ch] = 0.0
-            for s in range(q.shape[1]):
-                coef = q[j, s]
-                if coef != 0.0:
-                    for ch in range(tile.shape[2]):
-                        out[i, j, ch] += coef * tile[i, s, ch]
+                total = q[j, 0] * tile[i, 0, ch]
+                for s in range(1, TILE_TERMS):
+                    total += q[j, s] * tile[i, s, ch]
+                out[i, j, ch] = total
 
 
-@njit(parallel=True, cache=CACHE)
+@njit(inline="always")
+def _tile_buffer(channels, dtype):
+    return np.zeros((TILE_TERMS, TILE_TERMS, channels), dtype=dtype)  # zero past the tile, for good
+
+
+@njit(nogil=True, cache=CACHE)
 def _winograd_input(x, v, bt, top, left):
     n, h, w, c = x.shape
-    a, th, tw = bt.shape[0], v.shape[3], v.shape[4]
+    a, th, tw = v.shape[0], v.shape[3], v.shape[4]
     m = a - 2
-    for b in prange(n * th):  # one tile row per task
+    for b in range(n * th):  # one tile row after the other
         nn, ty = b // th, b % th
-        d = np.empty((a, a, c), dtype=x.dtype)
-        t = np.empty((a, a, c), dtype=x.dtype)
-        u = np.empty((a, a, c), dtype=x.dtype)
+        d, t, u = _tile_buffer(c, x.dtype), _tile_buffer(c, x.dtype), _tile_buffer(c, x.dtype)
         for tx in range(tw):
             for r in range(a):
                 row = m * ty + r - top
@@ -223,24 +234,22 @@ def _winograd_input(x, v, bt, top, left):
                     inside = 0 <= row < h and 0 <= col < w
                     for ch in range(c):
                         d[r, s, ch] = x[nn, row, col, ch] if inside else 0.0
-            _left_multiply(bt, d, t)  # B^T d
-            _right_multiply(t, bt, u)  # (B^T d) B
+            _left_multiply(bt, d, t, a, a)  # B^T d
+            _right_multiply(t, bt, u, a, a)  # (B^T d) B
             for i in range(a):
                 for j in range(a):
                     for ch in range(c):
                         v[i, j, nn, ty, tx, ch] = u[i, j, ch]
 
 
-@njit(parallel=True, cache=CACHE)
+@njit(nogil=True, cache=CACHE)
 def _winograd_input_adjoint(dv, dx, b_, top, left):
-    # b_ is B = (B^T)^T. One image per task: tiles overlap only within an image.
+    # b_ is B = (B^T)^T.
     n, h, w, c = dx.shape
-    a, th, tw = b_.shape[0], dv.shape[3], dv.shape[4]
+    a, th, tw = dv.shape[0], dv.shape[3], dv.shape[4]
     m = a - 2
-    for nn in prange(n):
-        g = np.empty((a, a, c), dtype=dx.dtype)
-        t = np.empty((a, a, c), dtype=dx.dtype)
-        dd = np.empty((a, a, c), dtype=dx.dtype)
+    for nn in range(n):
+        g, t, dd = _tile_buffer(c, dx.dtype), _tile_buffer(c, dx.dtype), _tile_buffer(c, dx.dtype)
         for row in range(h):
             for col in range(w):
                 for ch in range(c):
@@ -251,8 +260,8 @@ def _winograd_input_adjoint(dv, dx, b_, top, left):
                     for j in range(a):
                         for ch in range(c):
                             g[i, j, ch] = dv[i, j, nn, ty, tx, ch]
-                _left_multiply(b_, g, t)  # B dV
-                _right_multiply(t, b_, dd)  # (B dV) B^T
+                _left_multiply(b_, g, t, a, a)  # B dV
+                _right_multiply(t, b_, dd, a, a)  # (B dV) B^T
                 for r in range(a):  # added to the input pixels the tile covers
                     row = m * ty + r - top
                     if row < 0 or row >= h:
@@ -264,40 +273,36 @@ def _winograd_input_adjoint(dv, dx, b_, top, left):
                                 dx[nn, row, col, ch] += dd[r, s, ch]
 
 
-@njit(parallel=True, cache=CACHE)
+@njit(nogil=True, cache=CACHE)
 def _winograd_output(products, bias, y, at):
     n, oh, ow, f = y.shape
-    m, a = at.shape
-    th, tw = products.shape[3], products.shape[4]
-    for b in prange(n * th):
+    a, th, tw = products.shape[0], products.shape[3], products.shape[4]
+    m = a - 2
+    for b in range(n * th):
         nn, ty = b // th, b % th
-        g = np.empty((a, a, f), dtype=y.dtype)
-        t = np.empty((m, a, f), dtype=y.dtype)
-        out = np.empty((m, m, f), dtype=y.dtype)
+        g, t, out = _tile_buffer(f, y.dtype), _tile_buffer(f, y.dtype), _tile_buffer(f, y.dtype)
         for tx in range(tw):
             for i in range(a):
                 for j in range(a):
                     for ch in range(f):
                         g[i, j, ch] = products[i, j, nn, ty, tx, ch]
-            _left_multiply(at, g, t)  # A^T M
-            _right_multiply(t, at, out)  # (A^T M) A
+            _left_multiply(at, g, t, m, a)  # A^T M
+            _right_multiply(t, at, out, m, m)  # (A^T M) A
             for r in range(min(m, oh - m * ty)):  # dropping outputs past the edge
                 for s in range(min(m, ow - m * tx)):
                     for ch in range(f):
                         y[nn, m * ty + r, m * tx + s, ch] = out[r, s, ch] + bias[ch]
 
 
-@njit(parallel=True, cache=CACHE)
+@njit(nogil=True, cache=CACHE)
 def _winograd_output_adjoint(dy, dm, a_):
-    # a_ is A = (A^T)^T, of shape (a, m).
+    # a_ is A = (A^T)^T, of shape (a, m) before its padding.
     n, oh, ow, f = dy.shape
-    a, m = a_.shape
-    th, tw = dm.shape[3], dm.shape[4]
-    for b in prange(n * th):
+    a, th, tw = dm.shape[0], dm.shape[3], dm.shape[4]
+    m = a - 2
+    for b in range(n * th):
         nn, ty = b // th, b % th
-        e = np.empty((m, m, f), dtype=dy.dtype)
-        t = np.empty((a, m, f), dtype=dy.dtype)
-        g = np.empty((a, a, f), dtype=dy.dtype)
+        e, t, g = _tile_buffer(f, dy.dtype), _tile_buffer(f, dy.dtype), _tile_buffer(f, dy.dtype)
         for tx in range(tw):
             for r in range(m):  # the m x m output-gradient tile, zero past the edge
                 for s in range(m):
@@ -305,8 +310,8 @@ def _winograd_output_adjoint(dy, dm, a_):
                     inside = row < oh and col < ow
                     for ch in range(f):
                         e[r, s, ch] = dy[nn, row, col, ch] if inside else 0.0
-            _left_multiply(a_, e, t)  # A dY
-            _right_multiply(t, a_, g)  # (A dY) A^T
+            _left_multiply(a_, e, t, a, m)  # A dY
+            _right_multiply(t, a_, g, a, a)  # (A dY) A^T
             for i in range(a):
                 for j in range(a):
                     for ch in range(f):
@@ -317,7 +322,7 @@ def winograd_input_transform(x, padding, tiles, bt):
     n, _, _, c = x.shape
     a, (th, tw) = bt.shape[0], tiles
     v = np.empty((a * a, n * th * tw, c), dtype=x.dtype)
-    _winograd_input(np.ascontiguousarray(x), v.reshape(a, a, n, th, tw, c), _matrix(bt, x.dtype),
+    _winograd_input(np.ascontiguousarray(x), v.reshape(a, a, n, th, tw, c), _padded(bt, x.dtype),
                     padding[0], padding[2])
     return v
 
@@ -327,7 +332,7 @@ def winograd_input_transform_adjoint(dv, x_shape, padding, tiles, bt):
     a = bt.shape[0]
     dx = np.empty(x_shape, dtype=dv.dtype)
     dv6 = np.ascontiguousarray(dv).reshape(a, a, n, tiles[0], tiles[1], c)
-    _winograd_input_adjoint(dv6, dx, _matrix(bt.T, dv.dtype), padding[0], padding[2])
+    _winograd_input_adjoint(dv6, dx, _padded(bt.T, dv.dtype), padding[0], padding[2])
     return dx
 
 
@@ -338,7 +343,7 @@ def winograd_output_transform(products, out_shape, bias, at):
     y = np.empty(out_shape, dtype=products.dtype)
     bias = np.ascontiguousarray(np.broadcast_to(np.asarray(bias, dtype=products.dtype), (f,)))
     _winograd_output(np.ascontiguousarray(products).reshape(a, a, n, th, tw, f), bias, y,
-                     _matrix(at, products.dtype))
+                     _padded(at, products.dtype))
     return y
 
 
@@ -347,13 +352,19 @@ def winograd_output_transform_adjoint(dy, at):
     m, a = at.shape
     th, tw = winograd_tiles(oh, ow, m)
     dm = np.empty((a * a, n * th * tw, f), dtype=dy.dtype)
-    _winograd_output_adjoint(np.ascontiguousarray(dy), dm.reshape(a, a, n, th, tw, f), _matrix(at.T, dy.dtype))
+    _winograd_output_adjoint(np.ascontiguousarray(dy), dm.reshape(a, a, n, th, tw, f), _padded(at.T, dy.dtype))
     return dm
 
 
-def _matrix(values, dtype):
-    """A transform matrix as a contiguous array of the data's dtype (one compiled kernel per dtype)."""
-    return np.ascontiguousarray(values, dtype=dtype)
+def _padded(matrix, dtype):
+    """A transform matrix in the data's dtype (one compiled kernel per dtype), its columns padded
+    with zeros to TILE_TERMS."""
+    rows, cols = matrix.shape
+    if cols > TILE_TERMS:
+        raise ValueError(f"Winograd tiles of side {cols} are larger than the kernels' TILE_TERMS = {TILE_TERMS}")
+    padded = np.zeros((rows, TILE_TERMS), dtype=dtype)
+    padded[:, :cols] = matrix
+    return padded
 
 
 @njit(parallel=True, cache=CACHE)

@@ -29,15 +29,17 @@ reverse order, given ``dy``:
     dU[k] = V[k]^T @ dM[k]         -> dK = G^T dU G (per (c, f)), db = sum of dy
     dV[k] = dM[k] @ U[k]^T         -> dx = sum over the tiles covering a pixel of B dV B^T
 
-Memory. The tiles V are 2.25 times the input for F(4x4) (36 entries for every 16 outputs), and
-M, dM and dV are as large again. Forward and backward therefore run over groups of images, so that
-those arrays exist for one group at a time (and stay in the caches between the passes that write and
-read them), and dU adds up the groups' products in their order (a fixed order: the groups depend on
-the shapes only, so the bits do not depend on the thread count). Forward keeps each group's V for
-backward while a layer's tiles are small; a layer with larger tiles keeps its input instead (which
-the layer before holds anyway) and transforms each group's input again in backward: one more input
-transform, instead of holding the tiles (at 128x128 px the seed CNN's tiles would take 500 MiB,
-more than all its activations).
+Blocks. The tiles V are 2.25 times the input for F(4x4) (36 entries for every 16 outputs), and
+M, dM and dV are as large again. Forward and backward therefore run over blocks of a few images
+whose tiles fit a core's cache (``BLOCK_BYTES``): one thread takes a block from the queue and runs
+it from input to output (transform, products, transform) while its arrays are still in the cache;
+the same work as whole-batch passes read each array back from memory (docs/performance.md has the
+numbers). Forward keeps no tiles: backward transforms each block's input again, which in the cache
+costs less than reading kept tiles back from memory, and holds no more than a few blocks at a time
+(the seed CNN's tiles at 128x128 px would take 500 MiB, more than all its activations). In
+backward, dU adds up the products of the blocks: consecutive blocks form at most ``SUM_LANES``
+lanes, each lane adds its blocks in order, and the lanes are added in order at the end. The blocks
+and lanes depend on the shapes only, so the bits do not depend on the thread count.
 """
 from __future__ import annotations
 
@@ -46,6 +48,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import kernels
+from ..kernels.products import default_pool
 from ..kernels.reference import winograd_tiles
 
 
@@ -111,35 +114,33 @@ def kernel_transform_adjoint(du, transforms: TileTransforms):
     return (g.T @ cols.reshape(a, 3 * c * f)).reshape(3, 3, c, f)  # G^T (dU G)
 
 
-# A group of images whose tiles weigh about this much (at least MIN_GROUP_IMAGES images, so that
-# the kernels' loops over images still have work for every thread).
-GROUP_BYTES = 16 << 20
-MIN_GROUP_IMAGES = 8
-# Forward keeps the tiles for backward while they weigh at most this much (per layer and batch).
-KEPT_TILES_BYTES = 64 << 20
+# A block's tiles weigh at most this much (or one image's, if more): about a core's L2 cache, where
+# the tiles stay between the input transform, the products and the output transform.
+BLOCK_BYTES = 1 << 20
+# The kernel gradient adds the blocks' products in at most this many lanes (one partial dU each,
+# and at most PARTIAL_BYTES of them): enough pieces to share out among the threads.
+SUM_LANES = 8
+PARTIAL_BYTES = 32 << 20
 
 
-def image_groups(n: int, bytes_per_image: int) -> list[slice]:
-    """The batch's ``n`` images cut into consecutive groups of even size whose tiles weigh about
-    ``GROUP_BYTES``; depends on the shapes only."""
-    per_group = max(MIN_GROUP_IMAGES, GROUP_BYTES // max(bytes_per_image, 1))
-    size = -(-n // -(-n // per_group))
+def image_blocks(n: int, bytes_per_image: int) -> list[slice]:
+    """The batch's ``n`` images cut into consecutive blocks of even size whose tiles weigh at most
+    ``BLOCK_BYTES`` (one image at least); depends on the shapes only."""
+    per_block = max(1, BLOCK_BYTES // max(bytes_per_image, 1))
+    size = -(-n // -(-n // per_block))
     return [slice(start, min(n, start + size)) for start in range(0, n, size)]
 
 
-def _tile_bytes_per_image(tiles, a: int, channels: int, dtype) -> int:
-    return a * a * tiles[0] * tiles[1] * channels * np.dtype(dtype).itemsize
+def sum_lanes(blocks: int, partial_bytes: int) -> list[range]:
+    """The blocks' indices cut into consecutive lanes, each adding up one partial kernel gradient of
+    ``partial_bytes``; depends on the shapes only."""
+    lanes = max(1, min(SUM_LANES, blocks, PARTIAL_BYTES // max(partial_bytes, 1)))
+    size = -(-blocks // lanes)
+    return [range(start, min(blocks, start + size)) for start in range(0, blocks, size)]
 
 
-def _place(whole, group: slice, part, shape):
-    """``part``, the rows ``group`` of an array of ``shape``, written into ``whole`` (made on the first
-    call); a group of the whole batch is returned as it is, without a copy."""
-    if group == slice(0, shape[0]):
-        return part
-    if whole is None:
-        whole = np.empty(shape, dtype=part.dtype)
-    whole[group] = part
-    return whole
+def _block_shape(block: slice, shape) -> tuple:
+    return (block.stop - block.start, *shape[1:])
 
 
 def forward(x, kernel, bias, padding, out_shape, transforms: TileTransforms):
@@ -147,38 +148,43 @@ def forward(x, kernel, bias, padding, out_shape, transforms: TileTransforms):
     tiles = winograd_tiles(out_shape[1], out_shape[2], transforms.m)
     bt, at = transforms.bt.astype(x.dtype), transforms.at.astype(x.dtype)
     u = kernel_transform(kernel, transforms)
-    per_image = _tile_bytes_per_image(tiles, bt.shape[0], max(x.shape[3], out_shape[3]), x.dtype)
-    groups = image_groups(x.shape[0], per_image)
-    keep_tiles = x.shape[0] * per_image <= KEPT_TILES_BYTES
-    y, kept = None, []  # kept: each group's tiles, while they are small enough to keep
-    for group in groups:
-        v = kernels.winograd_input_transform(x[group], padding, tiles, bt)
-        y_group = kernels.winograd_output_transform(kernels.matmul(v, u), (group.stop - group.start, *out_shape[1:]),
-                                                    bias, at)
-        y = _place(y, group, y_group, out_shape)
-        if keep_tiles:
-            kept.append(v)
-    tiles_or_input = (kept, None) if keep_tiles else (None, x)
-    return y, (*tiles_or_input, groups, u, x.shape, padding, tiles, transforms)
+    a, channels = bt.shape[0], max(x.shape[3], out_shape[3])
+    blocks = image_blocks(x.shape[0], a * a * tiles[0] * tiles[1] * channels * x.dtype.itemsize)
+    y = np.empty(out_shape, dtype=x.dtype)
+
+    def run(block: slice):
+        v = kernels.winograd_input_transform(x[block], padding, tiles, bt)
+        # np.matmul: one BLAS call per matrix of the stack, on this thread (the blocks are the pieces)
+        y[block] = kernels.winograd_output_transform(np.matmul(v, u), _block_shape(block, out_shape), bias, at)
+
+    default_pool().run([lambda block=block: run(block) for block in blocks])
+    return y, (x, blocks, u, padding, tiles, transforms)
 
 
 def backward(dy, cache, input_gradient: bool = True):
     """Returns ``(dkernel, dbias, dx)`` for the upstream gradient ``dy`` (N, OH, OW, F); dx is
     None when ``input_gradient`` is False."""
-    kept, x, groups, u, x_shape, padding, tiles, transforms = cache
+    x, blocks, u, padding, tiles, transforms = cache
     bt, at = transforms.bt.astype(dy.dtype), transforms.at.astype(dy.dtype)
-    du, dx = None, None
-    for index, group in enumerate(groups):
-        dm = kernels.winograd_output_transform_adjoint(dy[group], at)
-        v = kept[index] if kept is not None else kernels.winograd_input_transform(x[group], padding, tiles, bt)
-        du_group = kernels.matmul(v.transpose(0, 2, 1), dm)
-        du = du_group if du is None else np.add(du, du_group, out=du)
-        if input_gradient:
-            dv = kernels.matmul(dm, u.transpose(0, 2, 1))
-            del dm  # the group's largest arrays go before the next group's come
-            dx_group = kernels.winograd_input_transform_adjoint(dv, (group.stop - group.start, *x_shape[1:]),
-                                                                padding, tiles, bt)
-            dx = _place(dx, group, dx_group, x_shape)
+    dx = np.empty_like(x, dtype=dy.dtype) if input_gradient else None
+    lanes = sum_lanes(len(blocks), u.nbytes)
+    partial_du = [None] * len(lanes)
+
+    def run(lane: int):
+        for block in (blocks[index] for index in lanes[lane]):
+            dm = kernels.winograd_output_transform_adjoint(dy[block], at)
+            v = kernels.winograd_input_transform(x[block], padding, tiles, bt)  # again: see "Blocks"
+            du = np.matmul(v.transpose(0, 2, 1), dm)
+            partial_du[lane] = du if partial_du[lane] is None else np.add(partial_du[lane], du, out=partial_du[lane])
+            if input_gradient:
+                dv = np.matmul(dm, u.transpose(0, 2, 1))
+                dx[block] = kernels.winograd_input_transform_adjoint(dv, _block_shape(block, x.shape), padding,
+                                                                     tiles, bt)
+
+    default_pool().run([lambda lane=lane: run(lane) for lane in range(len(lanes))])
+    du = partial_du[0]
+    for partial in partial_du[1:]:  # the lanes in their order
+        du += partial
     dkernel = kernel_transform_adjoint(du, transforms)
     dbias = dy.reshape(-1, dy.shape[-1]).sum(axis=0)
     return dkernel, dbias, dx
