@@ -5,7 +5,9 @@ Usage: python benchmarks/bench_layers.py [--size 32] [--batch 32] [--repeats 10]
 Part 1 times each layer's forward and backward inside the real model. Part 2 replays each conv
 layer's pieces on its real shapes (im2col, the three GEMMs, bias, col2im; or, for a Winograd
 layer, the tile and kernel transforms and the 3 x 16 GEMMs) and the other kernels, and groups
-them: GEMM, im2col, col2im, Winograd transforms, pooling, elementwise, optimizer.
+them: GEMM, im2col, col2im, Winograd transforms, pooling, elementwise, optimizer. Each Winograd piece
+runs on the whole batch on one thread (the layer runs them in cache-sized blocks of images on every
+thread), so the kinds' shares are of one core's work, and their sum exceeds the measured step.
 """
 from __future__ import annotations
 
