@@ -1,5 +1,5 @@
 """The CPU's matrix products (``kernels/products.py``): numpy.matmul's values, and the same bits on
-any number of threads, for every way a product is cut (stack, rows, columns, split sums)."""
+any number of threads, for every way a product is cut (rows, columns, split sums)."""
 import os
 import threading
 
@@ -15,9 +15,8 @@ pytestmark = pytest.mark.kernels
 
 POOLS = {threads: ProductPool(threads) for threads in (1, 2, 3, 5)}
 
-# One shape per way of cutting: a stack, rows, columns, a split sum, a single call.
+# One shape per way of cutting: rows, columns, a split sum, a single call.
 SHAPES = {
-    "stack": ((36, 200, 64), (36, 64, 48)),
     "rows": ((3000, 27), (27, 64)),
     "columns": ((16, 512), (512, 4096)),
     "sum": ((8, 50000), (50000, 8)),

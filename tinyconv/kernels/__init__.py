@@ -93,7 +93,7 @@ def runs_loops(x) -> bool:
 
 
 def matmul(a, b):
-    """``a @ b`` for 2-D arrays or stacks of matrices; on the CPU the same bits on any number of
+    """``a @ b`` for 2-D arrays; on the CPU the same bits on any number of
     threads (``products.py``)."""
     return module_for(a).matmul(a, b)
 

@@ -9,8 +9,7 @@ program takes stalls every product.
 How. OpenBLAS runs on one thread (``cpu_tuning`` pins it when tinyconv is imported), and the
 splitting is done here, in pieces that depend only on the shapes:
 
-- a stack of products ``(B, M, K) @ (B, K, N)`` (Winograd's a*a products) is cut along B;
-- a single product ``(M, K) @ (K, N)`` along the rows of the result (M), else along its columns
+- a product ``(M, K) @ (K, N)`` is cut along the rows of the result (M), else along its columns
   (N), else along the sum (K) into partial products that are added in a fixed order.
 
 Each piece is one single-threaded BLAS call, and the same call whichever thread makes it. The
@@ -96,11 +95,8 @@ def default_pool() -> ProductPool:
 
 
 def cut(a_shape, b_shape) -> tuple[str, list[tuple[int, int]]]:
-    """How ``matmul`` cuts a product of these shapes: ``("stack" | "rows" | "columns" | "sum" |
-    "whole", pieces)``, the first way, in that order, that gives more than one piece."""
-    if len(a_shape) == 3:
-        _, m, k = a_shape
-        return "stack", pieces(a_shape[0], 2 * m * k * b_shape[2], 1)
+    """How ``matmul`` cuts a product of these shapes: ``("rows" | "columns" | "sum" | "whole",
+    pieces)``, the first way, in that order, that gives more than one piece."""
     (m, k), n = a_shape, b_shape[1]
     for kind, length, flops, smallest in (("rows", m, 2 * k * n, ALIGN), ("columns", n, 2 * m * k, ALIGN),
                                           ("sum", k, 2 * m * n, max(ALIGN, -(-k // MOST_PARTIAL_SUMS)))):
@@ -111,12 +107,14 @@ def cut(a_shape, b_shape) -> tuple[str, list[tuple[int, int]]]:
 
 
 def matmul(a, b, pool: ProductPool | None = None):
-    """``a @ b`` for 2-D ``a`` (M, K), ``b`` (K, N), or stacks (B, M, K) @ (B, K, N); a new array."""
+    """``a @ b`` for 2-D ``a`` (M, K) and ``b`` (K, N); a new array. (Winograd's stacks of 36
+    products run as ``numpy.matmul`` on the pool's threads, one block of images each: see
+    ``layers/winograd.py``.)"""
     pool = pool or default_pool()
     out = np.empty(a.shape[:-1] + b.shape[-1:], dtype=np.result_type(a, b))
     kind, split = cut(a.shape, b.shape)
-    if kind in ("stack", "rows"):
-        pool.run([_piece(a[i:j], b[i:j] if kind == "stack" else b, out[i:j]) for i, j in split])
+    if kind == "rows":
+        pool.run([_piece(a[i:j], b, out[i:j]) for i, j in split])
     elif kind == "columns":
         pool.run([_piece(a, b[:, i:j], out[:, i:j]) for i, j in split])
     elif kind == "sum":

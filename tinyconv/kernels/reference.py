@@ -24,7 +24,7 @@ def _windows_shape(x_shape, window):
 
 
 def matmul(a, b):
-    """``a @ b`` (2-D, or stacks of matrices): what ``products.matmul`` computes in pieces."""
+    """``a @ b`` for 2-D arrays: what ``products.matmul`` computes in pieces."""
     return get_array_module(a).matmul(a, b)
 
 
