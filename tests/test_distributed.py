@@ -103,6 +103,33 @@ def test_a_rank_that_hangs_stops_the_job_and_the_checkpoint_resumes_on_another_c
         np.testing.assert_array_equal(mine, reference)
 
 
+@pytest.mark.skipif(os.name != "posix", reason="pipes that a launcher reads: POSIX only")
+def test_a_rank_waits_until_its_last_words_are_read_before_it_aborts():
+    """The abort must not overtake the message: the rank waits until the reader of its pipe has
+    taken every byte (the reader here is a thread that takes them slowly, in pieces)."""
+    import threading
+    from tinyconv.distributed import data_parallel
+
+    read_end, write_end = os.pipe()
+    with os.fdopen(read_end, "rb", buffering=0) as reader, os.fdopen(write_end, "w") as writer:
+        writer.write("x" * 1000)
+        writer.flush()
+        assert data_parallel._unread_bytes(write_end) == 1000
+        taken = []
+
+        def take_slowly():
+            for _ in range(10):
+                threading.Event().wait(0.02)
+                taken.append(reader.read(100))
+
+        thread = threading.Thread(target=take_slowly)
+        thread.start()
+        data_parallel._wait_until_read(writer)
+        assert data_parallel._unread_bytes(write_end) == 0  # returned only once everything was read
+        thread.join()
+        assert b"".join(taken) == b"x" * 1000
+
+
 def test_a_rank_that_dies_ends_the_job(tmp_path):
     result = launch(2, "-c", "import os, time\nfrom mpi4py import MPI\n"
                     "if MPI.COMM_WORLD.Get_rank() == 1: os._exit(3)\ntime.sleep(60)", timeout=50)

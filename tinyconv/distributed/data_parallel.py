@@ -33,11 +33,16 @@ only against other runs with as many parts) and 8 bytes per parameter in the All
 A rank that stops answering (it died or hangs) would leave the others waiting forever inside a
 collective. Every wait here polls against ``timeout``; when it runs out the rank says so and
 aborts the whole job (``MPI_Abort``). The files a run wrote before are whole: they are written
-atomically, by rank 0 only.
+atomically, by rank 0 only. Under ``mpiexec`` a rank's stdout and stderr are pipes that the launcher
+reads and forwards; an abort that reaches the launcher before it has read the rank's last message
+would lose that message, so the rank first waits (a few seconds at most) until its pipes are empty.
 """
 from __future__ import annotations
 
 import math
+import os
+import stat
+import struct
 import sys
 import time
 
@@ -48,6 +53,7 @@ from . import exact_sum
 from .single_process import SingleProcess
 
 POLL_SECONDS = 1e-4  # between two checks of a pending collective: far below a step's time
+DRAIN_SECONDS = 5.0  # at most, for the launcher to read a rank's last words before the abort
 
 
 class DataParallel(SingleProcess):
@@ -186,8 +192,28 @@ class DataParallel(SingleProcess):
                       f"for the other ranks while {what}: one of them has died or hangs. Stopping the whole "
                       "job; the files written before are whole (a TrainingCheckpoint resumes the run, on any "
                       "number of ranks).", file=sys.stderr, flush=True)
+                sys.stdout.flush()
+                _wait_until_read(sys.stdout, sys.stderr)
                 self.comm.Abort(1)
             time.sleep(POLL_SECONDS)
+
+
+def _wait_until_read(*streams) -> None:
+    """Wait until whoever reads these streams' pipes has taken all that was written to them (at
+    most ``DRAIN_SECONDS``); streams that are not pipes (a terminal, a file) have nothing to wait for."""
+    if os.name != "posix":
+        return
+    pipes = [s.fileno() for s in streams if stat.S_ISFIFO(os.fstat(s.fileno()).st_mode)]
+    deadline = time.monotonic() + DRAIN_SECONDS
+    while any(map(_unread_bytes, pipes)) and time.monotonic() < deadline:
+        time.sleep(POLL_SECONDS)
+
+
+def _unread_bytes(pipe: int) -> int:
+    """The bytes in a pipe that its reader has not taken yet (FIONREAD, asked of the writing end)."""
+    import fcntl  # POSIX only, as pipes that someone else reads
+    import termios
+    return struct.unpack("i", fcntl.ioctl(pipe, termios.FIONREAD, bytes(4)))[0]
 
 
 def _unpack(buffer: np.ndarray, like: list) -> list:
