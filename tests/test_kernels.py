@@ -90,6 +90,38 @@ def test_winograd_backward_transforms_are_adjoints(module, transforms, rng):
         np.sum(m * module.winograd_output_transform_adjoint(dy, transforms.at)), rel=1e-12)
 
 
+@pytest.mark.parametrize("transforms", TILE_TRANSFORMS, ids=lambda t: t.name)
+@pytest.mark.parametrize("kind", ["input", "input adjoint", "output", "output adjoint"])
+def test_winograd_transforms_carry_nan_and_inf_to_every_entry_they_reach(kind, transforms, rng):
+    """The numba transforms drop the terms whose coefficient is 0 (cpu.py): a NaN or inf must still
+    reach exactly the entries that a nonzero coefficient links it to, and the rest must be the
+    transform of the data with those values set to 0. Where they reach is counted independently:
+    the reference transform, with every coefficient made positive, of the places of the bad values."""
+    pads, out_shape, x_shape = (1, 1, 1, 1), (2, 7, 6, 3), (2, 7, 6, 3)
+    tiles = reference.winograd_tiles(7, 6, transforms.m)
+    a = transforms.bt.shape[0]
+    shapes = {"input": x_shape, "input adjoint": (a * a, 2 * tiles[0] * tiles[1], 3),
+              "output": (a * a, 2 * tiles[0] * tiles[1], 3), "output adjoint": out_shape}
+
+    def transform(module, data, bt, at):
+        return {"input": lambda: module.winograd_input_transform(data, pads, tiles, bt),
+                "input adjoint": lambda: module.winograd_input_transform_adjoint(data, x_shape, pads, tiles, bt),
+                "output": lambda: module.winograd_output_transform(data, out_shape, 0.0, at),
+                "output adjoint": lambda: module.winograd_output_transform_adjoint(data, at)}[kind]()
+
+    data = rng.standard_normal(shapes[kind]).astype(np.float32)
+    bad = np.zeros(data.shape, dtype=bool)
+    bad.flat[rng.choice(data.size, 3, replace=False)] = True
+    data_with_bad = np.where(bad, np.float32(np.nan), data)
+    data_with_bad.flat[np.flatnonzero(bad)[0]] = np.inf
+    got = transform(cpu, data_with_bad, transforms.bt.astype(np.float32), transforms.at.astype(np.float32))
+    reach = transform(reference, bad.astype(np.float64), np.abs(transforms.bt), np.abs(transforms.at)) > 0
+    assert reach.any() and not reach.all()  # a test of both parts
+    np.testing.assert_array_equal(~np.isfinite(got), reach)
+    finite = transform(reference, np.where(bad, 0, data).astype(np.float64), transforms.bt, transforms.at)
+    np.testing.assert_allclose(got[~reach], finite[~reach], rtol=1e-5, atol=1e-4)
+
+
 @pytest.mark.pool
 @settings(max_examples=60, deadline=None)
 @given(window_problems())

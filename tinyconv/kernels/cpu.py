@@ -165,52 +165,71 @@ def maxpool_backward(dy, argmax, x_shape, window):
 
 
 # ---------------------------------------------------------------------------------------------
-# Winograd transforms, same contract as the reference ones (any tile size up to TILE_TERMS: the
-# matrices are arguments). Transformed tiles are viewed as (a, a, N, TH, TW, C). Per tile, each
-# transform is two small matrix products, P @ tile then tile @ Q^T, with channels innermost so
-# they vectorize. These kernels are serial and release the GIL: Conv2D's Winograd runs them on
-# blocks of a few images from the product pool's threads (``layers/winograd.py``), so that a
-# block's tiles stay in one core's cache from the input transform to the output transform.
+# Winograd transforms, same contract as the reference ones (any tile size up to TILE_TERMS). The
+# transformed tiles are viewed as (a, a, N, TH, TW, C). Per tile, each transform is two small
+# matrix products, P @ tile then tile @ Q^T, with channels innermost so they vectorize. These
+# kernels are serial and release the GIL: Conv2D's Winograd runs them on blocks of a few images
+# from the product pool's threads (``layers/winograd.py``), so that a block's tiles stay in one
+# core's cache from the input transform to the output transform.
 #
-# Every sum in those products has TILE_TERMS terms, a constant of the compiled code: numba then
-# unrolls the sum and keeps it in a register while it vectorizes over channels (a sum of run-time
-# length stays a scalar loop, 8x slower; skipping the matrices' zeros, as an earlier version did,
-# costs a branch per term and made the transforms 1.5x slower than these full sums). A matrix
-# with fewer columns is padded with zero columns, and the tile buffers are zero past the tile, so
-# the extra terms add exact zeros: F(2x2, 3x3) and F(4x4)'s output adjoint (4 terms) do 6.
+# The transform matrix is a constant of the compiled code, not an argument: each matrix gets its
+# own kernel (compiled once, kept on disk like the others), and the products are written out
+# term by term, so every coefficient is a number the compiler sees. It then drops the terms with
+# coefficient 0 (more than a third of F(4x4)'s), multiplies by +-1 for free, and keeps the
+# coefficients in registers: the four transforms of a 3-image block of the seed CNN's 64-channel
+# layer at 32x32 take 0.63 ms instead of 1.03 (docs/performance.md). Dropping a 0 term needs
+# fastmath's "no NaN, no inf, no signed zero" (IEEE says 0 * inf is NaN); the dropped terms are
+# exact zeros for finite data, so finite results are those of the full sums bit for bit (but for
+# the sign of a zero), and a NaN or inf in a tile still reaches every entry a nonzero coefficient
+# links it to (tests/test_kernels.py holds both). A matrix with fewer rows or columns than
+# TILE_TERMS is padded with zeros, and the tile buffers are zero past the tile: the extra terms
+# are zeros, dropped alike.
 # ---------------------------------------------------------------------------------------------
 
 from .reference import winograd_tiles  # noqa: E402  (kept beside the section that uses it)
 
 TILE_TERMS = 6  # the largest tile side a: F(4x4, 3x3)
+ZERO_TERMS_DROPPED = {"nnan", "ninf", "nsz"}  # the fastmath flags that let the compiler drop 0 * x
 
 
-@njit(inline="always")
-def _left_multiply(p, tile, out, rows, cols):
-    """out[i, s, :] = sum_r p[i, r] * tile[r, s, :] for i < rows, s < cols (r < TILE_TERMS)."""
-    for i in range(rows):
-        for s in range(cols):
-            for ch in range(tile.shape[2]):
-                total = p[i, 0] * tile[0, s, ch]
-                for r in range(1, TILE_TERMS):
-                    total += p[i, r] * tile[r, s, ch]
-                out[i, s, ch] = total
+@njit(inline="always", fastmath=ZERO_TERMS_DROPPED)
+def _dot(p, i, t0, t1, t2, t3, t4, t5):
+    """sum_r p[i, r] t_r over the TILE_TERMS terms, written out."""
+    return p[i, 0] * t0 + p[i, 1] * t1 + p[i, 2] * t2 + p[i, 3] * t3 + p[i, 4] * t4 + p[i, 5] * t5
 
 
-@njit(inline="always")
-def _right_multiply(tile, q, out, rows, cols):
-    """out[i, j, :] = sum_s tile[i, s, :] * q[j, s] for i < rows, j < cols (s < TILE_TERMS).
+@njit(inline="always", fastmath=ZERO_TERMS_DROPPED)
+def _left_multiply(p, tile, out, cols):
+    """out[i, s, :] = sum_r p[i, r] * tile[r, s, :] for every row i and the columns s < cols."""
+    for s in range(cols):
+        for ch in range(tile.shape[2]):
+            t0, t1, t2 = tile[0, s, ch], tile[1, s, ch], tile[2, s, ch]
+            t3, t4, t5 = tile[3, s, ch], tile[4, s, ch], tile[5, s, ch]
+            out[0, s, ch] = _dot(p, 0, t0, t1, t2, t3, t4, t5)
+            out[1, s, ch] = _dot(p, 1, t0, t1, t2, t3, t4, t5)
+            out[2, s, ch] = _dot(p, 2, t0, t1, t2, t3, t4, t5)
+            out[3, s, ch] = _dot(p, 3, t0, t1, t2, t3, t4, t5)
+            out[4, s, ch] = _dot(p, 4, t0, t1, t2, t3, t4, t5)
+            out[5, s, ch] = _dot(p, 5, t0, t1, t2, t3, t4, t5)
+
+
+@njit(inline="always", fastmath=ZERO_TERMS_DROPPED)
+def _right_multiply(tile, q, out, rows):
+    """out[i, j, :] = sum_s tile[i, s, :] * q[j, s] for the rows i < rows and every column j.
 
     The left product on the tile's other axis, written out: calling ``_left_multiply`` on transposed
     views hides the unit channel stride from numba and made the transforms 2x slower.
     """
     for i in range(rows):
-        for j in range(cols):
-            for ch in range(tile.shape[2]):
-                total = q[j, 0] * tile[i, 0, ch]
-                for s in range(1, TILE_TERMS):
-                    total += q[j, s] * tile[i, s, ch]
-                out[i, j, ch] = total
+        for ch in range(tile.shape[2]):
+            t0, t1, t2 = tile[i, 0, ch], tile[i, 1, ch], tile[i, 2, ch]
+            t3, t4, t5 = tile[i, 3, ch], tile[i, 4, ch], tile[i, 5, ch]
+            out[i, 0, ch] = _dot(q, 0, t0, t1, t2, t3, t4, t5)
+            out[i, 1, ch] = _dot(q, 1, t0, t1, t2, t3, t4, t5)
+            out[i, 2, ch] = _dot(q, 2, t0, t1, t2, t3, t4, t5)
+            out[i, 3, ch] = _dot(q, 3, t0, t1, t2, t3, t4, t5)
+            out[i, 4, ch] = _dot(q, 4, t0, t1, t2, t3, t4, t5)
+            out[i, 5, ch] = _dot(q, 5, t0, t1, t2, t3, t4, t5)
 
 
 @njit(inline="always")
@@ -218,112 +237,140 @@ def _tile_buffer(channels, dtype):
     return np.zeros((TILE_TERMS, TILE_TERMS, channels), dtype=dtype)  # zero past the tile, for good
 
 
-@njit(nogil=True, cache=CACHE)
-def _winograd_input(x, v, bt, top, left):
-    n, h, w, c = x.shape
-    a, th, tw = v.shape[0], v.shape[3], v.shape[4]
-    m = a - 2
-    for b in range(n * th):  # one tile row after the other
-        nn, ty = b // th, b % th
-        d, t, u = _tile_buffer(c, x.dtype), _tile_buffer(c, x.dtype), _tile_buffer(c, x.dtype)
-        for tx in range(tw):
-            for r in range(a):
-                row = m * ty + r - top
-                for s in range(a):
-                    col = m * tx + s - left
-                    inside = 0 <= row < h and 0 <= col < w
-                    for ch in range(c):
-                        d[r, s, ch] = x[nn, row, col, ch] if inside else 0.0
-            _left_multiply(bt, d, t, a, a)  # B^T d
-            _right_multiply(t, bt, u, a, a)  # (B^T d) B
-            for i in range(a):
-                for j in range(a):
-                    for ch in range(c):
-                        v[i, j, nn, ty, tx, ch] = u[i, j, ch]
-
-
-@njit(nogil=True, cache=CACHE)
-def _winograd_input_adjoint(dv, dx, b_, top, left):
-    # b_ is B = (B^T)^T.
-    n, h, w, c = dx.shape
-    a, th, tw = dv.shape[0], dv.shape[3], dv.shape[4]
-    m = a - 2
-    for nn in range(n):
-        g, t, dd = _tile_buffer(c, dx.dtype), _tile_buffer(c, dx.dtype), _tile_buffer(c, dx.dtype)
-        for row in range(h):
-            for col in range(w):
-                for ch in range(c):
-                    dx[nn, row, col, ch] = 0.0
-        for ty in range(th):
+def _input_kernel(bt):
+    """x (N, H, W, C) -> v: the tiles B^T d B, for this B^T."""
+    @njit(nogil=True, cache=CACHE, fastmath=ZERO_TERMS_DROPPED)
+    def transform(x, v, top, left):
+        n, h, w, c = x.shape
+        a, th, tw = v.shape[0], v.shape[3], v.shape[4]
+        m = a - 2
+        for b in range(n * th):  # one tile row after the other
+            nn, ty = b // th, b % th
+            d, t, u = _tile_buffer(c, x.dtype), _tile_buffer(c, x.dtype), _tile_buffer(c, x.dtype)
             for tx in range(tw):
+                for r in range(a):
+                    row = m * ty + r - top
+                    for s in range(a):
+                        col = m * tx + s - left
+                        inside = 0 <= row < h and 0 <= col < w
+                        for ch in range(c):
+                            d[r, s, ch] = x[nn, row, col, ch] if inside else 0.0
+                _left_multiply(bt, d, t, a)  # B^T d
+                _right_multiply(t, bt, u, a)  # (B^T d) B
                 for i in range(a):
                     for j in range(a):
                         for ch in range(c):
-                            g[i, j, ch] = dv[i, j, nn, ty, tx, ch]
-                _left_multiply(b_, g, t, a, a)  # B dV
-                _right_multiply(t, b_, dd, a, a)  # (B dV) B^T
-                for r in range(a):  # added to the input pixels the tile covers
-                    row = m * ty + r - top
-                    if row < 0 or row >= h:
-                        continue
-                    for s in range(a):
-                        col = m * tx + s - left
-                        if 0 <= col < w:
+                            v[i, j, nn, ty, tx, ch] = u[i, j, ch]
+    return transform
+
+
+def _input_adjoint_kernel(b_):
+    """dv -> dx: each tile's B dV B^T added to the pixels it covers, for this B = (B^T)^T."""
+    @njit(nogil=True, cache=CACHE, fastmath=ZERO_TERMS_DROPPED)
+    def transform(dv, dx, top, left):
+        n, h, w, c = dx.shape
+        a, th, tw = dv.shape[0], dv.shape[3], dv.shape[4]
+        m = a - 2
+        for nn in range(n):
+            g, t, dd = _tile_buffer(c, dx.dtype), _tile_buffer(c, dx.dtype), _tile_buffer(c, dx.dtype)
+            for row in range(h):
+                for col in range(w):
+                    for ch in range(c):
+                        dx[nn, row, col, ch] = 0.0
+            for ty in range(th):
+                for tx in range(tw):
+                    for i in range(a):
+                        for j in range(a):
                             for ch in range(c):
-                                dx[nn, row, col, ch] += dd[r, s, ch]
+                                g[i, j, ch] = dv[i, j, nn, ty, tx, ch]
+                    _left_multiply(b_, g, t, a)  # B dV
+                    _right_multiply(t, b_, dd, a)  # (B dV) B^T
+                    for r in range(a):  # added to the input pixels the tile covers
+                        row = m * ty + r - top
+                        if row < 0 or row >= h:
+                            continue
+                        for s in range(a):
+                            col = m * tx + s - left
+                            if 0 <= col < w:
+                                for ch in range(c):
+                                    dx[nn, row, col, ch] += dd[r, s, ch]
+    return transform
 
 
-@njit(nogil=True, cache=CACHE)
-def _winograd_output(products, bias, y, at):
-    n, oh, ow, f = y.shape
-    a, th, tw = products.shape[0], products.shape[3], products.shape[4]
-    m = a - 2
-    for b in range(n * th):
-        nn, ty = b // th, b % th
-        g, t, out = _tile_buffer(f, y.dtype), _tile_buffer(f, y.dtype), _tile_buffer(f, y.dtype)
-        for tx in range(tw):
-            for i in range(a):
-                for j in range(a):
-                    for ch in range(f):
-                        g[i, j, ch] = products[i, j, nn, ty, tx, ch]
-            _left_multiply(at, g, t, m, a)  # A^T M
-            _right_multiply(t, at, out, m, m)  # (A^T M) A
-            for r in range(min(m, oh - m * ty)):  # dropping outputs past the edge
-                for s in range(min(m, ow - m * tx)):
-                    for ch in range(f):
-                        y[nn, m * ty + r, m * tx + s, ch] = out[r, s, ch] + bias[ch]
+def _output_kernel(at):
+    """products -> y: A^T M A + bias, the outputs past the edge dropped, for this A^T."""
+    @njit(nogil=True, cache=CACHE, fastmath=ZERO_TERMS_DROPPED)
+    def transform(products, bias, y):
+        n, oh, ow, f = y.shape
+        a, th, tw = products.shape[0], products.shape[3], products.shape[4]
+        m = a - 2
+        for b in range(n * th):
+            nn, ty = b // th, b % th
+            g, t, out = _tile_buffer(f, y.dtype), _tile_buffer(f, y.dtype), _tile_buffer(f, y.dtype)
+            for tx in range(tw):
+                for i in range(a):
+                    for j in range(a):
+                        for ch in range(f):
+                            g[i, j, ch] = products[i, j, nn, ty, tx, ch]
+                _left_multiply(at, g, t, a)  # A^T M (its rows past m are zero)
+                _right_multiply(t, at, out, m)  # (A^T M) A
+                for r in range(min(m, oh - m * ty)):  # dropping outputs past the edge
+                    for s in range(min(m, ow - m * tx)):
+                        for ch in range(f):
+                            y[nn, m * ty + r, m * tx + s, ch] = out[r, s, ch] + bias[ch]
+    return transform
 
 
-@njit(nogil=True, cache=CACHE)
-def _winograd_output_adjoint(dy, dm, a_):
-    # a_ is A = (A^T)^T, of shape (a, m) before its padding.
-    n, oh, ow, f = dy.shape
-    a, th, tw = dm.shape[0], dm.shape[3], dm.shape[4]
-    m = a - 2
-    for b in range(n * th):
-        nn, ty = b // th, b % th
-        e, t, g = _tile_buffer(f, dy.dtype), _tile_buffer(f, dy.dtype), _tile_buffer(f, dy.dtype)
-        for tx in range(tw):
-            for r in range(m):  # the m x m output-gradient tile, zero past the edge
-                for s in range(m):
-                    row, col = m * ty + r, m * tx + s
-                    inside = row < oh and col < ow
-                    for ch in range(f):
-                        e[r, s, ch] = dy[nn, row, col, ch] if inside else 0.0
-            _left_multiply(a_, e, t, a, m)  # A dY
-            _right_multiply(t, a_, g, a, a)  # (A dY) A^T
-            for i in range(a):
-                for j in range(a):
-                    for ch in range(f):
-                        dm[i, j, nn, ty, tx, ch] = g[i, j, ch]
+def _output_adjoint_kernel(a_):
+    """dy -> dm: the tiles A dY A^T, zero past the edge, for this A = (A^T)^T."""
+    @njit(nogil=True, cache=CACHE, fastmath=ZERO_TERMS_DROPPED)
+    def transform(dy, dm):
+        n, oh, ow, f = dy.shape
+        a, th, tw = dm.shape[0], dm.shape[3], dm.shape[4]
+        m = a - 2
+        for b in range(n * th):
+            nn, ty = b // th, b % th
+            e, t, g = _tile_buffer(f, dy.dtype), _tile_buffer(f, dy.dtype), _tile_buffer(f, dy.dtype)
+            for tx in range(tw):
+                for r in range(m):  # the m x m output-gradient tile, zero past the edge
+                    for s in range(m):
+                        row, col = m * ty + r, m * tx + s
+                        inside = row < oh and col < ow
+                        for ch in range(f):
+                            e[r, s, ch] = dy[nn, row, col, ch] if inside else 0.0
+                _left_multiply(a_, e, t, m)  # A dY
+                _right_multiply(t, a_, g, a)  # (A dY) A^T
+                for i in range(a):
+                    for j in range(a):
+                        for ch in range(f):
+                            dm[i, j, nn, ty, tx, ch] = g[i, j, ch]
+    return transform
+
+
+_COMPILED = {}  # (kernel maker, dtype, shape, the matrix's bytes) -> its kernel
+
+
+def _kernel(maker, matrix, dtype):
+    """The kernel ``maker`` builds around ``matrix`` in ``dtype`` (padded with zeros to
+    TILE_TERMS x TILE_TERMS), built on first use."""
+    key = (maker, np.dtype(dtype), matrix.shape, np.asarray(matrix, dtype=dtype).tobytes())
+    if key not in _COMPILED:
+        rows, cols = matrix.shape
+        if max(rows, cols) > TILE_TERMS:
+            raise ValueError(f"Winograd tiles of side {max(rows, cols)} are larger than the kernels' "
+                             f"TILE_TERMS = {TILE_TERMS}")
+        padded = np.zeros((TILE_TERMS, TILE_TERMS), dtype=dtype)
+        padded[:rows, :cols] = matrix
+        _COMPILED[key] = maker(padded)
+    return _COMPILED[key]
 
 
 def winograd_input_transform(x, padding, tiles, bt):
     n, _, _, c = x.shape
     a, (th, tw) = bt.shape[0], tiles
     v = np.empty((a * a, n * th * tw, c), dtype=x.dtype)
-    _winograd_input(np.ascontiguousarray(x), v.reshape(a, a, n, th, tw, c), _padded(bt, x.dtype),
-                    padding[0], padding[2])
+    _kernel(_input_kernel, bt, x.dtype)(np.ascontiguousarray(x), v.reshape(a, a, n, th, tw, c),
+                                        padding[0], padding[2])
     return v
 
 
@@ -332,7 +379,7 @@ def winograd_input_transform_adjoint(dv, x_shape, padding, tiles, bt):
     a = bt.shape[0]
     dx = np.empty(x_shape, dtype=dv.dtype)
     dv6 = np.ascontiguousarray(dv).reshape(a, a, n, tiles[0], tiles[1], c)
-    _winograd_input_adjoint(dv6, dx, _padded(bt.T, dv.dtype), padding[0], padding[2])
+    _kernel(_input_adjoint_kernel, bt.T, dv.dtype)(dv6, dx, padding[0], padding[2])
     return dx
 
 
@@ -342,8 +389,7 @@ def winograd_output_transform(products, out_shape, bias, at):
     th, tw = winograd_tiles(oh, ow, m)
     y = np.empty(out_shape, dtype=products.dtype)
     bias = np.ascontiguousarray(np.broadcast_to(np.asarray(bias, dtype=products.dtype), (f,)))
-    _winograd_output(np.ascontiguousarray(products).reshape(a, a, n, th, tw, f), bias, y,
-                     _padded(at, products.dtype))
+    _kernel(_output_kernel, at, products.dtype)(np.ascontiguousarray(products).reshape(a, a, n, th, tw, f), bias, y)
     return y
 
 
@@ -352,19 +398,8 @@ def winograd_output_transform_adjoint(dy, at):
     m, a = at.shape
     th, tw = winograd_tiles(oh, ow, m)
     dm = np.empty((a * a, n * th * tw, f), dtype=dy.dtype)
-    _winograd_output_adjoint(np.ascontiguousarray(dy), dm.reshape(a, a, n, th, tw, f), _padded(at.T, dy.dtype))
+    _kernel(_output_adjoint_kernel, at.T, dy.dtype)(np.ascontiguousarray(dy), dm.reshape(a, a, n, th, tw, f))
     return dm
-
-
-def _padded(matrix, dtype):
-    """A transform matrix in the data's dtype (one compiled kernel per dtype), its columns padded
-    with zeros to TILE_TERMS."""
-    rows, cols = matrix.shape
-    if cols > TILE_TERMS:
-        raise ValueError(f"Winograd tiles of side {cols} are larger than the kernels' TILE_TERMS = {TILE_TERMS}")
-    padded = np.zeros((rows, TILE_TERMS), dtype=dtype)
-    padded[:, :cols] = matrix
-    return padded
 
 
 @njit(parallel=True, cache=CACHE)
