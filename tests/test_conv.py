@@ -111,6 +111,7 @@ def test_winograd_in_blocks_of_images_equals_im2col(blocks, reference_kernels, r
     from tinyconv.layers import winograd
     if blocks == "one block":
         monkeypatch.setattr(winograd, "BLOCK_BYTES", 1 << 40)
+        monkeypatch.setattr(winograd, "SUM_LANES", 1)
         assert winograd.image_blocks(20, 1000) == [slice(0, 20)]
     else:
         monkeypatch.setattr(winograd, "BLOCK_BYTES", 1)
@@ -133,18 +134,43 @@ def test_winograd_in_blocks_of_images_equals_im2col(blocks, reference_kernels, r
 
 
 def test_image_blocks_and_sum_lanes_follow_the_shapes(monkeypatch):
-    """Blocks of even size within BLOCK_BYTES (one image at least), lanes within SUM_LANES and
-    PARTIAL_BYTES: counted by hand."""
+    """Blocks within BLOCK_BYTES (one image at least), as many as a multiple of SUM_LANES (the
+    batch at most), sizes one apart at most, the longer first; lanes within SUM_LANES and
+    PARTIAL_BYTES, cut the same way: counted by hand."""
     from tinyconv.layers import winograd
     monkeypatch.setattr(winograd, "BLOCK_BYTES", 7000)
-    assert winograd.image_blocks(20, 1000) == [slice(0, 7), slice(7, 14), slice(14, 20)]  # 7 fit: 3 blocks
-    assert winograd.image_blocks(3, 9000) == [slice(0, 1), slice(1, 2), slice(2, 3)]  # none fits: one each
     monkeypatch.setattr(winograd, "SUM_LANES", 4)
+    sizes = lambda blocks: [block.stop - block.start for block in blocks]
+    assert winograd.image_blocks(20, 1000) == [slice(0, 5), slice(5, 10), slice(10, 15), slice(15, 20)]  # 7 fit: 3 -> 4
+    assert sizes(winograd.image_blocks(22, 1000)) == [6, 6, 5, 5]
+    assert sizes(winograd.image_blocks(30, 1000)) == [4, 4, 4, 4, 4, 4, 3, 3]  # 5 blocks -> 8
+    assert winograd.image_blocks(3, 9000) == [slice(0, 1), slice(1, 2), slice(2, 3)]  # none fits: one each
     monkeypatch.setattr(winograd, "PARTIAL_BYTES", 3000)
-    assert winograd.sum_lanes(10, 1000) == [range(0, 4), range(4, 8), range(8, 10)]  # 3 partials fit
-    assert winograd.sum_lanes(10, 100) == [range(0, 3), range(3, 6), range(6, 9), range(9, 10)]
+    assert winograd.sum_lanes(10, 1000) == [range(0, 4), range(4, 7), range(7, 10)]  # 3 partials fit
+    assert winograd.sum_lanes(10, 100) == [range(0, 3), range(3, 6), range(6, 8), range(8, 10)]
     assert winograd.sum_lanes(2, 100) == [range(0, 1), range(1, 2)]
     assert winograd.sum_lanes(5, 10 ** 6) == [range(0, 5)]
+
+
+@pytest.mark.parametrize("m, k, n, slices", [
+    (64, 128, 128, 2), (128, 128, 128, 4), (100, 128, 100, 2), (128, 64, 64, 1), (4000, 300, 64, 1)])
+@pytest.mark.parametrize("transposed", [False, True], ids=["contiguous", "transposed views"])
+def test_stacked_products_in_column_slices_equal_the_whole_product(m, k, n, slices, transposed, rng):
+    """Winograd's stacks of products, cut into column slices where each slice's product then fits
+    SMALL_PRODUCT (halved widths, a ragged last one) and whole where it cannot fit or need not;
+    against float64 products, operands as contiguous arrays and as the transposed views that
+    backward passes."""
+    from tinyconv.layers import winograd
+    width = n if slices == 1 else -(-n // slices // 16) * 16
+    assert slices == 1 or m * k * width <= winograd.SMALL_PRODUCT < m * k * 2 * width
+    a = rng.standard_normal((3, k, m) if transposed else (3, m, k)).astype(np.float32)
+    b = rng.standard_normal((3, n, k) if transposed else (3, k, n)).astype(np.float32)
+    if transposed:
+        a, b = a.transpose(0, 2, 1), b.transpose(0, 2, 1)
+    got = winograd.stacked_matmul(a, b)
+    assert got.shape == (3, m, n) and got.dtype == np.float32
+    np.testing.assert_allclose(got, np.matmul(a.astype(np.float64), b.astype(np.float64)), rtol=1e-4,
+                               atol=1e-4 * np.sqrt(k))
 
 
 def test_winograd_needs_a_3x3_stride_1_kernel():

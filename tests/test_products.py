@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tinyconv.kernels import products
-from tinyconv.kernels.products import ProductPool, cut, matmul, pieces
+from tinyconv.kernels.products import ProductPool, column_sums, cut, matmul, pieces
 
 pytestmark = pytest.mark.kernels
 
@@ -38,11 +38,42 @@ def test_matmul_is_numpys_product_and_the_same_bits_on_any_thread_count(kind, dt
     rng = np.random.default_rng(0)
     a_shape, b_shape = SHAPES[kind]
     a, b = rng.standard_normal(a_shape).astype(dtype), rng.standard_normal(b_shape).astype(dtype)
-    results = [matmul(a, b, pool) for pool in POOLS.values()]
+    results = [matmul(a, b, pool=pool) for pool in POOLS.values()]
     reference = np.matmul(a.astype(np.float64), b.astype(np.float64))
     tolerance = 1e-4 if dtype == np.float32 else 1e-11
     np.testing.assert_allclose(results[0], reference, rtol=tolerance, atol=tolerance * np.sqrt(a_shape[-1]))
     assert results[0].dtype == dtype
+    for result in results[1:]:
+        assert np.array_equal(result, results[0])
+
+
+@pytest.mark.parametrize("kind", SHAPES)
+def test_matmul_adds_the_bias_to_every_row_once_whatever_the_cut(kind):
+    """The bias goes in piece by piece (rows: each piece its rows; columns: each piece its slice
+    of the bias; a split sum: once, after the partials): a piece that skipped it, took another
+    slice or added it to every partial fails here."""
+    rng = np.random.default_rng(1)
+    a_shape, b_shape = SHAPES[kind]
+    a, b = rng.standard_normal(a_shape), rng.standard_normal(b_shape)
+    bias = rng.standard_normal(b_shape[1]) * 100
+    results = [matmul(a, b, bias, pool) for pool in POOLS.values()]
+    np.testing.assert_allclose(results[0], np.matmul(a, b) + bias[None, :], rtol=1e-11, atol=1e-9)
+    for result in results[1:]:
+        assert np.array_equal(result, results[0])
+
+
+@pytest.mark.parametrize("rows", [1, 5000, 70001])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_column_sums_are_the_sums_of_the_rows_and_the_same_bits_on_any_thread_count(rows, dtype):
+    """One piece, a few, and a ragged last one; against math.fsum of each column in float64."""
+    import math
+    rng = np.random.default_rng(rows)
+    a = rng.standard_normal((rows, 37)).astype(dtype) + 3
+    results = [column_sums(a, pool) for pool in POOLS.values()]
+    reference = np.array([math.fsum(column) for column in a.astype(np.float64).T])
+    tolerance = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(results[0], reference, rtol=tolerance)
+    assert results[0].dtype == dtype and results[0].shape == (37,)
     for result in results[1:]:
         assert np.array_equal(result, results[0])
 
@@ -55,8 +86,8 @@ def test_matmul_of_any_shape_and_layout(m, k, n, transpose_a, transpose_b, threa
     rng = np.random.default_rng(m * k * n)
     a = rng.standard_normal((k, m)).T if transpose_a else rng.standard_normal((m, k))
     b = rng.standard_normal((n, k)).T if transpose_b else rng.standard_normal((k, n))
-    np.testing.assert_allclose(matmul(a, b, POOLS[threads]), a @ b, rtol=1e-10, atol=1e-10 * np.sqrt(k))
-    assert np.array_equal(matmul(a, b, POOLS[threads]), matmul(a, b, POOLS[1]))
+    np.testing.assert_allclose(matmul(a, b, pool=POOLS[threads]), a @ b, rtol=1e-10, atol=1e-10 * np.sqrt(k))
+    assert np.array_equal(matmul(a, b, pool=POOLS[threads]), matmul(a, b, pool=POOLS[1]))
 
 
 def test_pieces_depend_on_the_shape_only_and_cover_it():

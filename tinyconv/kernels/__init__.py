@@ -92,10 +92,16 @@ def runs_loops(x) -> bool:
     return _path == "loops" and not backend.is_gpu_array(x)
 
 
-def matmul(a, b):
-    """``a @ b`` for 2-D arrays; on the CPU the same bits on any number of
-    threads (``products.py``)."""
-    return module_for(a).matmul(a, b)
+def matmul(a, b, bias=None):
+    """``a @ b`` for 2-D arrays, plus ``bias`` on every row if given; on the CPU the same bits on
+    any number of threads (``products.py``)."""
+    return module_for(a).matmul(a, b, bias)
+
+
+def column_sums(a):
+    """``a.sum(axis=0)`` for a 2-D array (a bias's gradient); on the CPU in pieces on every thread,
+    the same bits on any number of them (``products.py``)."""
+    return module_for(a).column_sums(a)
 
 
 def im2col(x, window):

@@ -11,7 +11,7 @@ import numpy as np
 from numba import njit, prange
 
 from .compile_cache import cache_enabled
-from .products import matmul  # noqa: F401  (the products' split lives in its own file)
+from .products import column_sums, matmul  # noqa: F401  (the products' split lives in its own file)
 from .geometry import window_output
 
 CACHE = cache_enabled()  # before the first decorator: with nowhere to write, cache=CACHE fails inside numba

@@ -13,8 +13,8 @@ elements with a grid-stride loop, so a bounded grid covers any size (see ``launc
 The CUDA source is compiled once, on first use, for float32 and float64 (one C++ template per
 kernel, called by one ``extern "C"`` entry point per type, such as ``im2col_float``). Plain C
 names let CuPy load the compiled module from its disk cache in later processes: it compiles
-again whenever it has to look up C++ (mangled) names. Matrix products are the reference's
-``matmul``: ``cupy.matmul`` runs them on cuBLAS.
+again whenever it has to look up C++ (mangled) names. Matrix products and column sums are the
+reference's: ``cupy.matmul`` runs them on cuBLAS.
 
 CuPy compiles every kernel with ``-ftz=true``: float32 subnormals (below about 1.2e-38) are
 read and written as 0 on the GPU, where NumPy and numba keep them. float64 is not affected.
@@ -27,7 +27,7 @@ import numpy as np
 
 # LeakyReLU and BatchNormalization have no CUDA version here: the reference ones are written with
 # get_array_module, so CuPy runs them as they are (a few small CuPy kernels per call).
-from .reference import leaky_relu_backward, leaky_relu_forward, matmul  # noqa: F401
+from .reference import column_sums, leaky_relu_backward, leaky_relu_forward, matmul  # noqa: F401
 from .reference import batchnorm_backward, batchnorm_forward, batchnorm_statistics  # noqa: F401
 from .reference import _windows_shape, check_fill_mode
 

@@ -30,6 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 PIECE_FLOPS = 1 << 22  # work per piece, ~0.1 ms on one core: small enough for the queue to balance
+SUM_PIECE_ELEMENTS = 1 << 18  # a column sum's piece: 1 MiB of float32, memory-bound like any sum
 ALIGN = 16  # rows or columns per piece are a multiple of this (the BLAS kernels' register blocks)
 MOST_PARTIAL_SUMS = 16  # a split sum keeps at most this many partial results in memory
 USER_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS", "OMP_NUM_THREADS")
@@ -45,10 +46,10 @@ def default_threads(environ=os.environ) -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-def pieces(length: int, flops_per_unit: int, smallest: int) -> list[tuple[int, int]]:
-    """``[start, stop)`` ranges cutting ``length`` units into pieces of about ``PIECE_FLOPS``,
+def pieces(length: int, flops_per_unit: int, smallest: int, per_piece: int = PIECE_FLOPS) -> list[tuple[int, int]]:
+    """``[start, stop)`` ranges cutting ``length`` units into pieces of about ``per_piece`` flops,
     each a multiple of ``smallest`` long (the last one shorter). Depends on the shapes only."""
-    size = max(smallest, -(-PIECE_FLOPS // max(flops_per_unit, 1)))
+    size = max(smallest, -(-per_piece // max(flops_per_unit, 1)))
     size = -(-size // smallest) * smallest
     return [(start, min(length, start + size)) for start in range(0, length, size)]
 
@@ -106,25 +107,48 @@ def cut(a_shape, b_shape) -> tuple[str, list[tuple[int, int]]]:
     return "whole", [(0, k)]
 
 
-def matmul(a, b, pool: ProductPool | None = None):
-    """``a @ b`` for 2-D ``a`` (M, K) and ``b`` (K, N); a new array. (Winograd's stacks of 36
+def matmul(a, b, bias=None, pool: ProductPool | None = None):
+    """``a @ b`` for 2-D ``a`` (M, K) and ``b`` (K, N), plus ``bias`` (N,) on every row if given; a
+    new array. Each piece of rows adds the bias to its rows while they are still in the cache,
+    instead of one more pass over the whole result on one thread. (Winograd's stacks of 36
     products run as ``numpy.matmul`` on the pool's threads, one block of images each: see
     ``layers/winograd.py``.)"""
     pool = pool or default_pool()
     out = np.empty(a.shape[:-1] + b.shape[-1:], dtype=np.result_type(a, b))
     kind, split = cut(a.shape, b.shape)
     if kind == "rows":
-        pool.run([_piece(a[i:j], b, out[i:j]) for i, j in split])
-    elif kind == "columns":
-        pool.run([_piece(a, b[:, i:j], out[:, i:j]) for i, j in split])
-    elif kind == "sum":
+        pool.run([_piece(a[i:j], b, out[i:j], bias) for i, j in split])
+        return out
+    if kind == "columns":
+        pool.run([_piece(a, b[:, i:j], out[:, i:j], None if bias is None else bias[i:j]) for i, j in split])
+        return out
+    if kind == "sum":
         partial = np.empty((len(split), *out.shape), dtype=out.dtype)
-        pool.run([_piece(a[:, i:j], b[i:j], partial[p]) for p, (i, j) in enumerate(split)])
+        pool.run([_piece(a[:, i:j], b[i:j], partial[p], None) for p, (i, j) in enumerate(split)])
         np.add.reduce(partial, axis=0, out=out)  # one partial after the other: a fixed order
     else:
         np.matmul(a, b, out=out)
+    if bias is not None:
+        out += bias
     return out
 
 
-def _piece(a, b, out):
-    return lambda: np.matmul(a, b, out=out)
+def _piece(a, b, out, bias):
+    def product():
+        np.matmul(a, b, out=out)
+        if bias is not None:
+            np.add(out, bias, out=out)
+    return product
+
+
+def column_sums(a, pool: ProductPool | None = None):
+    """``a.sum(axis=0)`` for 2-D ``a``: partial sums of consecutive rows on the pool's threads (the
+    pieces depend on the shape only), added in their order. A bias's gradient, the sum of the
+    upstream gradient over every position, on all cores instead of one."""
+    pool = pool or default_pool()
+    split = pieces(a.shape[0], a.shape[1], 1, SUM_PIECE_ELEMENTS)
+    if len(split) == 1:
+        return a.sum(axis=0)
+    partial = np.empty((len(split), a.shape[1]), dtype=a.dtype)
+    pool.run([lambda p=p, i=i, j=j: np.sum(a[i:j], axis=0, out=partial[p]) for p, (i, j) in enumerate(split)])
+    return np.add.reduce(partial, axis=0)

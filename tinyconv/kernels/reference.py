@@ -23,9 +23,16 @@ def _windows_shape(x_shape, window):
     return (x_shape[0], *window_output(x_shape, window), x_shape[3])
 
 
-def matmul(a, b):
-    """``a @ b`` for 2-D arrays: what ``products.matmul`` computes in pieces."""
-    return get_array_module(a).matmul(a, b)
+def matmul(a, b, bias=None):
+    """``a @ b`` for 2-D arrays, plus ``bias`` on every row if given: what ``products.matmul``
+    computes in pieces."""
+    product = get_array_module(a).matmul(a, b)
+    return product if bias is None else product + bias
+
+
+def column_sums(a):
+    """The sum of a 2-D array's rows: what ``products.column_sums`` adds up in pieces."""
+    return a.sum(axis=0)
 
 
 def im2col(x, window):

@@ -77,9 +77,8 @@ class Conv2D(WindowLayer, LinearLayer):
             self.cache = algorithm, cache
             return z
         cols = kernels.im2col(x, self.geometry)  # X
-        z = kernels.matmul(cols, self.params["kernel"].reshape(-1, self.filters)) # Z = X W
-        if self.use_bias:
-            z += self.params["bias"]                                              #   + b
+        bias = self.params["bias"] if self.use_bias else None
+        z = kernels.matmul(cols, self.params["kernel"].reshape(-1, self.filters), bias)  # Z = X W + b
         self.cache = "im2col", (cols, x.shape)
         return z.reshape(x.shape[0], *self.output_shape)
 
@@ -96,7 +95,7 @@ class Conv2D(WindowLayer, LinearLayer):
         kernel = self.params["kernel"]
         self.grads["kernel"] = kernels.matmul(cols.T, dz).reshape(kernel.shape)   # dW = X^T dZ
         if self.use_bias:
-            self.grads["bias"] = dz.sum(axis=0)                                   # db = sum of dZ's rows
+            self.grads["bias"] = kernels.column_sums(dz)                          # db = sum of dZ's rows
         if not input_gradient:
             return None
         dcols = kernels.matmul(dz, kernel.reshape(-1, self.filters).T)            # dX = dZ W^T

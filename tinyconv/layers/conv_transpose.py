@@ -90,7 +90,7 @@ class Conv2DTranspose(WindowLayer, LinearLayer):
         windows = kernels.im2col(dz, self.geometry)
         self.grads["kernel"] = kernels.matmul(windows.T, x.reshape(-1, channels)).reshape(kernel.shape)
         if self.use_bias:
-            self.grads["bias"] = dz.sum(axis=(0, 1, 2))
+            self.grads["bias"] = kernels.column_sums(dz.reshape(-1, dz.shape[-1]))
         if not input_gradient:
             return None
         return kernels.matmul(windows, kernel.reshape(-1, channels)).reshape(x.shape)

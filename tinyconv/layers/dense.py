@@ -50,16 +50,13 @@ class Dense(LinearLayer):
     def forward_linear(self, x):
         self.check_input(x)
         self.cache = x
-        z = kernels.matmul(x, self.params["kernel"])
-        if self.use_bias:
-            z += self.params["bias"]
-        return z
+        return kernels.matmul(x, self.params["kernel"], self.params["bias"] if self.use_bias else None)
 
     def backward_linear(self, dz, input_gradient: bool = True):
         x = self.cache
         self.grads["kernel"] = kernels.matmul(x.T, dz)
         if self.use_bias:
-            self.grads["bias"] = dz.sum(axis=0)
+            self.grads["bias"] = kernels.column_sums(dz)
         return kernels.matmul(dz, self.params["kernel"].T) if input_gradient else None
 
     def receptive_field(self, field):
