@@ -52,6 +52,29 @@ def winograd_problems(draw):
 TILE_TRANSFORMS = [F2X2_3X3, F4X4_3X3]
 
 
+@pytest.mark.parametrize("module", [cpu, reference], ids=["numba", "reference"])
+def test_winograd_transforms_write_into_the_block_they_are_given(module):
+    """The layer passes a block of its own y and dx as ``out``: exactly that block gets the values
+    a new array would hold, the images around it keep theirs (NaN here)."""
+    rng = np.random.default_rng(3)
+    transforms, pads, block = TILE_TRANSFORMS[-1], (1, 1, 1, 1), slice(2, 4)
+    x_shape, out_shape = (2, 9, 7, 3), (2, 9, 7, 5)
+    tiles = reference.winograd_tiles(9, 7, transforms.m)
+    a = transforms.bt.shape[0]
+    dv = rng.standard_normal((a * a, 2 * tiles[0] * tiles[1], 3))
+    products = rng.standard_normal((a * a, 2 * tiles[0] * tiles[1], 5))
+    bias = rng.standard_normal(5)
+    for expected, write, shape in [
+            (reference.winograd_input_transform_adjoint(dv, x_shape, pads, tiles, transforms.bt),
+             lambda out: module.winograd_input_transform_adjoint(dv, x_shape, pads, tiles, transforms.bt, out), x_shape),
+            (reference.winograd_output_transform(products, out_shape, bias, transforms.at),
+             lambda out: module.winograd_output_transform(products, out_shape, bias, transforms.at, out), out_shape)]:
+        whole = np.full((5, *shape[1:]), np.nan)
+        assert write(whole[block]) is not None
+        np.testing.assert_allclose(whole[block], expected, rtol=1e-12, atol=1e-12)
+        assert np.isnan(whole[:2]).all() and np.isnan(whole[4:]).all()
+
+
 @settings(max_examples=60, deadline=None)
 @given(winograd_problems(), st.sampled_from(TILE_TRANSFORMS))
 def test_winograd_transforms_match_reference(problem, transforms):

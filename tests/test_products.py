@@ -30,6 +30,19 @@ def test_the_cases_cut_as_named(kind):
     assert cut(*SHAPES[kind])[0] == kind
 
 
+@pytest.mark.parametrize("a_shape, b_shape, kind", [
+    ((27, 73728), (73728, 64), "sum"),  # first layer's dW at 48 px: rows would read dZ twice
+    ((32, 18432), (18432, 128), "sum"),  # Dense forward: rows would read W twice
+    ((32, 128), (128, 18432), "columns"),  # Dense dX: rows would read W twice
+    ((73728, 27), (27, 64), "rows"),  # im2col forward
+])
+def test_the_cut_is_the_one_that_moves_the_fewest_elements(a_shape, b_shape, kind):
+    """Counted by hand for the seed CNN's products at 48 px: e.g. the first, rows: 2 pieces x
+    (73728 x 64) + 27 x 73728 = 11.4M elements; columns: 4 pieces x 27 x 73728 + 73728 x 64 = 12.7M;
+    sum: 27 x 73728 + 73728 x 64 + 16 partials x 27 x 64 = 6.7M."""
+    assert cut(a_shape, b_shape)[0] == kind
+
+
 @pytest.mark.parametrize("kind", SHAPES)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_matmul_is_numpys_product_and_the_same_bits_on_any_thread_count(kind, dtype):

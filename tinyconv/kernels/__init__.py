@@ -123,12 +123,14 @@ def winograd_input_transform(x, padding, tiles, bt):
     return module_for(x).winograd_input_transform(x, padding, tiles, bt)
 
 
-def winograd_input_transform_adjoint(dv, x_shape, padding, tiles, bt):
-    return module_for(dv).winograd_input_transform_adjoint(dv, x_shape, padding, tiles, bt)
+def winograd_input_transform_adjoint(dv, x_shape, padding, tiles, bt, out=None):
+    """``out``: an array of ``x_shape`` to write dx into (a block of the layer's dx), else a new one."""
+    return module_for(dv).winograd_input_transform_adjoint(dv, x_shape, padding, tiles, bt, out)
 
 
-def winograd_output_transform(products, out_shape, bias, at):
-    return module_for(products).winograd_output_transform(products, out_shape, bias, at)
+def winograd_output_transform(products, out_shape, bias, at, out=None):
+    """``out``: an array of ``out_shape`` to write y into (a block of the layer's output), else a new one."""
+    return module_for(products).winograd_output_transform(products, out_shape, bias, at, out)
 
 
 def winograd_output_transform_adjoint(dy, at):

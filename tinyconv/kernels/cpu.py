@@ -374,20 +374,20 @@ def winograd_input_transform(x, padding, tiles, bt):
     return v
 
 
-def winograd_input_transform_adjoint(dv, x_shape, padding, tiles, bt):
+def winograd_input_transform_adjoint(dv, x_shape, padding, tiles, bt, out=None):
     n, _, _, c = x_shape
     a = bt.shape[0]
-    dx = np.empty(x_shape, dtype=dv.dtype)
+    dx = np.empty(x_shape, dtype=dv.dtype) if out is None else out
     dv6 = np.ascontiguousarray(dv).reshape(a, a, n, tiles[0], tiles[1], c)
     _kernel(_input_adjoint_kernel, bt.T, dv.dtype)(dv6, dx, padding[0], padding[2])
     return dx
 
 
-def winograd_output_transform(products, out_shape, bias, at):
+def winograd_output_transform(products, out_shape, bias, at, out=None):
     n, oh, ow, f = out_shape
     m, a = at.shape
     th, tw = winograd_tiles(oh, ow, m)
-    y = np.empty(out_shape, dtype=products.dtype)
+    y = np.empty(out_shape, dtype=products.dtype) if out is None else out
     bias = np.ascontiguousarray(np.broadcast_to(np.asarray(bias, dtype=products.dtype), (f,)))
     _kernel(_output_kernel, at, products.dtype)(np.ascontiguousarray(products).reshape(a, a, n, th, tw, f), bias, y)
     return y

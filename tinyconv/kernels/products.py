@@ -9,8 +9,12 @@ program takes stalls every product.
 How. OpenBLAS runs on one thread (``cpu_tuning`` pins it when tinyconv is imported), and the
 splitting is done here, in pieces that depend only on the shapes:
 
-- a product ``(M, K) @ (K, N)`` is cut along the rows of the result (M), else along its columns
-  (N), else along the sum (K) into partial products that are added in a fixed order.
+- a product ``(M, K) @ (K, N)`` is cut along the rows of the result (M), along its columns (N),
+  or along the sum (K) into partial products that are added in a fixed order: whichever of the
+  three moves the fewest elements. A piece of rows reads all of B, a piece of columns all of A, and
+  a piece of the sum its own slices of both but writes a whole (M, N) partial result: the first
+  layer's kernel gradient, (27, 73728) @ (73728, 64) at 48 px, took 5.2 ms in two pieces of rows
+  (each reading the whole upstream gradient) and 3.1 ms in 16 partial sums.
 
 Each piece is one single-threaded BLAS call, and the same call whichever thread makes it. The
 caller and ``threads - 1`` helper threads take pieces from one queue until none is left: the
@@ -97,14 +101,22 @@ def default_pool() -> ProductPool:
 
 def cut(a_shape, b_shape) -> tuple[str, list[tuple[int, int]]]:
     """How ``matmul`` cuts a product of these shapes: ``("rows" | "columns" | "sum" | "whole",
-    pieces)``, the first way, in that order, that gives more than one piece."""
+    pieces)``, of the ways that give more than one piece the one whose pieces read and write the
+    fewest elements (the earlier in that order on a tie)."""
     (m, k), n = a_shape, b_shape[1]
-    for kind, length, flops, smallest in (("rows", m, 2 * k * n, ALIGN), ("columns", n, 2 * m * k, ALIGN),
-                                          ("sum", k, 2 * m * n, max(ALIGN, -(-k // MOST_PARTIAL_SUMS)))):
+    # (kind, length cut, flops per unit of it, smallest piece, elements moved once, and per piece)
+    ways = (("rows", m, 2 * k * n, ALIGN, m * k, k * n),  # every piece reads all of B
+            ("columns", n, 2 * m * k, ALIGN, k * n, m * k),  # every piece reads all of A
+            ("sum", k, 2 * m * n, max(ALIGN, -(-k // MOST_PARTIAL_SUMS)), m * k + k * n, m * n))  # writes a partial
+    candidates = []
+    for order, (kind, length, flops, smallest, once, per_piece) in enumerate(ways):
         split = pieces(length, flops, smallest)
         if len(split) > 1:
-            return kind, split
-    return "whole", [(0, k)]
+            candidates.append((once + len(split) * per_piece, order, kind, split))
+    if not candidates:
+        return "whole", [(0, k)]
+    _, _, kind, split = min(candidates)
+    return kind, split
 
 
 def matmul(a, b, bias=None, pool: ProductPool | None = None):

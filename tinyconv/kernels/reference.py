@@ -106,7 +106,7 @@ def winograd_input_transform(x, padding, tiles, bt):
     return v.reshape(a * a, n * th * tw, c)
 
 
-def winograd_input_transform_adjoint(dv, x_shape, padding, tiles, bt):
+def winograd_input_transform_adjoint(dv, x_shape, padding, tiles, bt, out=None):
     """The adjoint of the input transform: each tile gets B dV B^T, and overlapping tiles add up."""
     a = bt.shape[0]
     m, (th, tw) = a - 2, tiles
@@ -117,16 +117,24 @@ def winograd_input_transform_adjoint(dv, x_shape, padding, tiles, bt):
     for r in range(a):
         for s in range(a):
             dx_padded[:, r:r + m * th:m, s:s + m * tw:m, :] += dd[r, s]
-    return dx_padded[:, top:top + h, left:left + w, :]
+    return _written(dx_padded[:, top:top + h, left:left + w, :], out)
 
 
-def winograd_output_transform(products, out_shape, bias, at):
+def winograd_output_transform(products, out_shape, bias, at, out=None):
     """M of shape (a*a, N*TH*TW, F) -> (N, OH, OW, F): every tile becomes A^T M A, plus the bias."""
     m, a = at.shape
     n, oh, ow, f = out_shape
     th, tw = winograd_tiles(oh, ow, m)
     y = np.einsum("ai,bj,ijntwf->ntawbf", at, at, products.reshape(a, a, n, th, tw, f), optimize=True)
-    return y.reshape(n, m * th, m * tw, f)[:, :oh, :ow, :] + bias
+    return _written(y.reshape(n, m * th, m * tw, f)[:, :oh, :ow, :] + bias, out)
+
+
+def _written(result, out):
+    """``result``, or ``out`` holding it (the layer's own array, when the caller passes one)."""
+    if out is None:
+        return result
+    out[...] = result
+    return out
 
 
 def winograd_output_transform_adjoint(dy, at):

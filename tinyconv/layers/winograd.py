@@ -31,7 +31,8 @@ reverse order, given ``dy``:
 
 Blocks. The tiles V are 2.25 times the input for F(4x4) (36 entries for every 16 outputs), and
 M, dM and dV are as large again. Forward and backward therefore run over blocks of a few images
-whose tiles fit a core's cache (``BLOCK_BYTES``): one thread takes a block from the queue and runs
+whose tiles fit a core's cache (``BLOCK_BYTES``), as many blocks as a multiple of ``SUM_LANES`` so
+that the threads get equal shares: one thread takes a block from the queue and runs
 it from input to output (transform, products, transform) while its arrays are still in the cache;
 the same work as whole-batch passes read each array back from memory (docs/performance.md has the
 numbers). Forward keeps no tiles: backward transforms each block's input again, which in the cache
@@ -194,7 +195,7 @@ def forward(x, kernel, bias, padding, out_shape, transforms: TileTransforms):
     def run(block: slice):
         v = kernels.winograd_input_transform(x[block], padding, tiles, bt)
         # on this thread: the blocks are the pieces
-        y[block] = kernels.winograd_output_transform(stacked_matmul(v, u), _block_shape(block, out_shape), bias, at)
+        kernels.winograd_output_transform(stacked_matmul(v, u), _block_shape(block, out_shape), bias, at, y[block])
 
     default_pool().run([lambda block=block: run(block) for block in blocks])
     return y, (x, blocks, u, padding, tiles, transforms)
@@ -220,8 +221,8 @@ def backward(dy, cache, input_gradient: bool = True):
             partial_du[lane] = du if partial_du[lane] is None else np.add(partial_du[lane], du, out=partial_du[lane])
             if input_gradient:
                 dv = stacked_matmul(dm, u_t)
-                dx[block] = kernels.winograd_input_transform_adjoint(dv, _block_shape(block, x.shape), padding,
-                                                                     tiles, bt)
+                kernels.winograd_input_transform_adjoint(dv, _block_shape(block, x.shape), padding, tiles, bt,
+                                                         dx[block])
 
     default_pool().run([lambda lane=lane: run(lane) for lane in range(len(lanes))])
     du = partial_du[0]
