@@ -55,7 +55,7 @@ def test_forward_equals_nested_loops(n, h, w, c, f, kh, kw, sh, sw, padding, see
 @settings(max_examples=40, deadline=None)
 @given(n=st.integers(1, 2), h=st.integers(3, 11), w=st.integers(3, 11), c=st.integers(1, 4),
        f=st.integers(1, 3), padding=st.sampled_from(["valid", "same"]), use_bias=st.booleans(),
-       algorithm=st.sampled_from(["winograd", "winograd_2x2"]), reference_kernels=st.booleans(),
+       algorithm=st.sampled_from(["winograd", "winograd_6x6", "winograd_2x2"]), reference_kernels=st.booleans(),
        seed=st.integers(0, 1000))
 def test_winograd_forward_equals_nested_loops(n, h, w, c, f, padding, use_bias, algorithm, reference_kernels,
                                               seed):
@@ -83,7 +83,21 @@ def test_auto_algorithm_takes_winograd_for_wide_3x3_stride_1_layers(rng):
         assert layer.cache[0] == expected, (layer, channels)
 
 
-@pytest.mark.parametrize("algorithm", ["winograd", "winograd_2x2"])
+@pytest.mark.parametrize("size, padding, expected", [
+    (8, "same", "winograd"), (16, "same", "winograd"), (32, "same", "winograd"), (24, "same", "winograd_6x6"),
+    (48, "same", "winograd_6x6"), (20, "valid", "winograd_6x6"), (64, "same", "winograd_6x6")])
+def test_auto_algorithm_takes_the_tile_with_the_fewest_products(size, padding, expected, rng):
+    """Products a*a per tile, tiles past the edge counted whole, counted by hand: 8 px, F(4x4)
+    36 x 2 x 2 = 144 against F(6x6) 64 x 2 x 2 = 256; 16 px 36 x 16 = 576 = 64 x 9 and 32 px
+    36 x 64 = 2304 = 64 x 36, ties, F(4x4); 24 px 1296 against 1024; 48 px 5184 against 4096;
+    20 px valid (18 out) 36 x 25 = 900 against 64 x 9 = 576; 64 px 9216 against 64 x 121 = 7744."""
+    layer = Conv2D(2, 3, padding=padding)
+    layer.build((size, size, 32))
+    layer.forward(rng.standard_normal((1, size, size, 32)).astype(np.float32))
+    assert layer.cache[0] == expected
+
+
+@pytest.mark.parametrize("algorithm", ["winograd", "winograd_6x6", "winograd_2x2"])
 def test_winograd_backward_equals_im2col_backward(algorithm, rng):
     x = rng.standard_normal((2, 9, 7, 16)).astype(np.float32)
     dy = rng.standard_normal((2, 9, 7, 5)).astype(np.float32)

@@ -33,6 +33,7 @@ LAYERS = {
     "conv_winograd_same": lambda: Conv2D(3, (3, 3), padding="same", algorithm="winograd"),
     "conv_winograd_valid_no_bias": lambda: Conv2D(2, (3, 3), use_bias=False, algorithm="winograd"),
     "conv_winograd_2x2_same": lambda: Conv2D(3, (3, 3), padding="same", algorithm="winograd_2x2"),
+    "conv_winograd_6x6_valid": lambda: Conv2D(2, (3, 3), algorithm="winograd_6x6"),
     "leaky_relu": lambda: LeakyReLU(),
     "relu": lambda: ReLU(),
     "sigmoid": lambda: Sigmoid(),

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from tinyconv.kernels import cpu, loops, reference
-from tinyconv.layers.winograd import F2X2_3X3, F4X4_3X3
+from tinyconv.layers.winograd import F2X2_3X3, F4X4_3X3, F6X6_3X3
 
 pytestmark = pytest.mark.kernels
 
@@ -49,7 +49,7 @@ def winograd_problems(draw):
     return x, pads, out_shape, rng
 
 
-TILE_TRANSFORMS = [F2X2_3X3, F4X4_3X3]
+TILE_TRANSFORMS = [F2X2_3X3, F4X4_3X3, F6X6_3X3]
 
 
 @pytest.mark.parametrize("module", [cpu, reference], ids=["numba", "reference"])

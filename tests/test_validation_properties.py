@@ -126,7 +126,7 @@ CASES = [
     (Conv2D, {"filters": 2, "kernel_size": 3}, "use_bias", boolean),
     (Conv2D, {"filters": 2, "kernel_size": 3}, "kernel_initializer", choice("glorot_uniform", "he_normal", "zeros")),
     (Conv2D, {"filters": 2, "kernel_size": 3}, "bias_initializer", choice("glorot_uniform", "he_normal", "zeros")),
-    (Conv2D, {"filters": 2, "kernel_size": 3}, "algorithm", choice("auto", "im2col", "winograd", "winograd_2x2")),
+    (Conv2D, {"filters": 2, "kernel_size": 3}, "algorithm", choice("auto", "im2col", "winograd", "winograd_6x6", "winograd_2x2")),
     (Conv2D, {"filters": 2, "kernel_size": 3}, "name", layer_name),
     (Conv2D, {"filters": 2, "kernel_size": 3}, "input_shape", shape),
     (MaxPooling2D, {}, "pool_size", pair()),

@@ -188,34 +188,49 @@ def maxpool_backward(dy, argmax, x_shape, window):
 
 from .reference import winograd_tiles  # noqa: E402  (kept beside the section that uses it)
 
-TILE_TERMS = 6  # the largest tile side a: F(4x4, 3x3)
+TILE_TERMS = 8  # the largest tile side a, F(6x6, 3x3)'s: every matrix is padded to 8 x 8
 ZERO_TERMS_DROPPED = {"nnan", "ninf", "nsz"}  # the fastmath flags that let the compiler drop 0 * x
 
 
+def _terms(a: int) -> int:
+    """The side of a kernel's tile buffers: 6 up to F(4x4) (three 6 x 6 x 64 buffers fit a 32 KiB
+    L1 cache, 8 x 8 ones do not), 8 for F(6x6)."""
+    return 6 if a <= 6 else TILE_TERMS
+
+
 @njit(inline="always", fastmath=ZERO_TERMS_DROPPED)
-def _dot(p, i, t0, t1, t2, t3, t4, t5):
+def _dot(p, i, t0, t1, t2, t3, t4, t5, t6, t7):
     """sum_r p[i, r] t_r over the TILE_TERMS terms, written out."""
-    return p[i, 0] * t0 + p[i, 1] * t1 + p[i, 2] * t2 + p[i, 3] * t3 + p[i, 4] * t4 + p[i, 5] * t5
+    return (p[i, 0] * t0 + p[i, 1] * t1 + p[i, 2] * t2 + p[i, 3] * t3 + p[i, 4] * t4 + p[i, 5] * t5
+            + p[i, 6] * t6 + p[i, 7] * t7)
 
 
 @njit(inline="always", fastmath=ZERO_TERMS_DROPPED)
-def _left_multiply(p, tile, out, cols):
-    """out[i, s, :] = sum_r p[i, r] * tile[r, s, :] for every row i and the columns s < cols."""
+def _left_multiply(p, tile, out, cols, terms):
+    """out[i, s, :] = sum_r p[i, r] * tile[r, s, :] for every row i < terms and the columns s < cols.
+
+    ``terms`` (6 or 8) is a constant of the calling kernel: its tests fold away. In a 6-term tile
+    the reads of rows 6 and 7 are clamped to row 5, whose coefficient there is 0: dropped.
+    """
     for s in range(cols):
         for ch in range(tile.shape[2]):
             t0, t1, t2 = tile[0, s, ch], tile[1, s, ch], tile[2, s, ch]
             t3, t4, t5 = tile[3, s, ch], tile[4, s, ch], tile[5, s, ch]
-            out[0, s, ch] = _dot(p, 0, t0, t1, t2, t3, t4, t5)
-            out[1, s, ch] = _dot(p, 1, t0, t1, t2, t3, t4, t5)
-            out[2, s, ch] = _dot(p, 2, t0, t1, t2, t3, t4, t5)
-            out[3, s, ch] = _dot(p, 3, t0, t1, t2, t3, t4, t5)
-            out[4, s, ch] = _dot(p, 4, t0, t1, t2, t3, t4, t5)
-            out[5, s, ch] = _dot(p, 5, t0, t1, t2, t3, t4, t5)
+            t6, t7 = tile[min(6, terms - 1), s, ch], tile[terms - 1, s, ch]
+            out[0, s, ch] = _dot(p, 0, t0, t1, t2, t3, t4, t5, t6, t7)
+            out[1, s, ch] = _dot(p, 1, t0, t1, t2, t3, t4, t5, t6, t7)
+            out[2, s, ch] = _dot(p, 2, t0, t1, t2, t3, t4, t5, t6, t7)
+            out[3, s, ch] = _dot(p, 3, t0, t1, t2, t3, t4, t5, t6, t7)
+            out[4, s, ch] = _dot(p, 4, t0, t1, t2, t3, t4, t5, t6, t7)
+            out[5, s, ch] = _dot(p, 5, t0, t1, t2, t3, t4, t5, t6, t7)
+            if terms == 8:
+                out[6, s, ch] = _dot(p, 6, t0, t1, t2, t3, t4, t5, t6, t7)
+                out[7, s, ch] = _dot(p, 7, t0, t1, t2, t3, t4, t5, t6, t7)
 
 
 @njit(inline="always", fastmath=ZERO_TERMS_DROPPED)
-def _right_multiply(tile, q, out, rows):
-    """out[i, j, :] = sum_s tile[i, s, :] * q[j, s] for the rows i < rows and every column j.
+def _right_multiply(tile, q, out, rows, terms):
+    """out[i, j, :] = sum_s tile[i, s, :] * q[j, s] for the rows i < rows and every column j < terms.
 
     The left product on the tile's other axis, written out: calling ``_left_multiply`` on transposed
     views hides the unit channel stride from numba and made the transforms 2x slower.
@@ -224,20 +239,26 @@ def _right_multiply(tile, q, out, rows):
         for ch in range(tile.shape[2]):
             t0, t1, t2 = tile[i, 0, ch], tile[i, 1, ch], tile[i, 2, ch]
             t3, t4, t5 = tile[i, 3, ch], tile[i, 4, ch], tile[i, 5, ch]
-            out[i, 0, ch] = _dot(q, 0, t0, t1, t2, t3, t4, t5)
-            out[i, 1, ch] = _dot(q, 1, t0, t1, t2, t3, t4, t5)
-            out[i, 2, ch] = _dot(q, 2, t0, t1, t2, t3, t4, t5)
-            out[i, 3, ch] = _dot(q, 3, t0, t1, t2, t3, t4, t5)
-            out[i, 4, ch] = _dot(q, 4, t0, t1, t2, t3, t4, t5)
-            out[i, 5, ch] = _dot(q, 5, t0, t1, t2, t3, t4, t5)
+            t6, t7 = tile[i, min(6, terms - 1), ch], tile[i, terms - 1, ch]
+            out[i, 0, ch] = _dot(q, 0, t0, t1, t2, t3, t4, t5, t6, t7)
+            out[i, 1, ch] = _dot(q, 1, t0, t1, t2, t3, t4, t5, t6, t7)
+            out[i, 2, ch] = _dot(q, 2, t0, t1, t2, t3, t4, t5, t6, t7)
+            out[i, 3, ch] = _dot(q, 3, t0, t1, t2, t3, t4, t5, t6, t7)
+            out[i, 4, ch] = _dot(q, 4, t0, t1, t2, t3, t4, t5, t6, t7)
+            out[i, 5, ch] = _dot(q, 5, t0, t1, t2, t3, t4, t5, t6, t7)
+            if terms == 8:
+                out[i, 6, ch] = _dot(q, 6, t0, t1, t2, t3, t4, t5, t6, t7)
+                out[i, 7, ch] = _dot(q, 7, t0, t1, t2, t3, t4, t5, t6, t7)
 
 
 @njit(inline="always")
-def _tile_buffer(channels, dtype):
-    return np.zeros((TILE_TERMS, TILE_TERMS, channels), dtype=dtype)  # zero past the tile, for good
+def _tile_buffers(channels, dtype, terms):
+    """Three terms x terms x channels tiles, zero past the tile for good."""
+    return (np.zeros((terms, terms, channels), dtype=dtype), np.zeros((terms, terms, channels), dtype=dtype),
+            np.zeros((terms, terms, channels), dtype=dtype))
 
 
-def _input_kernel(bt):
+def _input_kernel(bt, terms):
     """x (N, H, W, C) -> v: the tiles B^T d B, for this B^T."""
     @njit(nogil=True, cache=CACHE, fastmath=ZERO_TERMS_DROPPED)
     def transform(x, v, top, left):
@@ -246,7 +267,7 @@ def _input_kernel(bt):
         m = a - 2
         for b in range(n * th):  # one tile row after the other
             nn, ty = b // th, b % th
-            d, t, u = _tile_buffer(c, x.dtype), _tile_buffer(c, x.dtype), _tile_buffer(c, x.dtype)
+            d, t, u = _tile_buffers(c, x.dtype, terms)
             for tx in range(tw):
                 for r in range(a):
                     row = m * ty + r - top
@@ -255,8 +276,8 @@ def _input_kernel(bt):
                         inside = 0 <= row < h and 0 <= col < w
                         for ch in range(c):
                             d[r, s, ch] = x[nn, row, col, ch] if inside else 0.0
-                _left_multiply(bt, d, t, a)  # B^T d
-                _right_multiply(t, bt, u, a)  # (B^T d) B
+                _left_multiply(bt, d, t, a, terms)  # B^T d
+                _right_multiply(t, bt, u, a, terms)  # (B^T d) B
                 for i in range(a):
                     for j in range(a):
                         for ch in range(c):
@@ -264,7 +285,7 @@ def _input_kernel(bt):
     return transform
 
 
-def _input_adjoint_kernel(b_):
+def _input_adjoint_kernel(b_, terms):
     """dv -> dx: each tile's B dV B^T added to the pixels it covers, for this B = (B^T)^T."""
     @njit(nogil=True, cache=CACHE, fastmath=ZERO_TERMS_DROPPED)
     def transform(dv, dx, top, left):
@@ -272,7 +293,7 @@ def _input_adjoint_kernel(b_):
         a, th, tw = dv.shape[0], dv.shape[3], dv.shape[4]
         m = a - 2
         for nn in range(n):
-            g, t, dd = _tile_buffer(c, dx.dtype), _tile_buffer(c, dx.dtype), _tile_buffer(c, dx.dtype)
+            g, t, dd = _tile_buffers(c, dx.dtype, terms)
             for row in range(h):
                 for col in range(w):
                     for ch in range(c):
@@ -283,8 +304,8 @@ def _input_adjoint_kernel(b_):
                         for j in range(a):
                             for ch in range(c):
                                 g[i, j, ch] = dv[i, j, nn, ty, tx, ch]
-                    _left_multiply(b_, g, t, a)  # B dV
-                    _right_multiply(t, b_, dd, a)  # (B dV) B^T
+                    _left_multiply(b_, g, t, a, terms)  # B dV
+                    _right_multiply(t, b_, dd, a, terms)  # (B dV) B^T
                     for r in range(a):  # added to the input pixels the tile covers
                         row = m * ty + r - top
                         if row < 0 or row >= h:
@@ -297,7 +318,7 @@ def _input_adjoint_kernel(b_):
     return transform
 
 
-def _output_kernel(at):
+def _output_kernel(at, terms):
     """products -> y: A^T M A + bias, the outputs past the edge dropped, for this A^T."""
     @njit(nogil=True, cache=CACHE, fastmath=ZERO_TERMS_DROPPED)
     def transform(products, bias, y):
@@ -306,14 +327,14 @@ def _output_kernel(at):
         m = a - 2
         for b in range(n * th):
             nn, ty = b // th, b % th
-            g, t, out = _tile_buffer(f, y.dtype), _tile_buffer(f, y.dtype), _tile_buffer(f, y.dtype)
+            g, t, out = _tile_buffers(f, y.dtype, terms)
             for tx in range(tw):
                 for i in range(a):
                     for j in range(a):
                         for ch in range(f):
                             g[i, j, ch] = products[i, j, nn, ty, tx, ch]
-                _left_multiply(at, g, t, a)  # A^T M (its rows past m are zero)
-                _right_multiply(t, at, out, m)  # (A^T M) A
+                _left_multiply(at, g, t, a, terms)  # A^T M (its rows past m are zero)
+                _right_multiply(t, at, out, m, terms)  # (A^T M) A
                 for r in range(min(m, oh - m * ty)):  # dropping outputs past the edge
                     for s in range(min(m, ow - m * tx)):
                         for ch in range(f):
@@ -321,7 +342,7 @@ def _output_kernel(at):
     return transform
 
 
-def _output_adjoint_kernel(a_):
+def _output_adjoint_kernel(a_, terms):
     """dy -> dm: the tiles A dY A^T, zero past the edge, for this A = (A^T)^T."""
     @njit(nogil=True, cache=CACHE, fastmath=ZERO_TERMS_DROPPED)
     def transform(dy, dm):
@@ -330,7 +351,7 @@ def _output_adjoint_kernel(a_):
         m = a - 2
         for b in range(n * th):
             nn, ty = b // th, b % th
-            e, t, g = _tile_buffer(f, dy.dtype), _tile_buffer(f, dy.dtype), _tile_buffer(f, dy.dtype)
+            e, t, g = _tile_buffers(f, dy.dtype, terms)
             for tx in range(tw):
                 for r in range(m):  # the m x m output-gradient tile, zero past the edge
                     for s in range(m):
@@ -338,8 +359,8 @@ def _output_adjoint_kernel(a_):
                         inside = row < oh and col < ow
                         for ch in range(f):
                             e[r, s, ch] = dy[nn, row, col, ch] if inside else 0.0
-                _left_multiply(a_, e, t, m)  # A dY
-                _right_multiply(t, a_, g, a)  # (A dY) A^T
+                _left_multiply(a_, e, t, m, terms)  # A dY
+                _right_multiply(t, a_, g, a, terms)  # (A dY) A^T
                 for i in range(a):
                     for j in range(a):
                         for ch in range(f):
@@ -361,7 +382,7 @@ def _kernel(maker, matrix, dtype):
                              f"TILE_TERMS = {TILE_TERMS}")
         padded = np.zeros((TILE_TERMS, TILE_TERMS), dtype=dtype)
         padded[:rows, :cols] = matrix
-        _COMPILED[key] = maker(padded)
+        _COMPILED[key] = maker(padded, _terms(max(rows, cols)))
     return _COMPILED[key]
 
 

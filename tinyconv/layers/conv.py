@@ -22,7 +22,7 @@ Backward, given ``dZ = dL/dZ`` reshaped to (N*OH*OW, F):
 flipping it would change nothing.)
 
 Algorithm. The code below is these formulas. Which algorithm runs is decided in one call,
-``conv_algorithms.choose``: Winograd (4x fewer multiplications, for 3x3 stride-1 layers on the CPU,
+``conv_algorithms.choose``: Winograd (4x or 5x fewer multiplications, for 3x3 stride-1 layers on the CPU,
 ``algorithm=`` picks it) or the loop kernels (when switched on) compute the same function
 otherwise.
 """

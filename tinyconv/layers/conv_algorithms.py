@@ -6,9 +6,11 @@ when it applies (``choose`` returns the name of the algorithm, ``OTHERS`` holds 
 
 - ``Winograd``: F(m x m, 3x3) of ``winograd.py``, 4x fewer multiplications, for 3x3 stride-1
   layers on the CPU. ``algorithm="auto"`` (the default) takes it for layers with at least
-  ``WINOGRAD_MIN_CHANNELS`` input channels; ``"winograd"`` (F(4x4, 3x3)) and ``"winograd_2x2"``
-  (F(2x2, 3x3): 2.25x fewer, float32 rounding as small as im2col's) ask for it wherever the kernel
-  shape allows; ``"im2col"`` never. On the GPU, Conv2D always uses im2col.
+  ``WINOGRAD_MIN_CHANNELS`` input channels, with the tile of ``winograd.fewest_products`` for the
+  layer's output size (F(6x6) at 24 or 48 px, F(4x4) at 16 or 32); ``"winograd"`` (F(4x4, 3x3)),
+  ``"winograd_6x6"`` (F(6x6, 3x3): 5x fewer, about twice F(4x4)'s float32 rounding) and
+  ``"winograd_2x2"`` (F(2x2, 3x3): 2.25x fewer, float32 rounding as small as im2col's) ask for one
+  wherever the kernel shape allows; ``"im2col"`` never. On the GPU, Conv2D always uses im2col.
 - ``Loops``: the definition as Python loops (``kernels/loops.py``), for every layer while the loop
   kernels are switched on (``tinyconv.kernels.use_loop_kernels()``), whatever ``algorithm`` says.
 
@@ -21,8 +23,9 @@ from .. import kernels
 from ..kernels import loops
 from . import winograd
 
-# The Winograd tile of each algorithm name; "auto" takes "winograd" where it applies, else im2col.
-WINOGRAD_TILES = {"winograd": winograd.F4X4_3X3, "winograd_2x2": winograd.F2X2_3X3}
+# The Winograd tile of each algorithm name; "auto" takes the one of them with the fewest products
+# where Winograd applies, else im2col.
+WINOGRAD_TILES = {"winograd": winograd.F4X4_3X3, "winograd_6x6": winograd.F6X6_3X3, "winograd_2x2": winograd.F2X2_3X3}
 ALGORITHMS = ("auto", "im2col", *WINOGRAD_TILES)
 # With few input channels the 36 Winograd products are thin (inner dimension C) and bound by
 # memory, while im2col's single product has 9*C. Measured at batch 32 on 32x32 inputs, forward +
@@ -72,5 +75,8 @@ def choose(layer, x) -> str:
             or not kernels.has_winograd(x):
         return "im2col"
     if layer.algorithm == "auto":
-        return "winograd" if layer.input_shape[2] >= WINOGRAD_MIN_CHANNELS else "im2col"
+        if layer.input_shape[2] < WINOGRAD_MIN_CHANNELS:
+            return "im2col"
+        tile = winograd.fewest_products(*layer.output_shape[:2])
+        return next(name for name, transforms in WINOGRAD_TILES.items() if transforms is tile)
     return layer.algorithm
