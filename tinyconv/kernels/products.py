@@ -122,7 +122,7 @@ def cut(a_shape, b_shape) -> tuple[str, list[tuple[int, int]]]:
 def matmul(a, b, bias=None, pool: ProductPool | None = None):
     """``a @ b`` for 2-D ``a`` (M, K) and ``b`` (K, N), plus ``bias`` (N,) on every row if given; a
     new array. Each piece of rows adds the bias to its rows while they are still in the cache,
-    instead of one more pass over the whole result on one thread. (Winograd's stacks of 36
+    instead of one more pass over the whole result on one thread. (Winograd's stacks of a*a
     products run as ``numpy.matmul`` on the pool's threads, one block of images each: see
     ``layers/winograd.py``.)"""
     pool = pool or default_pool()

@@ -8,7 +8,7 @@ when it applies (``choose`` returns the name of the algorithm, ``OTHERS`` holds 
   layers on the CPU. ``algorithm="auto"`` (the default) takes it for layers with at least
   ``WINOGRAD_MIN_CHANNELS`` input channels, with the tile of ``winograd.fewest_products`` for the
   layer's output size (F(6x6) at 24 or 48 px, F(4x4) at 16 or 32); ``"winograd"`` (F(4x4, 3x3)),
-  ``"winograd_6x6"`` (F(6x6, 3x3): 5x fewer, about twice F(4x4)'s float32 rounding) and
+  ``"winograd_6x6"`` (F(6x6, 3x3): 5x fewer, about 1.4x F(4x4)'s float32 rounding) and
   ``"winograd_2x2"`` (F(2x2, 3x3): 2.25x fewer, float32 rounding as small as im2col's) ask for one
   wherever the kernel shape allows; ``"im2col"`` never. On the GPU, Conv2D always uses im2col.
 - ``Loops``: the definition as Python loops (``kernels/loops.py``), for every layer while the loop
