@@ -60,8 +60,12 @@ def test_reference_and_numba_paths_train_identically(rng):
             loss = model.train_step((x, y))["loss"]
         results.append((loss, model.get_weights()))
     assert results[0][0] == pytest.approx(results[1][0], rel=1e-6)
+    # Adam's first step moves a weight by lr * g / (|g| + epsilon), about lr = 1e-3 for most weights;
+    # for a gradient within a few epsilon of zero, float32 rounding of g decides a fraction of it (at
+    # 12 px the layers run F(6x6), whose two paths round apart by ~1.5e-6 there). A wrong kernel
+    # moves weights by the whole step: 1% of it is the bound.
     for a, b in zip(results[0][1], results[1][1]):
-        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
 def test_seed_fixes_initialisation():
