@@ -103,6 +103,26 @@ def test_matmul_of_any_shape_and_layout(m, k, n, transpose_a, transpose_b, threa
     assert np.array_equal(matmul(a, b, pool=POOLS[threads]), matmul(a, b, pool=POOLS[1]))
 
 
+@pytest.mark.parametrize("m, k, n, slices", [
+    (64, 128, 128, 2), (128, 128, 128, 4), (100, 128, 100, 2), (128, 64, 64, 1), (4000, 300, 64, 1)])
+@pytest.mark.parametrize("transposed", [False, True], ids=["contiguous", "transposed views"])
+def test_stacked_products_in_column_slices_equal_the_whole_product(m, k, n, slices, transposed, rng):
+    """Winograd's stacks of products, cut into column slices where each slice's product then fits
+    SMALL_PRODUCT (halved widths, a ragged last one) and whole where it cannot fit or need not;
+    against float64 products, operands as contiguous arrays and as the transposed views that
+    Winograd's backward passes."""
+    width = n if slices == 1 else -(-n // slices // 16) * 16
+    assert slices == 1 or m * k * width <= products.SMALL_PRODUCT < m * k * 2 * width
+    a = rng.standard_normal((3, k, m) if transposed else (3, m, k)).astype(np.float32)
+    b = rng.standard_normal((3, n, k) if transposed else (3, k, n)).astype(np.float32)
+    if transposed:
+        a, b = a.transpose(0, 2, 1), b.transpose(0, 2, 1)
+    got = products.stacked_matmul(a, b)
+    assert got.shape == (3, m, n) and got.dtype == np.float32
+    np.testing.assert_allclose(got, np.matmul(a.astype(np.float64), b.astype(np.float64)), rtol=1e-4,
+                               atol=1e-4 * np.sqrt(k))
+
+
 def test_pieces_depend_on_the_shape_only_and_cover_it():
     for length, flops, smallest in [(1, 10, 16), (1000, 3456, 16), (20000, 864, 1250), (36, 1 << 24, 1)]:
         cut = pieces(length, flops, smallest)

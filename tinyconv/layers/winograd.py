@@ -49,7 +49,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import kernels
-from ..kernels.products import default_pool
+from ..kernels.products import default_pool, stacked_matmul
 from ..kernels.reference import winograd_tiles
 
 
@@ -191,30 +191,6 @@ def sum_lanes(blocks: int, partial_bytes: int) -> list[range]:
     ``partial_bytes``; depends on the shapes only."""
     lanes = max(1, min(SUM_LANES, blocks, PARTIAL_BYTES // max(partial_bytes, 1)))
     return [range(start, stop) for start, stop in even_cut(blocks, lanes)]
-
-
-# OpenBLAS's AVX-512 single-precision product has a kernel of its own for small matrices (M*K*N at
-# most 10^6) that packs neither operand; larger ones are packed first. One block's 128-channel
-# products, 64 x 128 @ 128 x 128, ran at 70-88 GFLOP/s on an AMD EPYC (Zen 4) and at 100-110 in
-# two halves of 64 columns; 64-channel blocks (128 x 64 @ 64 x 64) are small already.
-SMALL_PRODUCT = 10 ** 6
-SLICE_ALIGN = 16  # a slice's columns: a multiple of the kernels' register blocks
-
-
-def stacked_matmul(a, b):
-    """``numpy.matmul`` of stacks (S, M, K) @ (S, K, N): one BLAS call per matrix of the stack, on
-    the calling thread, in slices of columns halved until each product is small (see
-    ``SMALL_PRODUCT``) where that is possible."""
-    m, k = a.shape[1:]
-    n = width = b.shape[2]
-    while m * k * width > SMALL_PRODUCT and width > SLICE_ALIGN:
-        width = -(-width // 2 // SLICE_ALIGN) * SLICE_ALIGN
-    if width == n or m * k * width > SMALL_PRODUCT:
-        return np.matmul(a, b)
-    out = np.empty((*a.shape[:2], n), dtype=np.result_type(a, b))
-    for start in range(0, n, width):
-        np.matmul(a, b[:, :, start:start + width], out=out[:, :, start:start + width])
-    return out
 
 
 def _block_shape(block: slice, shape) -> tuple:
